@@ -1,0 +1,103 @@
+//! The PostgreSQL adapter: a listener that speaks the PostgreSQL wire protocol to agents'
+//! ordinary clients (psql, psycopg, JDBC...), authenticates them with Airlock tokens,
+//! and relays their sessions to targets through `airlock-session`.
+//!
+//! The adapter holds no policy: it translates frames to actions and events and asks the
+//! session API what to do. See `README.md` beside this crate for protocol corners.
+
+mod cancel;
+pub mod codec;
+mod error;
+mod relay;
+pub mod reply;
+mod session;
+pub mod stream;
+pub mod tls;
+mod translate;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_config::PostgresListenerConfig;
+use airlock_session::Gateway;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use error::{PostgresError, UpstreamError};
+
+/// What every connection of this listener shares.
+pub(crate) struct AdapterState {
+    gateway: Arc<Gateway>,
+    listener: PostgresListenerConfig,
+    tls: TlsAcceptor,
+    cancels: Arc<cancel::CancelRegistry>,
+}
+
+/// A bound PostgreSQL listener.
+pub struct PostgresAdapter {
+    listener: TcpListener,
+    state: Arc<AdapterState>,
+}
+
+impl PostgresAdapter {
+    /// Binds the listener and prepares TLS (generating a certificate into `data_dir` if
+    /// none is configured).
+    pub async fn bind(
+        config: &PostgresListenerConfig,
+        data_dir: &Path,
+        gateway: Arc<Gateway>,
+    ) -> Result<Self, PostgresError> {
+        let tls = TlsAcceptor::from(tls::server_config(config, data_dir)?);
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(PostgresAdapter {
+            listener,
+            state: Arc::new(AdapterState {
+                gateway,
+                listener: config.clone(),
+                tls,
+                cancels: Arc::default(),
+            }),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until `shutdown` turns true, then tells open sessions to end
+    /// and waits for them to record their end.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        let sessions_shutdown = shutdown.clone();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let state = self.state.clone();
+                        tasks.spawn(session::handle(state, tcp, peer, sessions_shutdown.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            }
+        }
+        drop(self.listener);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not end within 10 s of shutdown");
+        }
+    }
+}

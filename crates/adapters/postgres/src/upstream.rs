@@ -1,0 +1,282 @@
+//! Connecting to a target with the vaulted credential: TLS per `sslmode`, the startup
+//! message carrying the client's parameters, and SCRAM-SHA-256, MD5 or cleartext
+//! authentication. Also sends cancel requests on a client's behalf.
+
+use std::time::Duration;
+
+use airlock_config::{SslMode, TargetConfig};
+use airlock_session::Target;
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::codec::{self, backend};
+use crate::error::UpstreamError;
+use crate::stream::BoxIo;
+use crate::tls;
+
+/// An authenticated connection to a target, ready for queries.
+pub struct Upstream {
+    /// The connection.
+    pub io: BoxIo,
+    /// The server's cancel key.
+    pub key: (i32, i32),
+    /// `ParameterStatus` and `NoticeResponse` frames the server sent during startup, to be
+    /// relayed to the client as they are.
+    pub startup_frames: BytesMut,
+    /// Parameters the server reported (name, value).
+    pub params: Vec<(String, String)>,
+    /// Whether the connection is encrypted.
+    pub tls: bool,
+    /// Bytes already read past `ReadyForQuery` (normally none).
+    pub leftover: BytesMut,
+}
+
+fn addr(t: &TargetConfig) -> String {
+    format!("{}:{}", t.host, t.port)
+}
+
+/// Opens and authenticates a connection to `target`, passing on `client_params`
+/// (everything the client sent except `user` and `database`).
+pub async fn connect(
+    target: &Target,
+    client_params: &[(String, String)],
+) -> Result<Upstream, UpstreamError> {
+    let limit = target.config.connect_timeout;
+    match tokio::time::timeout(limit, connect_inner(target, client_params)).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout {
+            addr: addr(&target.config),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+/// Opens TCP and negotiates TLS as `sslmode` says.
+async fn open(t: &TargetConfig) -> Result<(BoxIo, bool), UpstreamError> {
+    let address = addr(t);
+    let tcp = TcpStream::connect((t.host.as_str(), t.port))
+        .await
+        .map_err(|source| UpstreamError::Connect {
+            addr: address.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let tls_config = tls::client_config(t).map_err(|e| UpstreamError::Tls {
+        addr: address.clone(),
+        detail: e.to_string(),
+    })?;
+    let Some(tls_config) = tls_config else {
+        return Ok((Box::new(tcp), false));
+    };
+    let mut tcp = tcp;
+    let mut req = BytesMut::new();
+    frontend::ssl_request(&mut req);
+    let io_err = |source| UpstreamError::Connect {
+        addr: address.clone(),
+        source,
+    };
+    tcp.write_all(&req).await.map_err(io_err)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(io_err)?;
+    match answer[0] {
+        b'S' => {
+            let name = tls::server_name(&t.host).map_err(|e| UpstreamError::Tls {
+                addr: address.clone(),
+                detail: e.to_string(),
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(tls_config);
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| UpstreamError::Tls {
+                    addr: address.clone(),
+                    detail: e.to_string(),
+                })?;
+            Ok((Box::new(stream), true))
+        }
+        b'N' if t.sslmode == SslMode::Prefer => Ok((Box::new(tcp), false)),
+        b'N' => Err(UpstreamError::TlsRefused { addr: address }),
+        other => Err(UpstreamError::Protocol(format!(
+            "unexpected answer {other:#04x} to SSLRequest"
+        ))),
+    }
+}
+
+async fn connect_inner(
+    target: &Target,
+    client_params: &[(String, String)],
+) -> Result<Upstream, UpstreamError> {
+    let t = &target.config;
+    let (mut io, tls) = open(t).await?;
+    let mut params: Vec<(&str, &str)> =
+        vec![("user", t.user.as_str()), ("database", t.database.as_str())];
+    params.extend(client_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut out = BytesMut::new();
+    frontend::startup_message(params.iter().copied(), &mut out)
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    send(&mut io, &mut out).await?;
+
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut scram: Option<ScramSha256> = None;
+    let mut startup_frames = BytesMut::new();
+    let mut server_params = Vec::new();
+    let mut key = None;
+    loop {
+        let (tag, body, raw) = read_frame(&mut io, &mut buf).await?;
+        match tag {
+            b'R' => {
+                let (code, rest) = backend::authentication(&body).map_err(proto)?;
+                match code {
+                    0 => {}
+                    3 => {
+                        frontend::password_message(target.password.expose().as_bytes(), &mut out)
+                            .map_err(proto)?;
+                        send(&mut io, &mut out).await?;
+                    }
+                    5 => {
+                        let salt: [u8; 4] = rest
+                            .get(..4)
+                            .and_then(|s| s.try_into().ok())
+                            .ok_or_else(|| UpstreamError::Protocol("short MD5 salt".into()))?;
+                        let hash = postgres_protocol::authentication::md5_hash(
+                            t.user.as_bytes(),
+                            target.password.expose().as_bytes(),
+                            salt,
+                        );
+                        frontend::password_message(hash.as_bytes(), &mut out).map_err(proto)?;
+                        send(&mut io, &mut out).await?;
+                    }
+                    10 => {
+                        let mechanisms = backend::sasl_mechanisms(rest).map_err(proto)?;
+                        if !mechanisms.contains(&SCRAM_SHA_256) {
+                            return Err(UpstreamError::UnsupportedAuth(format!(
+                                "SASL {}",
+                                mechanisms.join(", ")
+                            )));
+                        }
+                        // Channel binding is not offered ("n"), so a server listing
+                        // SCRAM-SHA-256-PLUS still accepts plain SCRAM-SHA-256.
+                        let s = ScramSha256::new(
+                            target.password.expose().as_bytes(),
+                            ChannelBinding::unsupported(),
+                        );
+                        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
+                            .map_err(proto)?;
+                        send(&mut io, &mut out).await?;
+                        scram = Some(s);
+                    }
+                    11 => {
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASLContinue without SASL".into())
+                        })?;
+                        s.update(rest)
+                            .map_err(|e| UpstreamError::Scram(e.to_string()))?;
+                        frontend::sasl_response(s.message(), &mut out).map_err(proto)?;
+                        send(&mut io, &mut out).await?;
+                    }
+                    12 => {
+                        let mut s = scram.take().ok_or_else(|| {
+                            UpstreamError::Protocol("SASLFinal without SASL".into())
+                        })?;
+                        s.finish(rest)
+                            .map_err(|e| UpstreamError::Scram(e.to_string()))?;
+                    }
+                    other => return Err(UpstreamError::UnsupportedAuth(format!("code {other}"))),
+                }
+            }
+            b'S' => {
+                let (name, value) = backend::parameter_status(&body).map_err(proto)?;
+                server_params.push((name.to_owned(), value.to_owned()));
+                startup_frames.extend_from_slice(&raw);
+            }
+            b'N' => startup_frames.extend_from_slice(&raw),
+            b'K' => key = Some(backend::backend_key_data(&body).map_err(proto)?),
+            b'v' => {} // NegotiateProtocolVersion: Airlock asked for 3.0 without options.
+            b'E' => {
+                let f = backend::error_fields(&body).map_err(proto)?;
+                return Err(UpstreamError::Rejected {
+                    code: f.code,
+                    message: f.message,
+                });
+            }
+            b'Z' => {
+                backend::ready_for_query(&body).map_err(proto)?;
+                return Ok(Upstream {
+                    io,
+                    key: key.unwrap_or((0, 0)),
+                    startup_frames,
+                    params: server_params,
+                    tls,
+                    leftover: buf,
+                });
+            }
+            other => {
+                return Err(UpstreamError::Protocol(format!(
+                    "unexpected message '{}' during startup",
+                    char::from(other)
+                )));
+            }
+        }
+    }
+}
+
+fn proto(e: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError::Protocol(e.to_string())
+}
+
+async fn send(io: &mut BoxIo, out: &mut BytesMut) -> Result<(), UpstreamError> {
+    io.write_all(out).await.map_err(proto)?;
+    io.flush().await.map_err(proto)?;
+    out.clear();
+    Ok(())
+}
+
+/// Reads one whole typed frame: tag, body, and the raw frame.
+async fn read_frame(
+    io: &mut BoxIo,
+    buf: &mut BytesMut,
+) -> Result<(u8, Bytes, Bytes), UpstreamError> {
+    loop {
+        if let Some(h) = codec::header(buf).map_err(proto)? {
+            if h.frame_len > codec::MAX_INSPECTED_BACKEND {
+                return Err(UpstreamError::Protocol("oversized startup message".into()));
+            }
+            if buf.len() >= h.frame_len {
+                let raw = buf.split_to(h.frame_len).freeze();
+                let body = raw.slice(5..);
+                return Ok((h.tag, body, raw));
+            }
+        }
+        if io.read_buf(buf).await.map_err(proto)? == 0 {
+            return Err(UpstreamError::Protocol(
+                "the server closed the connection".into(),
+            ));
+        }
+    }
+}
+
+/// Asks the target to cancel the query of backend `key`. Errors are only logged by the
+/// caller: PostgreSQL never answers a cancel request either way.
+pub async fn cancel(target: &TargetConfig, key: (i32, i32)) -> Result<(), UpstreamError> {
+    let work = async {
+        let (mut io, _) = open(target).await?;
+        let mut out = BytesMut::new();
+        frontend::cancel_request(key.0, key.1, &mut out);
+        send(&mut io, &mut out).await?;
+        // Wait for the server to close, so the cancel has been read before we return.
+        let mut sink = [0u8; 64];
+        let _ = io.read(&mut sink).await;
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(UpstreamError::Timeout {
+                addr: addr(target),
+                secs: 10,
+            })
+        })
+}

@@ -1,0 +1,19 @@
+//! Airlock's configuration file: plain serde types, loading, and validation.
+//!
+//! Every section rejects unknown keys, so a misspelt option is an error rather than a
+//! silently ignored line. Errors carry the file and line so `airlock check` can point at
+//! them. Relative paths (data directory, certificate files, `file:` secret references)
+//! are resolved against the directory that holds the configuration file.
+
+mod error;
+mod load;
+mod secret_ref;
+mod types;
+
+pub use error::ConfigError;
+pub use load::{load_file, parse_str};
+pub use secret_ref::SecretRef;
+pub use types::{
+    AuditConfig, Config, LogFormat, PostgresListenerConfig, ServerConfig, SslMode, TargetConfig,
+    TargetKindConfig,
+};

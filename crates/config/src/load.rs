@@ -1,0 +1,210 @@
+//! Reading, parsing and validating a configuration file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::{Config, ConfigError, SslMode};
+
+/// Reads, parses and validates the file at `path`, resolving relative paths against its
+/// directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
+    parse_str(&text, path, &base)
+}
+
+/// Parses and validates `text` as if read from `path`; relative paths resolve against `base`.
+pub fn parse_str(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ConfigError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    validate(&config, text, path)?;
+    rebase(&mut config, base);
+    Ok(config)
+}
+
+fn rebase(config: &mut Config, base: &Path) {
+    let join = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    join(&mut config.server.data_dir);
+    if let Some(pg) = config.postgres.as_mut() {
+        pg.tls_cert.as_mut().map(join);
+        pg.tls_key.as_mut().map(join);
+    }
+    for t in &mut config.targets {
+        t.password.get_mut().rebase(base);
+        t.ca_file.as_mut().map(join);
+    }
+    if let Some(k) = config.audit.key.as_mut() {
+        k.rebase(base);
+    }
+}
+
+fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError> {
+    let invalid = |line: usize, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    if config.server.data_dir.as_os_str().is_empty() {
+        return Err(invalid(0, "[server] data_dir must not be empty".into()));
+    }
+    if let Some(pg) = &config.postgres {
+        if pg.tls_cert.is_some() != pg.tls_key.is_some() {
+            return Err(invalid(
+                0,
+                "[postgres] tls_cert and tls_key must be given together (or neither, for a generated self-signed certificate)".into(),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for t in &config.targets {
+        let line = line_col(text, t.name.span().start).0;
+        let name = t.name();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                line,
+                format!(
+                    "target name `{name}` must be non-empty and use only letters, digits, '-', '_' and '.'"
+                ),
+            ));
+        }
+        if !seen.insert(name.to_owned()) {
+            return Err(invalid(line, format!("target `{name}` is defined twice")));
+        }
+        if t.host.is_empty() {
+            return Err(invalid(
+                line,
+                format!("target `{name}`: host must not be empty"),
+            ));
+        }
+        if t.sslmode == SslMode::VerifyFull && t.ca_file.is_none() {
+            return Err(invalid(
+                line,
+                format!(
+                    "target `{name}`: sslmode = \"verify-full\" needs ca_file, the PEM bundle that signs the server's certificate"
+                ),
+            ));
+        }
+        if config.postgres.is_none() {
+            return Err(invalid(
+                line,
+                format!(
+                    "target `{name}` is a postgres target but there is no [postgres] listener section"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[server]
+data_dir = "./airlock-data"
+[postgres]
+listen = "127.0.0.1:16432"
+[[targets]]
+name = "shop"
+kind = "postgres"
+host = "127.0.0.1"
+port = 15432
+database = "shop"
+user = "app"
+password = "env:SHOP_PG_PASSWORD"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_str(
+            text,
+            Path::new("/etc/airlock/airlock.toml"),
+            Path::new("/etc/airlock"),
+        )
+    }
+
+    #[test]
+    fn minimal_documented_config_parses_and_rebases_paths() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.data_dir, Path::new("/etc/airlock/./airlock-data"));
+        assert_eq!(c.targets[0].name(), "shop");
+        assert_eq!(c.targets[0].sslmode, SslMode::Prefer);
+        assert_eq!(c.targets[0].connect_timeout.as_secs(), 10);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text = MINIMAL.replace("port = 15432", "port = 15432\nprot = 1");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/airlock/airlock.toml:12:"), "{err}");
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn literal_password_is_refused_with_its_line_and_not_echoed() {
+        let text = MINIMAL.replace("env:SHOP_PG_PASSWORD", "hunter2");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(":13:"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_target_names_point_at_the_second() {
+        let second = MINIMAL.split("[[targets]]").nth(1).unwrap();
+        let text = format!("{MINIMAL}[[targets]]{second}");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("defined twice"), "{err}");
+        assert!(err.contains(":20:"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_and_sslmode_are_errors() {
+        let text = MINIMAL.replace("port = 15432", "port = 15432\nconnect_timeout = \"soon\"");
+        assert!(parse(&text).unwrap_err().to_string().contains("soon"));
+        let text = MINIMAL.replace("port = 15432", "port = 15432\nsslmode = \"sometimes\"");
+        assert!(parse(&text).is_err());
+        let text = MINIMAL.replace("port = 15432", "port = 15432\nsslmode = \"verify-full\"");
+        assert!(parse(&text).unwrap_err().to_string().contains("ca_file"));
+    }
+}

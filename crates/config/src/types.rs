@@ -1,0 +1,162 @@
+//! The configuration schema. Field docs here are the reference `docs/configuration.md`
+//! mirrors.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::SecretRef;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: ServerConfig,
+    /// The PostgreSQL listener; absent means no PostgreSQL listener.
+    #[serde(default)]
+    pub postgres: Option<PostgresListenerConfig>,
+    /// The targets agents may reach.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// The audit chain.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the SQLite store, generated certificates and the audit key live.
+    pub data_dir: PathBuf,
+    /// Log line format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[postgres]`: the listener PostgreSQL clients connect to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresListenerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; a self-signed one is generated into `data_dir` when absent.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Accept token passwords without TLS from loopback clients (tests, local demos).
+    #[serde(default)]
+    pub allow_plaintext_loopback: bool,
+    /// How long a client has to finish the startup handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde_compat")]
+    pub handshake_timeout: Duration,
+}
+
+/// `[[targets]]`: something agents reach through Airlock.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The name agents use (the PostgreSQL `dbname`).
+    pub name: toml::Spanned<String>,
+    /// The protocol; only `postgres` today.
+    pub kind: TargetKindConfig,
+    /// Host name or address of the server.
+    pub host: String,
+    /// Port of the server.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// The database on the server.
+    pub database: String,
+    /// The role Airlock logs in as.
+    pub user: String,
+    /// Where the role's password comes from.
+    pub password: toml::Spanned<SecretRef>,
+    /// TLS to the server, with libpq's meanings.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// CA bundle (PEM) that verifies the server for `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How long connecting and authenticating to the server may take.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+}
+
+impl TargetConfig {
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+/// The `kind` of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKindConfig {
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// TLS to a target, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, unverified.
+    #[default]
+    Prefer,
+    /// TLS always, certificate not verified.
+    Require,
+    /// TLS always, certificate chain and host name verified against `ca_file`.
+    VerifyFull,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Key for the event chain's HMAC; generated into `data_dir/audit.key` when absent.
+    #[serde(default)]
+    pub key: Option<SecretRef>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Durations written as `"10s"`, `"2m"`, `"1h 30m"`.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration like \"10s\": {e}"))
+        })
+    }
+}

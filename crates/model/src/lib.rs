@@ -1,0 +1,20 @@
+//! The plain types every layer of Airlock speaks: who is acting (`Principal`), where
+//! (`TargetRef`), what (`Action`), what policy said (`Decision`) and what happened
+//! (`SessionEvent`).
+//!
+//! No I/O and no async live here; every protocol adapter translates into these types, so
+//! they carry no PostgreSQL-specific wire detail beyond what a policy or an auditor reads.
+
+mod action;
+mod decision;
+mod event;
+mod principal;
+mod target;
+mod timestamp;
+
+pub use action::{Action, SqlAction};
+pub use decision::Decision;
+pub use event::{EventKind, SessionEvent, SessionSummary};
+pub use principal::{Principal, PrincipalSource};
+pub use target::{TargetKind, TargetRef};
+pub use timestamp::Timestamp;

@@ -1,0 +1,29 @@
+//! A named thing an agent reaches through Airlock, as seen by policy and records.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol family of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl TargetKind {
+    /// The name used in configuration and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Postgres => "postgres",
+        }
+    }
+}
+
+/// The identity of a target, without its address or credential.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TargetRef {
+    /// The name agents use (the PostgreSQL `dbname`).
+    pub name: String,
+    /// Its protocol.
+    pub kind: TargetKind,
+}

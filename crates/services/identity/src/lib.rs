@@ -1,0 +1,227 @@
+//! Identity: turns the credential a client presents into a [`Principal`], or refuses it.
+//!
+//! Today that credential is an Airlock service token (`airlock token create`); OIDC
+//! access tokens will verify through the same [`Identity::authenticate`] entry point.
+//! A token is 32 random bytes; only its SHA-256 is stored, so a copy of the store does
+//! not hand out working tokens.
+
+use std::sync::Arc;
+
+use airlock_model::{Principal, PrincipalSource, Timestamp};
+use airlock_store::{Store, StoreError, TokenRecord};
+use airlock_vault::Secret;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// The prefix every service token starts with, so that secret scanners and people can
+/// recognise one.
+pub const TOKEN_PREFIX: &str = "alk_";
+
+/// Why a credential was refused. Messages never contain the credential.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// No token with this value exists (mistyped, or from another gateway).
+    #[error("the token is not valid: no Airlock token matches it")]
+    UnknownToken,
+    /// The token's lifetime ended.
+    #[error("token `{name}` expired at {at}")]
+    Expired {
+        /// The token's name.
+        name: String,
+        /// When it expired.
+        at: Timestamp,
+    },
+    /// The token was revoked.
+    #[error("token `{name}` was revoked at {at}")]
+    Revoked {
+        /// The token's name.
+        name: String,
+        /// When it was revoked.
+        at: Timestamp,
+    },
+    /// A token name or group is not acceptable.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The store could not answer; authentication fails closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A freshly minted token: the value (shown once) and what was stored.
+#[derive(Debug)]
+pub struct MintedToken {
+    /// The token to hand to the agent.
+    pub token: Secret,
+    /// The stored record (hash only).
+    pub record: TokenRecord,
+}
+
+/// Verifies and mints credentials against the store.
+#[derive(Clone)]
+pub struct Identity {
+    store: Arc<dyn Store>,
+}
+
+impl Identity {
+    /// An identity service over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Identity { store }
+    }
+
+    /// Checks a presented credential and returns who it belongs to.
+    pub async fn authenticate(&self, credential: &Secret) -> Result<Principal, IdentityError> {
+        let presented = credential.expose().trim();
+        if !presented.starts_with(TOKEN_PREFIX) {
+            return Err(IdentityError::UnknownToken);
+        }
+        let record = self
+            .store
+            .find_token_by_hash(&token_hash(presented))
+            .await?
+            .ok_or(IdentityError::UnknownToken)?;
+        let now = Timestamp::now();
+        if let Some(at) = record.revoked_at {
+            return Err(IdentityError::Revoked {
+                name: record.name,
+                at,
+            });
+        }
+        if let Some(at) = record.expires_at {
+            if at <= now {
+                return Err(IdentityError::Expired {
+                    name: record.name,
+                    at,
+                });
+            }
+        }
+        // Last-used time is informational: failing to write it must not lock an agent out.
+        if let Err(e) = self.store.touch_token(&record.name, now).await {
+            tracing::warn!(token = %record.name, error = %e, "could not record token use");
+        }
+        Ok(Principal {
+            name: record.name,
+            groups: record.groups,
+            source: PrincipalSource::ServiceToken,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// Mints and stores a new service token.
+    pub async fn mint(
+        &self,
+        name: &str,
+        groups: &[String],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<MintedToken, IdentityError> {
+        validate_name("token name", name)?;
+        for g in groups {
+            validate_name("group", g)?;
+        }
+        let bytes: [u8; 32] = rand::random();
+        let token = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        let now = Timestamp::now();
+        let record = TokenRecord {
+            name: name.to_owned(),
+            token_hash: token_hash(&token),
+            groups: groups.to_vec(),
+            created_at: now,
+            expires_at: ttl.map(|d| now.add(d)),
+            revoked_at: None,
+            last_used_at: None,
+        };
+        self.store.insert_token(&record).await?;
+        Ok(MintedToken {
+            token: Secret::new(token),
+            record,
+        })
+    }
+}
+
+fn validate_name(what: &str, name: &str) -> Result<(), IdentityError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::InvalidName(format!(
+            "{what} `{name}` must be 1-128 characters of letters, digits, '-', '_', '.', '@' or ':'"
+        )))
+    }
+}
+
+/// Hex SHA-256 of a token, the form the store keeps.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_store::SqliteStore;
+
+    async fn identity() -> Identity {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-identity-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Identity::new(Arc::new(SqliteStore::open_in(&dir).await.unwrap()))
+    }
+
+    #[tokio::test]
+    async fn minted_token_authenticates_and_wrong_one_does_not() {
+        let id = identity().await;
+        let minted = id.mint("crew", &["ai-agents".into()], None).await.unwrap();
+        assert!(minted.token.expose().starts_with(TOKEN_PREFIX));
+        assert_ne!(minted.record.token_hash, minted.token.expose());
+        let p = id.authenticate(&minted.token).await.unwrap();
+        assert_eq!(p.name, "crew");
+        assert_eq!(p.groups, vec!["ai-agents".to_string()]);
+        let wrong = Secret::new(format!("{}x", minted.token.expose()));
+        assert!(matches!(
+            id.authenticate(&wrong).await,
+            Err(IdentityError::UnknownToken)
+        ));
+        assert!(matches!(
+            id.authenticate(&Secret::new("garbage".into())).await,
+            Err(IdentityError::UnknownToken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_and_revoked_tokens_are_refused() {
+        let id = identity().await;
+        let t = id
+            .mint("short", &[], Some(std::time::Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(matches!(
+            id.authenticate(&t.token).await,
+            Err(IdentityError::Expired { .. })
+        ));
+        let t = id.mint("gone", &[], None).await.unwrap();
+        id.store
+            .revoke_token("gone", Timestamp::now())
+            .await
+            .unwrap();
+        assert!(matches!(
+            id.authenticate(&t.token).await,
+            Err(IdentityError::Revoked { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_names_are_refused() {
+        let id = identity().await;
+        assert!(id.mint("", &[], None).await.is_err());
+        assert!(id.mint("a b", &[], None).await.is_err());
+        assert!(id.mint("ok", &["bad group".into()], None).await.is_err());
+    }
+}

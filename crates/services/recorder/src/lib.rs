@@ -1,0 +1,65 @@
+//! The recorder: appends session starts, events and ends to the store through one writer
+//! task that commits whatever is queued in a single transaction (group commit), and links
+//! every event into an HMAC chain that `airlock audit verify` re-checks.
+//!
+//! Invariant: a caller that holds a [`Receipt`] knows its events are durable. The writer
+//! never drops work: the queue is bounded, so a slow disk slows the sessions down instead
+//! of losing events, and a write that fails is reported to every waiting caller and
+//! leaves the recorder refusing further work (fail closed).
+
+mod chain;
+mod verify;
+mod writer;
+
+pub use chain::{GENESIS_HASH, chain_hash};
+pub use verify::{ChainProblem, VerifyReport, verify_chain};
+pub use writer::{Receipt, Recorder};
+
+use airlock_model::{EventKind, SessionSummary, Timestamp};
+
+/// One write submitted to the recorder.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A new session.
+    StartSession(SessionSummary),
+    /// An event of a session; chained by the writer.
+    Event(NewEvent),
+    /// The session ended.
+    EndSession {
+        /// Session id.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// An event before it has a place in the chain.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Session id. The writer numbers a session's events (`seq`) in chain order.
+    pub session_id: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+    /// Statement text, for statement events.
+    pub statement: Option<String>,
+    /// Decision label, for statement events.
+    pub decision: Option<&'static str>,
+    /// Kind-specific detail.
+    pub detail: serde_json::Value,
+}
+
+/// Why recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The store refused a write; the recorder now refuses everything until restarted.
+    #[error("the session recorder cannot write to the store: {0}")]
+    Unavailable(String),
+    /// The recorder was shut down.
+    #[error("the session recorder has stopped")]
+    Stopped,
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+}

@@ -1,0 +1,197 @@
+//! `audit verify`: re-walks the event chain and the sessions that own the events.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use airlock_store::{SessionFilter, Store};
+
+use crate::{GENESIS_HASH, RecorderError, chain_hash};
+
+/// One thing verification found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainProblem {
+    /// The event's content does not match its hash: a column was edited.
+    Edited {
+        /// Chain id.
+        id: i64,
+        /// Its session.
+        session_id: String,
+        /// Its position in the session.
+        seq: i64,
+    },
+    /// Chain ids jump: events in between were deleted.
+    Missing {
+        /// First missing id.
+        from: i64,
+        /// Last missing id.
+        to: i64,
+    },
+    /// The event does not link to the one before it: reordered, or something before it
+    /// was deleted or replaced.
+    Unlinked {
+        /// Chain id.
+        id: i64,
+    },
+    /// A session's events skip a sequence number.
+    SessionGap {
+        /// Session id.
+        session_id: String,
+        /// The sequence number expected.
+        expected: i64,
+        /// The one found.
+        found: i64,
+    },
+    /// A session row has no events at all (its events were deleted).
+    SessionWithoutEvents {
+        /// Session id.
+        session_id: String,
+    },
+    /// A session row disagrees with its first recorded event.
+    SessionEdited {
+        /// Session id.
+        session_id: String,
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for ChainProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainProblem::Edited {
+                id,
+                session_id,
+                seq,
+            } => write!(
+                f,
+                "event {id} (session {session_id}, seq {seq}) was edited: its content does not match its hash"
+            ),
+            ChainProblem::Missing { from, to } if from == to => {
+                write!(f, "event {from} is missing: it was deleted")
+            }
+            ChainProblem::Missing { from, to } => {
+                write!(f, "events {from} to {to} are missing: they were deleted")
+            }
+            ChainProblem::Unlinked { id } => write!(
+                f,
+                "event {id} does not follow the event before it: events were reordered, replaced or deleted"
+            ),
+            ChainProblem::SessionGap {
+                session_id,
+                expected,
+                found,
+            } => write!(
+                f,
+                "session {session_id}: event seq {expected} is missing (next found is seq {found})"
+            ),
+            ChainProblem::SessionWithoutEvents { session_id } => {
+                write!(
+                    f,
+                    "session {session_id} has no recorded events: they were deleted"
+                )
+            }
+            ChainProblem::SessionEdited { session_id, field } => write!(
+                f,
+                "session {session_id}: `{field}` differs from what its first event recorded"
+            ),
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Events read.
+    pub events: u64,
+    /// Sessions read.
+    pub sessions: u64,
+    /// Problems found, in chain order.
+    pub problems: Vec<ChainProblem>,
+}
+
+impl VerifyReport {
+    /// True when nothing was found wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+const PAGE: i64 = 5000;
+
+/// Walks the whole chain with `key` and cross-checks sessions against their events.
+pub async fn verify_chain(store: &dyn Store, key: &[u8]) -> Result<VerifyReport, RecorderError> {
+    let mut report = VerifyReport::default();
+    let mut last_id = 0i64;
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    // Per session: last seq seen, and the first event's detail for the cross-check.
+    let mut seqs: HashMap<String, i64> = HashMap::new();
+    let mut first_detail: HashMap<String, String> = HashMap::new();
+    loop {
+        let page = store.events_after(last_id, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            report.events += 1;
+            if e.id != last_id + 1 {
+                report.problems.push(ChainProblem::Missing {
+                    from: last_id + 1,
+                    to: e.id - 1,
+                });
+            } else if e.prev_hash != prev_hash {
+                report.problems.push(ChainProblem::Unlinked { id: e.id });
+            }
+            if chain_hash(key, &e) != e.hash {
+                report.problems.push(ChainProblem::Edited {
+                    id: e.id,
+                    session_id: e.session_id.clone(),
+                    seq: e.seq,
+                });
+            }
+            let expected = seqs.get(&e.session_id).map(|s| s + 1).unwrap_or(1);
+            if e.seq != expected {
+                report.problems.push(ChainProblem::SessionGap {
+                    session_id: e.session_id.clone(),
+                    expected,
+                    found: e.seq,
+                });
+            }
+            seqs.insert(e.session_id.clone(), e.seq);
+            if e.seq == 1 {
+                first_detail.insert(e.session_id.clone(), e.detail.clone());
+            }
+            last_id = e.id;
+            prev_hash = e.hash;
+        }
+    }
+    for s in store.list_sessions(&SessionFilter::default()).await? {
+        report.sessions += 1;
+        let Some(detail) = first_detail.get(&s.id) else {
+            if !seqs.contains_key(&s.id) {
+                report
+                    .problems
+                    .push(ChainProblem::SessionWithoutEvents { session_id: s.id });
+            }
+            continue;
+        };
+        let detail: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+        let field_is = |name: &str, value: Option<&str>| {
+            detail.get(name).map(|v| v.as_str()) == Some(value)
+                || (value.is_none() && detail.get(name).is_some_and(|v| v.is_null()))
+        };
+        let checks: [(&'static str, Option<&str>); 3] = [
+            ("principal", s.principal.as_deref()),
+            ("target", Some(s.target.as_str())),
+            ("client_addr", Some(s.client_addr.as_str())),
+        ];
+        for (field, value) in checks {
+            if !field_is(field, value) {
+                report.problems.push(ChainProblem::SessionEdited {
+                    session_id: s.id.clone(),
+                    field,
+                });
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,184 @@
+//! `Gateway`: the process-wide services, and opening a session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use airlock_engine::Decide;
+use airlock_identity::{Identity, IdentityError};
+use airlock_model::{EventKind, SessionSummary, TargetKind, Timestamp};
+use airlock_recorder::{NewEvent, Record, Recorder, RecorderError};
+use airlock_vault::Secret;
+use arc_swap::ArcSwap;
+
+use crate::{Runtime, Session};
+
+/// What a client asks for when it connects.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// Protocol family of the listener.
+    pub kind: TargetKind,
+    /// The target name the client asked for.
+    pub target: String,
+    /// The credential it presented.
+    pub credential: Secret,
+    /// Where it connects from.
+    pub client_addr: SocketAddr,
+    /// Protocol-specific facts worth recording (client user name, application, TLS).
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a session was not opened. The adapter turns each into its protocol's error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectRefusal {
+    /// The credential was not accepted.
+    #[error(transparent)]
+    Credential(#[from] IdentityError),
+    /// No target by that name (for this protocol).
+    #[error("target `{name}` does not exist")]
+    UnknownTarget {
+        /// The name asked for.
+        name: String,
+        /// Targets the client could use instead.
+        available: Vec<String>,
+    },
+    /// The session could not be recorded, so it is not opened (fail closed).
+    #[error(transparent)]
+    Recorder(#[from] RecorderError),
+}
+
+/// The services every session uses.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    identity: Identity,
+    recorder: Recorder,
+    decide: Arc<dyn Decide>,
+}
+
+impl Gateway {
+    /// Assembles the gateway.
+    pub fn new(
+        runtime: Runtime,
+        identity: Identity,
+        recorder: Recorder,
+        decide: Arc<dyn Decide>,
+    ) -> Self {
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            identity,
+            recorder,
+            decide,
+        }
+    }
+
+    /// The configuration snapshot in force now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Puts a new snapshot in force for sessions opened from now on.
+    pub fn reload(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// Authenticates the client, resolves its target and records the session's start.
+    /// Every refusal is recorded too (without the credential).
+    pub async fn open_session(&self, req: ConnectRequest) -> Result<Session, ConnectRefusal> {
+        let runtime = self.runtime();
+        let started_at = Timestamp::now();
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let client_addr = req.client_addr.to_string();
+        let mut detail = req.detail;
+        detail.insert("target".into(), req.target.clone().into());
+        detail.insert("client_addr".into(), client_addr.clone().into());
+
+        // On refusal, the principal (if the credential was good) is still recorded.
+        let outcome = match self.identity.authenticate(&req.credential).await {
+            Err(e) => Err((ConnectRefusal::Credential(e), None)),
+            Ok(principal) => match runtime
+                .target(&req.target)
+                .filter(|t| t.model.kind == req.kind)
+            {
+                None => Err((
+                    ConnectRefusal::UnknownTarget {
+                        name: req.target.clone(),
+                        available: runtime.target_names(req.kind),
+                    },
+                    Some(principal.name),
+                )),
+                Some(target) => Ok((principal, target)),
+            },
+        };
+        match outcome {
+            Ok((principal, target)) => {
+                detail.insert("principal".into(), principal.name.clone().into());
+                detail.insert("groups".into(), principal.groups.clone().into());
+                detail.insert(
+                    "principal_source".into(),
+                    serde_json::to_value(principal.source).unwrap_or_default(),
+                );
+                let summary = SessionSummary {
+                    id: session_id.clone(),
+                    principal: Some(principal.name.clone()),
+                    target: req.target,
+                    protocol: req.kind.as_str().to_owned(),
+                    client_addr,
+                    started_at,
+                    ended_at: None,
+                };
+                self.recorder
+                    .record(vec![
+                        Record::StartSession(summary),
+                        Record::Event(NewEvent {
+                            session_id: session_id.clone(),
+                            at: started_at,
+                            kind: EventKind::Connect,
+                            statement: None,
+                            decision: None,
+                            detail: serde_json::Value::Object(detail),
+                        }),
+                    ])
+                    .await?;
+                Ok(Session::new(
+                    session_id,
+                    principal,
+                    target,
+                    self.recorder.clone(),
+                    self.decide.clone(),
+                ))
+            }
+            Err((refusal, principal)) => {
+                detail.insert("principal".into(), principal.clone().into());
+                detail.insert("reason".into(), refusal.to_string().into());
+                let summary = SessionSummary {
+                    id: session_id.clone(),
+                    principal,
+                    target: req.target,
+                    protocol: req.kind.as_str().to_owned(),
+                    client_addr,
+                    started_at,
+                    ended_at: Some(started_at),
+                };
+                let records = vec![
+                    Record::StartSession(summary),
+                    Record::Event(NewEvent {
+                        session_id: session_id.clone(),
+                        at: started_at,
+                        kind: EventKind::AuthFailure,
+                        statement: None,
+                        decision: None,
+                        detail: serde_json::Value::Object(detail),
+                    }),
+                    Record::EndSession {
+                        id: session_id,
+                        at: started_at,
+                    },
+                ];
+                // The refusal stands whether or not it could be recorded.
+                if let Err(e) = self.recorder.record_later(records).await {
+                    tracing::error!(error = %e, "could not record an authentication failure");
+                }
+                Err(refusal)
+            }
+        }
+    }
+}

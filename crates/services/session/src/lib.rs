@@ -1,0 +1,16 @@
+//! The one API protocol adapters call. It composes identity, the vault, the decision
+//! point and the recorder so that every adapter runs the same security-relevant
+//! sequence: authenticate, resolve the target, record, decide, record outcomes, end.
+//!
+//! Adapters only translate bytes to and from these calls; none of them touches the
+//! store, the policy or secrets' sources directly.
+
+mod gateway;
+mod runtime;
+mod session;
+
+pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
+pub use runtime::{Runtime, RuntimeError, Target};
+pub use session::{EventDraft, Session};
+
+pub use airlock_recorder::{Receipt, RecorderError};

@@ -1,0 +1,127 @@
+//! `Session`: one authenticated connection's handle on decisions and recording.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use airlock_engine::Decide;
+use airlock_model::{Action, Decision, EventKind, Principal, Timestamp};
+use airlock_recorder::{NewEvent, Receipt, Record, Recorder, RecorderError};
+
+use crate::Target;
+
+/// An event as an adapter describes it; the recorder adds time, order and chain.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    /// What happened.
+    pub kind: EventKind,
+    /// Statement text, for statement events.
+    pub statement: Option<String>,
+    /// Decision label, for statement events.
+    pub decision: Option<&'static str>,
+    /// Kind-specific detail.
+    pub detail: serde_json::Value,
+}
+
+impl EventDraft {
+    /// A draft with only a kind and detail.
+    pub fn new(kind: EventKind, detail: serde_json::Value) -> Self {
+        EventDraft {
+            kind,
+            statement: None,
+            decision: None,
+            detail,
+        }
+    }
+}
+
+/// One open session. Shared by the connection's two directions (`&self` methods).
+pub struct Session {
+    id: String,
+    principal: Principal,
+    target: Arc<Target>,
+    recorder: Recorder,
+    decide: Arc<dyn Decide>,
+    ended: AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: String,
+        principal: Principal,
+        target: Arc<Target>,
+        recorder: Recorder,
+        decide: Arc<dyn Decide>,
+    ) -> Self {
+        Session {
+            id,
+            principal,
+            target,
+            recorder,
+            decide,
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Who is connected.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The target, as resolved when the session opened.
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// Decides one action.
+    pub fn decide(&self, action: &Action) -> Decision {
+        self.decide
+            .decide(&self.principal, &self.target.model, action)
+    }
+
+    fn to_records(&self, drafts: Vec<EventDraft>) -> Vec<Record> {
+        let at = Timestamp::now();
+        drafts
+            .into_iter()
+            .map(|d| {
+                Record::Event(NewEvent {
+                    session_id: self.id.clone(),
+                    at,
+                    kind: d.kind,
+                    statement: d.statement,
+                    decision: d.decision,
+                    detail: d.detail,
+                })
+            })
+            .collect()
+    }
+
+    /// Records events and returns once they are durable.
+    pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
+        self.recorder.record(self.to_records(drafts)).await
+    }
+
+    /// Queues events without waiting for them to be durable.
+    pub async fn record_later(&self, drafts: Vec<EventDraft>) -> Result<(), RecorderError> {
+        self.recorder.record_later(self.to_records(drafts)).await
+    }
+
+    /// Records the disconnect and ends the session. Only the first call has an effect.
+    pub async fn end(&self, detail: serde_json::Value) {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut records = self.to_records(vec![EventDraft::new(EventKind::Disconnect, detail)]);
+        records.push(Record::EndSession {
+            id: self.id.clone(),
+            at: Timestamp::now(),
+        });
+        if let Err(e) = self.recorder.record_later(records).await {
+            tracing::error!(session = %self.id, error = %e, "could not record the end of a session");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The store's errors.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the store at {location}: {source}")]
+    Open {
+        /// Where the store lives.
+        location: String,
+        /// The database error.
+        source: sqlx::Error,
+    },
+    /// Migrating the schema failed.
+    #[error("cannot migrate the store schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A unique name is already taken.
+    #[error("{what} `{name}` already exists")]
+    Duplicate {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A stored value could not be read back (a hand-edited row, a newer schema).
+    #[error("corrupt {what} in the store: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Any other database failure.
+    #[error("store query failed: {0}")]
+    Database(#[from] sqlx::Error),
+}

@@ -1,0 +1,53 @@
+//! Airlock's store: tokens, sessions and the hash-chained event log behind one [`Store`]
+//! trait, so that the embedded SQLite backend and a later PostgreSQL backend are
+//! interchangeable and pass the same tests.
+
+mod error;
+mod records;
+mod sqlite;
+
+pub use error::StoreError;
+pub use records::{ChainedEvent, SessionFilter, StoreOp, TokenRecord};
+pub use sqlite::SqliteStore;
+
+use airlock_model::{SessionSummary, Timestamp};
+
+/// Persistent state shared by the gateway and the CLI.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Adds a token; `StoreError::Duplicate` if its name exists.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The token whose hash is `token_hash`, or `None`.
+    async fn find_token_by_hash(&self, token_hash: &str)
+    -> Result<Option<TokenRecord>, StoreError>;
+    /// All tokens, by name.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Marks the named token revoked at `at`; `Ok(false)` if no such token exists.
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// Records that the named token was used at `at`.
+    async fn touch_token(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Applies session starts, events and session ends in one durable transaction, in
+    /// order. Either all of them are stored or none.
+    async fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// The last event of the chain (highest id), or `None` when the log is empty.
+    async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError>;
+    /// Up to `limit` events with id greater than `after_id`, in id order.
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainedEvent>, StoreError>;
+
+    /// Sessions matching `filter`, oldest first.
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionSummary>, StoreError>;
+    /// One session, or `None`.
+    async fn get_session(&self, id: &str) -> Result<Option<SessionSummary>, StoreError>;
+    /// The events of one session, in order.
+    async fn session_events(&self, id: &str) -> Result<Vec<ChainedEvent>, StoreError>;
+    /// Marks sessions still open as ended at `at` (after an unclean stop); returns how many.
+    async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError>;
+}

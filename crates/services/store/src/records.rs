@@ -1,0 +1,74 @@
+//! Rows the store reads and writes.
+
+use airlock_model::{SessionSummary, Timestamp};
+
+/// A service token as stored: its hash, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// The token's name, which is the principal's name.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// Groups granted to the principal.
+    pub groups: Vec<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// When it last authenticated a session.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// One event as stored in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainedEvent {
+    /// Chain position, from 1, without gaps.
+    pub id: i64,
+    /// The session it belongs to.
+    pub session_id: String,
+    /// Position within the session, from 1.
+    pub seq: i64,
+    /// When it happened (RFC 3339 text, hashed as stored).
+    pub at: String,
+    /// Event kind name.
+    pub kind: String,
+    /// Statement text, for statement events.
+    pub statement: Option<String>,
+    /// Decision label, for statement events.
+    pub decision: Option<String>,
+    /// JSON detail, as stored.
+    pub detail: String,
+    /// Hash of the previous event (all zeros for the first).
+    pub prev_hash: String,
+    /// This event's hash.
+    pub hash: String,
+}
+
+/// One write of a recorder batch.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    /// A new session row.
+    StartSession(SessionSummary),
+    /// An event, already chained.
+    Event(ChainedEvent),
+    /// A session ended.
+    EndSession {
+        /// Session id.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this principal.
+    pub principal: Option<String>,
+    /// Only the newest `limit` (still listed oldest first).
+    pub limit: Option<i64>,
+}

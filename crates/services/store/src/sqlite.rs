@@ -1,0 +1,420 @@
+//! The embedded SQLite backend: one file in `data_dir`, WAL mode, `synchronous = FULL`
+//! so that a committed recorder batch survives a crash of the gateway or the machine.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use airlock_model::{SessionSummary, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+
+use crate::{ChainedEvent, SessionFilter, Store, StoreError, StoreOp, TokenRecord};
+
+/// The store file's name inside `data_dir`.
+pub const STORE_FILE: &str = "airlock.db";
+
+/// SQLite-backed [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/airlock.db` and applies pending migrations.
+    pub async fn open_in(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_file(&data_dir.join(STORE_FILE)).await
+    }
+
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let location = path.display().to_string();
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|source| StoreError::Open {
+                location: location.clone(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { location, source })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn parse_ts(what: &'static str, text: &str) -> Result<Timestamp, StoreError> {
+    Timestamp::parse(text).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: format!("timestamp `{text}`: {e}"),
+    })
+}
+
+fn parse_opt_ts(what: &'static str, text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
+    text.map(|t| parse_ts(what, &t)).transpose()
+}
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
+    let groups: String = row.try_get("groups")?;
+    Ok(TokenRecord {
+        name: row.try_get("name")?,
+        token_hash: row.try_get("token_hash")?,
+        groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt {
+            what: "token groups",
+            detail: e.to_string(),
+        })?,
+        created_at: parse_ts("token", &row.try_get::<String, _>("created_at")?)?,
+        expires_at: parse_opt_ts("token", row.try_get("expires_at")?)?,
+        revoked_at: parse_opt_ts("token", row.try_get("revoked_at")?)?,
+        last_used_at: parse_opt_ts("token", row.try_get("last_used_at")?)?,
+    })
+}
+
+fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionSummary, StoreError> {
+    Ok(SessionSummary {
+        id: row.try_get("id")?,
+        principal: row.try_get("principal")?,
+        target: row.try_get("target")?,
+        protocol: row.try_get("protocol")?,
+        client_addr: row.try_get("client_addr")?,
+        started_at: parse_ts("session", &row.try_get::<String, _>("started_at")?)?,
+        ended_at: parse_opt_ts("session", row.try_get("ended_at")?)?,
+    })
+}
+
+fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ChainedEvent, StoreError> {
+    Ok(ChainedEvent {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        kind: row.try_get("kind")?,
+        statement: row.try_get("statement")?,
+        decision: row.try_get("decision")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+macro_rules! event_columns {
+    () => {
+        "id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "id, principal, target, protocol, client_addr, started_at, ended_at"
+    };
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let groups = serde_json::to_string(&token.groups).map_err(|e| StoreError::Corrupt {
+            what: "token groups",
+            detail: e.to_string(),
+        })?;
+        let result = sqlx::query(
+            "INSERT INTO tokens (name, token_hash, groups, created_at, expires_at, revoked_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+        )
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(groups)
+        .bind(token.created_at.to_string())
+        .bind(token.expires_at.map(|t| t.to_string()))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Duplicate {
+                    what: "token",
+                    name: token.name.clone(),
+                })
+            }
+            other => other.map(|_| ()).map_err(StoreError::from),
+        }
+    }
+
+    async fn find_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM tokens WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if exists {
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?")
+                .bind(at.to_string())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(exists)
+    }
+
+    async fn touch_token(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE name = ?")
+            .bind(at.to_string())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for op in ops {
+            match op {
+                StoreOp::StartSession(s) => {
+                    sqlx::query(
+                        "INSERT INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&s.id)
+                    .bind(&s.principal)
+                    .bind(&s.target)
+                    .bind(&s.protocol)
+                    .bind(&s.client_addr)
+                    .bind(s.started_at.to_string())
+                    .bind(s.ended_at.map(|t| t.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                StoreOp::Event(e) => {
+                    sqlx::query(
+                        "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(e.id)
+                    .bind(&e.session_id)
+                    .bind(e.seq)
+                    .bind(&e.at)
+                    .bind(&e.kind)
+                    .bind(&e.statement)
+                    .bind(&e.decision)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                StoreOp::EndSession { id, at } => {
+                    sqlx::query(
+                        "UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
+                    )
+                    .bind(at.to_string())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sql).fetch_optional(&self.pool).await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut q = QueryBuilder::new(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE 1 = 1"
+        ));
+        if let Some(t) = &filter.target {
+            q.push(" AND target = ").push_bind(t.clone());
+        }
+        if let Some(p) = &filter.principal {
+            q.push(" AND principal = ").push_bind(p.clone());
+        }
+        q.push(" ORDER BY started_at DESC, id DESC");
+        if let Some(n) = filter.limit {
+            q.push(" LIMIT ").push_bind(n);
+        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let mut sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        sessions.reverse();
+        Ok(sessions)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionSummary>, StoreError> {
+        let sql = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?");
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session_events(&self, id: &str) -> Result<Vec<ChainedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE session_id = ? ORDER BY seq, id"
+        );
+        let rows = sqlx::query(sql).bind(id).fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE sessions SET ended_at = ? WHERE ended_at IS NULL")
+            .bind(at.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-store-test-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        (SqliteStore::open_in(&dir).await.unwrap(), dir)
+    }
+
+    fn uuid_like() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    fn token(name: &str, hash: &str) -> TokenRecord {
+        TokenRecord {
+            name: name.into(),
+            token_hash: hash.into(),
+            groups: vec!["ai-agents".into()],
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_round_trip_and_duplicates_are_refused() {
+        let (store, _dir) = temp_store().await;
+        store.insert_token(&token("a", "h1")).await.unwrap();
+        let err = store.insert_token(&token("a", "h2")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
+        let found = store.find_token_by_hash("h1").await.unwrap().unwrap();
+        assert_eq!(found.groups, vec!["ai-agents".to_string()]);
+        assert!(store.revoke_token("a", Timestamp::now()).await.unwrap());
+        assert!(!store.revoke_token("nope", Timestamp::now()).await.unwrap());
+        assert!(
+            store
+                .find_token_by_hash("h1")
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_list_oldest_first_and_limit_keeps_the_newest() {
+        let (store, _dir) = temp_store().await;
+        let mut ops = Vec::new();
+        for i in 0..3 {
+            ops.push(StoreOp::StartSession(SessionSummary {
+                id: format!("s{i}"),
+                principal: Some("p".into()),
+                target: "shop".into(),
+                protocol: "postgres".into(),
+                client_addr: "127.0.0.1:1".into(),
+                started_at: Timestamp::now(),
+                ended_at: None,
+            }));
+        }
+        store.apply(&ops).await.unwrap();
+        let all = store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["s0", "s1", "s2"]
+        );
+        let last = store
+            .list_sessions(&SessionFilter {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            last.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
+        assert_eq!(
+            store
+                .close_dangling_sessions(Timestamp::now())
+                .await
+                .unwrap(),
+            3
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The command line, as clap types. `docs/cli.md` documents each subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Airlock: an identity-aware gateway between AI agents and production systems.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "AIRLOCK_CONFIG",
+        default_value = "airlock.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the configuration file; errors name the file and line.
+    Check,
+    /// Manage service tokens for agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List and replay recorded sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token; it is printed once, alone on the last line of standard output.
+    Create(TokenCreate),
+    /// List tokens (never their values).
+    List(JsonFlag),
+    /// Revoke a token by name.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreate {
+    /// The token's name: the principal agents authenticate as.
+    #[arg(long)]
+    pub name: String,
+    /// A group the principal belongs to (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Lifetime, e.g. 24h, 30d; none means it does not expire.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, oldest first.
+    List(SessionsList),
+    /// Show one session and its events in order.
+    Show {
+        /// Session id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsList {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only sessions on this target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only sessions of this principal.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only the newest N sessions.
+    #[arg(long)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-check the event chain; exits 1 and names each problem if anything was altered.
+    Verify(JsonFlag),
+}

@@ -1,0 +1,27 @@
+//! One module per subcommand.
+
+mod audit;
+mod check;
+mod serve;
+mod sessions;
+mod token;
+
+use std::process::ExitCode;
+
+use crate::cli::{AuditCommand, Cli, Command, SessionsCommand, TokenCommand};
+
+/// Runs the parsed command; `Err` is printed by `main` and exits 2.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config).await,
+        Command::Check => check::run(&cli.config),
+        Command::Token(TokenCommand::Create(args)) => token::create(&cli.config, args).await,
+        Command::Token(TokenCommand::List(f)) => token::list(&cli.config, f.json).await,
+        Command::Token(TokenCommand::Revoke { name }) => token::revoke(&cli.config, &name).await,
+        Command::Sessions(SessionsCommand::List(args)) => sessions::list(&cli.config, args).await,
+        Command::Sessions(SessionsCommand::Show { id, json }) => {
+            sessions::show(&cli.config, &id, json).await
+        }
+        Command::Audit(AuditCommand::Verify(f)) => audit::verify(&cli.config, f.json).await,
+    }
+}

@@ -1,0 +1,140 @@
+//! `airlock serve`: wire the services together, run the listeners, reload on SIGHUP, and
+//! shut down cleanly on SIGTERM/SIGINT (open sessions are told and recorded as ended).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_config::{Config, LogFormat};
+use airlock_engine::AllowAll;
+use airlock_identity::Identity;
+use airlock_model::Timestamp;
+use airlock_postgres::PostgresAdapter;
+use airlock_recorder::Recorder;
+use airlock_session::{Gateway, Runtime};
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::context::{audit_key, ensure_data_dir, load_config, open_store};
+
+pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    init_tracing(config.server.log_format);
+    ensure_data_dir(&config)?;
+    let _lock = lock_data_dir(&config)?;
+    let store = open_store(&config).await?;
+    let key = audit_key(&config, true)?.context("no audit key")?;
+    let dangling = store.close_dangling_sessions(Timestamp::now()).await?;
+    if dangling > 0 {
+        tracing::warn!(
+            sessions = dangling,
+            "closed sessions left open by an unclean stop"
+        );
+    }
+    let (recorder, writer) = Recorder::start(store.clone(), key).await?;
+    let runtime = Runtime::build(config.clone()).context("cannot resolve the targets' secrets")?;
+    let gateway = Arc::new(Gateway::new(
+        runtime,
+        Identity::new(store.clone()),
+        recorder,
+        Arc::new(AllowAll),
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut listeners = Vec::new();
+    if let Some(pg) = &config.postgres {
+        let adapter = PostgresAdapter::bind(pg, &config.server.data_dir, gateway.clone())
+            .await
+            .with_context(|| format!("cannot start the PostgreSQL listener on {}", pg.listen))?;
+        tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
+        listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
+    }
+    if listeners.is_empty() {
+        anyhow::bail!(
+            "{}: no listener is configured (add a [postgres] section)",
+            path.display()
+        );
+    }
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, &config, &gateway),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for l in listeners {
+        let _ = l.await;
+    }
+    drop(gateway);
+    // Every recorder handle is gone once the sessions are; the writer drains and ends.
+    if tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the recorder did not finish writing within 10 s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the file and the secrets; new sessions use them, open ones are untouched.
+/// A broken file or secret leaves the running configuration in force.
+fn reload(path: &Path, running: &Config, gateway: &Gateway) {
+    let config = match airlock_config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+            return;
+        }
+    };
+    if config.postgres.as_ref().map(|p| p.listen) != running.postgres.as_ref().map(|p| p.listen)
+        || config.server.data_dir != running.server.data_dir
+    {
+        tracing::warn!("listener addresses and data_dir change only on restart");
+    }
+    match Runtime::build(config) {
+        Ok(runtime) => {
+            gateway.reload(runtime);
+            tracing::info!("configuration and secrets reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// One gateway per data directory: a second `serve` would fork the event chain.
+fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    let path = config.server.data_dir.join("airlock.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another `airlock serve` is running on {} (lock {} is held)",
+            config.server.data_dir.display(),
+            path.display()
+        )
+    })?;
+    Ok(file)
+}

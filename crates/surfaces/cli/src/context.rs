@@ -1,0 +1,65 @@
+//! What commands share: the loaded configuration, the store, the audit key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_config::Config;
+use airlock_store::{SqliteStore, Store};
+use airlock_vault::Secret;
+use anyhow::Context;
+
+/// Loads and validates the configuration file.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(airlock_config::load_file(path)?)
+}
+
+/// Creates `data_dir` (owner-only) if needed.
+pub fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &config.server.data_dir;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the store in `data_dir`, creating both if needed.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    ensure_data_dir(config)?;
+    let store = SqliteStore::open_in(&config.server.data_dir).await?;
+    Ok(Arc::new(store))
+}
+
+/// The audit chain's key: `[audit] key`, or `data_dir/audit.key`, generated on first use
+/// when `create` is set.
+pub fn audit_key(config: &Config, create: bool) -> anyhow::Result<Option<Secret>> {
+    if let Some(reference) = &config.audit.key {
+        return Ok(Some(airlock_vault::resolve(reference)?));
+    }
+    let path = config.server.data_dir.join("audit.key");
+    if !path.exists() {
+        if !create {
+            return Ok(None);
+        }
+        write_private(&path, hex::encode(rand::random::<[u8; 32]>()).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let reference = airlock_config::SecretRef::File(path);
+    Ok(Some(airlock_vault::resolve(&reference)?))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
