@@ -71,13 +71,13 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
     if config.server.data_dir.as_os_str().is_empty() {
         return Err(invalid(0, "[server] data_dir must not be empty".into()));
     }
-    if let Some(pg) = &config.postgres {
-        if pg.tls_cert.is_some() != pg.tls_key.is_some() {
-            return Err(invalid(
+    if let Some(pg) = &config.postgres
+        && pg.tls_cert.is_some() != pg.tls_key.is_some()
+    {
+        return Err(invalid(
                 0,
                 "[postgres] tls_cert and tls_key must be given together (or neither, for a generated self-signed certificate)".into(),
             ));
-        }
     }
     let mut seen = HashSet::new();
     for t in &config.targets {

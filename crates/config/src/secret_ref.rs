@@ -38,10 +38,10 @@ impl SecretRef {
 
     /// Resolves a relative `file:` path against `base`.
     pub fn rebase(&mut self, base: &std::path::Path) {
-        if let SecretRef::File(p) = self {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
+        if let SecretRef::File(p) = self
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
         }
     }
 }

@@ -33,7 +33,7 @@ impl Timestamp {
     }
 
     /// This instant plus a duration (saturating at the far future).
-    pub fn add(self, d: std::time::Duration) -> Self {
+    pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(
             self.0
                 .checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))

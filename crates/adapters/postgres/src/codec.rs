@@ -35,10 +35,13 @@ pub struct Header {
 
 /// Reads the header at the front of `buf`: `Ok(None)` if fewer than 5 bytes are there.
 pub fn header(buf: &[u8]) -> Result<Option<Header>, CodecError> {
-    let (Some(&tag), Some(len)) = (buf.first(), buf.get(1..5)) else {
+    let (Some(&tag), Some(len)) = (
+        buf.first(),
+        buf.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+    ) else {
         return Ok(None);
     };
-    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    let len = i32::from_be_bytes(len);
     if len < 4 {
         return Err(CodecError::BadLength {
             tag,

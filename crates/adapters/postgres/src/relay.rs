@@ -408,10 +408,7 @@ fn inspect_frontend(
             drafts.push(EventDraft::new(EventKind::Refused, json!({ "message": "FunctionCall", "reason": "fast-path function calls bypass SQL inspection" })));
             Step::Refuse(reply::function_call_refused(), true)
         }
-        other => Step::Close(reply::protocol_violation(&format!(
-            "unexpected message type '{}'",
-            char::from(other)
-        ))),
+        other => return Err(CodecError::UnexpectedTag { tag: other }),
     })
 }
 

@@ -213,7 +213,8 @@ async fn handshake(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    if !tls && !(state.listener.allow_plaintext_loopback && peer.ip().is_loopback()) {
+    let plaintext_allowed = state.listener.allow_plaintext_loopback && peer.ip().is_loopback();
+    if !tls && !plaintext_allowed {
         send_fatal(&mut io, reply::tls_required()).await?;
         return Ok(None);
     }
@@ -221,14 +222,14 @@ async fn handshake(
         send_fatal(&mut io, reply::missing_user()).await?;
         return Ok(None);
     };
-    if let Some(r) = param("replication") {
-        if !matches!(
+    if let Some(r) = param("replication")
+        && !matches!(
             r.to_ascii_lowercase().as_str(),
             "false" | "off" | "no" | "0"
-        ) {
-            send_fatal(&mut io, reply::replication_refused()).await?;
-            return Ok(None);
-        }
+        )
+    {
+        send_fatal(&mut io, reply::replication_refused()).await?;
+        return Ok(None);
     }
     let target = param("database").unwrap_or(&user).to_owned();
     let application_name = param("application_name").map(str::to_owned);

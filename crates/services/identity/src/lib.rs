@@ -86,13 +86,13 @@ impl Identity {
                 at,
             });
         }
-        if let Some(at) = record.expires_at {
-            if at <= now {
-                return Err(IdentityError::Expired {
-                    name: record.name,
-                    at,
-                });
-            }
+        if let Some(at) = record.expires_at
+            && at <= now
+        {
+            return Err(IdentityError::Expired {
+                name: record.name,
+                at,
+            });
         }
         // Last-used time is informational: failing to write it must not lock an agent out.
         if let Err(e) = self.store.touch_token(&record.name, now).await {
@@ -128,7 +128,7 @@ impl Identity {
             token_hash: token_hash(&token),
             groups: groups.to_vec(),
             created_at: now,
-            expires_at: ttl.map(|d| now.add(d)),
+            expires_at: ttl.map(|d| now.plus(d)),
             revoked_at: None,
             last_used_at: None,
         };

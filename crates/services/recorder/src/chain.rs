@@ -62,17 +62,17 @@ mod tests {
         let base = chain_hash(b"k", &event());
         assert_eq!(base, chain_hash(b"k", &event()));
         assert_ne!(base, chain_hash(b"other", &event()));
-        let edits: Vec<Box<dyn Fn(&mut ChainedEvent)>> = vec![
-            Box::new(|e| e.id = 2),
-            Box::new(|e| e.session_id = "t".into()),
-            Box::new(|e| e.seq = 2),
-            Box::new(|e| e.at = "2026-11-25T00:00:00.000001Z".into()),
-            Box::new(|e| e.kind = "parse".into()),
-            Box::new(|e| e.statement = Some("select 2".into())),
-            Box::new(|e| e.statement = None),
-            Box::new(|e| e.decision = Some("deny".into())),
-            Box::new(|e| e.detail = "{ }".into()),
-            Box::new(|e| e.prev_hash = "1".into()),
+        let edits: [fn(&mut ChainedEvent); 10] = [
+            |e| e.id = 2,
+            |e| e.session_id = "t".into(),
+            |e| e.seq = 2,
+            |e| e.at = "2026-11-25T00:00:00.000001Z".into(),
+            |e| e.kind = "parse".into(),
+            |e| e.statement = Some("select 2".into()),
+            |e| e.statement = None,
+            |e| e.decision = Some("deny".into()),
+            |e| e.detail = "{ }".into(),
+            |e| e.prev_hash = "1".into(),
         ];
         for edit in edits {
             let mut e = event();

@@ -138,10 +138,10 @@ impl Writer {
     }
 
     async fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
-        if let Ok(g) = self.broken.lock() {
-            if let Some(msg) = g.as_ref() {
-                return Err(msg.clone());
-            }
+        if let Ok(g) = self.broken.lock()
+            && let Some(msg) = g.as_ref()
+        {
+            return Err(msg.clone());
         }
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();

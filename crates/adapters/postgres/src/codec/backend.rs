@@ -175,6 +175,7 @@ pub fn put_error_like(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

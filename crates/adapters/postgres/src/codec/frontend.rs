@@ -225,6 +225,7 @@ pub fn close(body: &[u8]) -> Result<(u8, &str), CodecError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

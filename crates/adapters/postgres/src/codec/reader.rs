@@ -21,6 +21,12 @@ pub enum CodecError {
         /// The limit.
         limit: usize,
     },
+    /// A message type that has no business in this direction or phase.
+    #[error("unexpected message type '{}'", char::from(*tag))]
+    UnexpectedTag {
+        /// Message tag.
+        tag: u8,
+    },
     /// The body ends early or holds something impossible.
     #[error("malformed {what} message: {detail}")]
     Malformed {

@@ -1,0 +1,125 @@
+//! The CLI's documented interface: check, token, sessions.
+
+use airlock_testkit::AirlockBuilder;
+
+use crate::bin;
+
+#[test]
+fn check_accepts_the_documented_config_and_points_at_bad_lines() {
+    let gw = AirlockBuilder::new(bin())
+        .raw_target("[[targets]]\nname = \"shop\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = 15432\ndatabase = \"shop\"\nuser = \"app\"\npassword = \"env:SHOP_PG_PASSWORD\"\n")
+        .env("SHOP_PG_PASSWORD", "x")
+        .write();
+    let ok = gw.cli(&["check"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let path = gw.config_path();
+    let good = std::fs::read_to_string(&path).unwrap();
+    let cases = [
+        (
+            good.replace("user = \"app\"", "user = \"app\"\nusr = \"x\""),
+            "unknown field",
+        ),
+        (
+            good.replace("env:SHOP_PG_PASSWORD", "hunter2"),
+            "never a literal",
+        ),
+        (
+            good.replace("port = 15432", "port = \"many\""),
+            "invalid type",
+        ),
+        (
+            good.replace("kind = \"postgres\"", "kind = \"oracle\""),
+            "unknown variant",
+        ),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&path, &text).unwrap();
+        let out = gw.cli(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{}:", path.display())),
+            "file named: {err}"
+        );
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a literal secret was echoed: {err}"
+        );
+        let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(line > 1, "line number given: {err}");
+    }
+    // A reference that does not resolve.
+    std::fs::write(
+        &path,
+        good.replace("SHOP_PG_PASSWORD", "AIRLOCK_SURELY_UNSET"),
+    )
+    .unwrap();
+    let out = gw.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("env:AIRLOCK_SURELY_UNSET"));
+}
+
+#[test]
+fn token_create_list_and_revoke() {
+    let gw = AirlockBuilder::new(bin()).write();
+    let out = gw.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "crew-analyst",
+        "--group",
+        "ai-agents",
+        "--group",
+        "readers",
+        "--ttl",
+        "24h",
+    ]);
+    let token = out.lines().last().unwrap();
+    assert!(token.starts_with("alk_") && !token.contains(' '), "{out}");
+    let dup = gw.cli(&["token", "create", "--name", "crew-analyst"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    let list: serde_json::Value =
+        serde_json::from_str(&gw.cli_ok(&["token", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["name"], "crew-analyst");
+    assert_eq!(
+        list[0]["groups"],
+        serde_json::json!(["ai-agents", "readers"])
+    );
+    assert_eq!(list[0]["status"], "active");
+    assert!(list[0]["expires_at"].is_string());
+    assert!(
+        !gw.cli_ok(&["token", "list"]).contains(token),
+        "token list shows a token value"
+    );
+    let db = std::fs::read(gw.store_path()).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is stored in clear"
+    );
+
+    gw.cli_ok(&["token", "revoke", "crew-analyst"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&gw.cli_ok(&["token", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["status"], "revoked");
+    assert_eq!(
+        gw.cli(&["token", "revoke", "nobody"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn sessions_show_of_an_unknown_id_fails_cleanly() {
+    let gw = AirlockBuilder::new(bin()).write();
+    let out = gw.cli(&["sessions", "show", "no-such-id", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session"));
+    assert_eq!(gw.cli_ok(&["sessions", "list", "--json"]).trim(), "[]");
+}

@@ -1,0 +1,83 @@
+//! End-to-end tests: the built `airlock` binary between real clients (psql, psycopg, a
+//! raw protocol client) and a real PostgreSQL server, all on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod audit;
+mod cli;
+mod postgres_auth;
+mod postgres_failures;
+mod postgres_malformed;
+mod postgres_relay;
+mod postgres_reload;
+mod postgres_stream;
+mod postgres_upstream;
+mod raw;
+
+use std::process::{Command, Stdio};
+
+use airlock_testkit::{Airlock, AirlockBuilder, Postgres};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_airlock")
+}
+
+/// A gateway with one target `shop` on a fresh copy of the sample database, and a token
+/// for principal `agent` in group `ai-agents`.
+pub struct Fixture {
+    pub gw: Airlock,
+    pub db: String,
+    pub token: String,
+}
+
+impl Fixture {
+    pub fn new(prefix: &str) -> Fixture {
+        Self::with(prefix, |b| b)
+    }
+
+    pub fn with(prefix: &str, customize: impl FnOnce(AirlockBuilder) -> AirlockBuilder) -> Fixture {
+        let pg = Postgres::shared();
+        let db = pg.create_database(prefix);
+        let gw = customize(AirlockBuilder::new(bin()).target("shop", pg, &db)).start();
+        let token = gw.token("agent", &["ai-agents"]);
+        Fixture { gw, db, token }
+    }
+
+    pub fn conn(&self) -> String {
+        self.gw.conn("shop", &self.token)
+    }
+}
+
+/// Runs a psycopg scenario from `tests/clients/python/pg_client.py`; returns its JSON.
+pub fn py(scenario: &str, conn: &str) -> serde_json::Value {
+    let script = airlock_testkit::workspace_root().join("tests/clients/python/pg_client.py");
+    let out = Command::new(airlock_testkit::python())
+        .arg(script)
+        .arg(scenario)
+        .env("AIRLOCK_CONN", conn)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.trim_ascii()).expect("scenario prints JSON")
+}
+
+/// The events of a session, by kind.
+pub fn events_of<'a>(session: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    session["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}

@@ -1,0 +1,125 @@
+"""psycopg 3 scenarios the end-to-end tests drive through Airlock.
+
+Usage: pg_client.py SCENARIO   (connection string in $AIRLOCK_CONN)
+Prints one JSON object on stdout; exits non-zero if the scenario's own checks fail.
+"""
+import json
+import os
+import sys
+import threading
+import time
+
+import psycopg
+from psycopg import errors, sql
+
+CONN = os.environ["AIRLOCK_CONN"]
+
+
+def out(obj):
+    print(json.dumps(obj))
+
+
+def prepared():
+    with psycopg.connect(CONN) as c:
+        counts = [
+            c.execute("select count(*) from orders where customer_id = %s", (cid,), prepare=True).fetchone()[0]
+            for cid in (1, 2, 1)
+        ]
+        with c.cursor(binary=True) as cur:
+            cur.execute("select orders.id, name, total from orders join customers on customers.id = orders.customer_id where orders.id = %s", (7,))
+            binary_row = cur.fetchone()
+        with c.cursor() as cur:
+            cur.executemany("insert into orders(customer_id, total) values (%s, %s)", [(1, 10), (2, 20), (1, 30)])
+        c.commit()
+        inserted = c.execute("select count(*) from orders where total in (10, 20, 30) and id > 100").fetchone()[0]
+        # A server-side error in the extended protocol, then the connection keeps working.
+        try:
+            c.execute("select 1 / %s", (0,))
+            err = None
+        except errors.DivisionByZero as e:
+            err = e.sqlstate
+            c.rollback()
+        after = c.execute("select %s::int + 1", (41,)).fetchone()[0]
+    out({"counts": counts, "binary_row": [binary_row[0], binary_row[1], str(binary_row[2])],
+         "inserted": inserted, "error": err, "after_error": after})
+
+
+def copy():
+    with psycopg.connect(CONN) as c:
+        with c.cursor() as cur:
+            rows = []
+            with cur.copy("copy (select id, name from customers order by id) to stdout") as cp:
+                for row in cp.rows():
+                    rows.append(list(row))
+            with cur.copy("copy orders (customer_id, total) from stdin") as cp:
+                for i in range(5000):
+                    cp.write_row((1 + i % 2, i))
+            c.commit()
+            n = cur.execute("select count(*) from orders").fetchone()[0]
+    out({"copied_out": rows, "orders_after_copy_in": n})
+
+
+def notify():
+    notices = []
+    with psycopg.connect(CONN, autocommit=True) as c:
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c.execute("listen airlock_test")
+        c.execute("notify airlock_test, 'hello'")
+        c.execute("do $$ begin raise notice 'notice from plpgsql'; end $$")
+        got = [(n.channel, n.payload) for n in c.notifies(timeout=5, stop_after=1)]
+    out({"notifies": got, "notices": notices})
+
+
+def cancel():
+    with psycopg.connect(CONN) as c, psycopg.connect(CONN) as other:
+        def fire():
+            time.sleep(1.0)
+            c.cancel_safe()
+        t = threading.Thread(target=fire)
+        t.start()
+        started = time.monotonic()
+        try:
+            c.execute("select pg_sleep(60)")
+            state = None
+        except errors.QueryCanceled as e:
+            state = e.sqlstate
+        t.join()
+        c.rollback()
+        # The cancelled connection and another one both still work.
+        alive = c.execute("select 1").fetchone()[0]
+        other_alive = other.execute("select 2").fetchone()[0]
+    out({"sqlstate": state, "seconds": time.monotonic() - started, "alive": alive, "other_alive": other_alive})
+
+
+def lost():
+    with psycopg.connect(CONN) as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        print(json.dumps({"backend_pid": pid}), file=sys.stderr, flush=True)
+        try:
+            c.execute("select pg_sleep(60)")
+            out({"error": None})
+        except psycopg.Error as e:
+            out({"error": type(e).__name__, "sqlstate": getattr(e, "sqlstate", None), "message": str(e)})
+
+
+def direct_tls():
+    try:
+        with psycopg.connect(CONN + " sslnegotiation=direct") as c:
+            out({"ok": c.execute("select 'direct'").fetchone()[0], "libpq": psycopg.pq.version()})
+    except psycopg.ProgrammingError as e:
+        # libpq older than 17 does not know sslnegotiation.
+        out({"unsupported": str(e), "libpq": psycopg.pq.version()})
+
+
+def session_alive():
+    """Connects, then waits for a line on stdin between two queries (secret rotation)."""
+    with psycopg.connect(CONN) as c:
+        first = c.execute("select current_user").fetchone()[0]
+        print("ready", flush=True)
+        sys.stdin.readline()
+        second = c.execute("select count(*) from customers").fetchone()[0]
+    out({"first": first, "second": second})
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]]()
