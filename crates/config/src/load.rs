@@ -79,6 +79,12 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 "[postgres] tls_cert and tls_key must be given together (or neither, for a generated self-signed certificate)".into(),
             ));
     }
+    if config.postgres.is_none() {
+        return Err(invalid(
+            0,
+            "no listener is configured: add a [postgres] section with `listen = \"127.0.0.1:16432\"`".into(),
+        ));
+    }
     let mut seen = HashSet::new();
     for t in &config.targets {
         let line = line_col(text, t.name.span().start).0;
@@ -109,14 +115,6 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 line,
                 format!(
                     "target `{name}`: sslmode = \"verify-full\" needs ca_file, the PEM bundle that signs the server's certificate"
-                ),
-            ));
-        }
-        if config.postgres.is_none() {
-            return Err(invalid(
-                line,
-                format!(
-                    "target `{name}` is a postgres target but there is no [postgres] listener section"
                 ),
             ));
         }
@@ -177,7 +175,7 @@ password = "env:SHOP_PG_PASSWORD"
     fn unknown_key_is_an_error_with_its_line() {
         let text = MINIMAL.replace("port = 15432", "port = 15432\nprot = 1");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("/etc/airlock/airlock.toml:12:"), "{err}");
+        assert!(err.starts_with("/etc/airlock/airlock.toml:11:1:"), "{err}");
         assert!(err.contains("prot"), "{err}");
     }
 
@@ -195,7 +193,14 @@ password = "env:SHOP_PG_PASSWORD"
         let text = format!("{MINIMAL}[[targets]]{second}");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("defined twice"), "{err}");
-        assert!(err.contains(":20:"), "{err}");
+        assert!(err.contains(":15:"), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_a_listener_is_refused() {
+        let text = MINIMAL.replace("[postgres]\nlisten = \"127.0.0.1:16432\"\n", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("no listener is configured"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub enum LogFormat {
 }
 
 /// `[postgres]`: the listener PostgreSQL clients connect to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresListenerConfig {
     /// Address and port to listen on.
@@ -97,6 +97,27 @@ pub struct TargetConfig {
     pub connect_timeout: Duration,
 }
 
+impl Config {
+    /// Names the settings that differ from `other` and take effect only on restart
+    /// (listeners, TLS files, the data directory, logging, the audit key).
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.server.data_dir != other.server.data_dir {
+            changed.push("server.data_dir");
+        }
+        if self.server.log_format != other.server.log_format {
+            changed.push("server.log_format");
+        }
+        if self.postgres != other.postgres {
+            changed.push("[postgres]");
+        }
+        if self.audit != other.audit {
+            changed.push("[audit]");
+        }
+        changed
+    }
+}
+
 impl TargetConfig {
     /// The target's name.
     pub fn name(&self) -> &str {
@@ -128,7 +149,7 @@ pub enum SslMode {
 }
 
 /// `[audit]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Key for the event chain's HMAC; generated into `data_dir/audit.key` when absent.

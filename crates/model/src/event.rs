@@ -10,7 +10,8 @@ use crate::Timestamp;
 pub enum EventKind {
     /// A client authenticated and was connected to its target.
     Connect,
-    /// A client failed to authenticate or to reach a target.
+    /// A client was refused before its session opened: a bad credential or an unknown
+    /// target.
     AuthFailure,
     /// Connecting to the target failed after the client authenticated.
     ConnectFailure,

@@ -76,3 +76,26 @@ pub enum UpstreamError {
     #[error("the server broke off the startup: {0}")]
     Protocol(String),
 }
+
+impl UpstreamError {
+    /// What went wrong, for the agent: the kind of failure without internal addresses
+    /// (the full error goes to the gateway's log and the session's events).
+    pub fn agent_summary(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "The target did not accept a connection.",
+            UpstreamError::Timeout { .. } => "Connecting to the target timed out.",
+            UpstreamError::TlsRefused { .. } => {
+                "The target does not offer TLS, which its configuration requires."
+            }
+            UpstreamError::Tls { .. } => {
+                "TLS with the target failed (its certificate may not be trusted)."
+            }
+            UpstreamError::Rejected { .. } => "The target refused the connection.",
+            UpstreamError::UnsupportedAuth(_) => {
+                "The target asked for an authentication method Airlock does not support."
+            }
+            UpstreamError::Scram(_) => "The target's SCRAM authentication could not be verified.",
+            UpstreamError::Protocol(_) => "The target broke off the connection during startup.",
+        }
+    }
+}

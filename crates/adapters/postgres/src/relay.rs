@@ -7,8 +7,10 @@
 //! whole frame.
 //!
 //! Server → client: frames are scanned for the few that matter (command completions,
-//! errors, ReadyForQuery, parameter changes); data rows are counted and streamed through
-//! however large, so memory stays bounded by the read buffer.
+//! errors, ReadyForQuery); data rows are counted and streamed through however large, so
+//! memory stays bounded by the read buffer. Outcome events are queued before the frames
+//! reach the client, so a statement's result is always recorded before the next
+//! statement the client sends in reaction to it.
 //!
 //! A reply Airlock makes itself (a refused FunctionCall) must not overtake answers the
 //! server still owes: the client direction waits until every Query/Sync it forwarded has
@@ -50,8 +52,8 @@ pub enum End {
     Shutdown,
     /// Recording failed; the session was closed (fail closed).
     RecorderFailed,
-    /// A statement was refused in a way that ends the session.
-    Refused,
+    /// A statement was refused in a way that ends the session; the reply says why.
+    Refused(Reply),
     /// Something broke.
     Failed(PostgresError),
 }
@@ -65,7 +67,7 @@ impl End {
             End::UpstreamClosed { .. } => "target_closed".into(),
             End::Shutdown => "gateway_shutdown".into(),
             End::RecorderFailed => "recorder_failed".into(),
-            End::Refused => "refused".into(),
+            End::Refused(_) => "refused".into(),
             End::Failed(e) => format!("error: {e}"),
         }
     }
@@ -78,6 +80,9 @@ struct State {
     tx_status: u8,
     /// When the statement now running was sent (or the previous one finished).
     mark: Instant,
+    /// The client was last sent part of a frame: anything Airlock wrote now would land
+    /// inside it, so the session can only be closed, not answered.
+    mid_frame: bool,
 }
 
 struct Shared {
@@ -142,6 +147,7 @@ pub async fn run(
             outstanding: 0,
             tx_status: b'I',
             mark: Instant::now(),
+            mid_frame: false,
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
@@ -154,6 +160,12 @@ pub async fn run(
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => End::Shutdown,
     };
     let last_words = match &end {
+        _ if shared.with(|s| s.mid_frame) => None,
+        End::RecorderFailed => Some(reply::recorder_unavailable("FATAL")),
+        End::Refused(r) => Some(r.clone()),
+        End::Failed(PostgresError::Protocol(CodecError::TooLarge { .. })) => {
+            Some(reply::message_too_large(codec::MAX_INSPECTED_FRONTEND))
+        }
         End::UpstreamClosed { explained: false } => {
             Some(reply::upstream_lost(&session.target().model.name))
         }
@@ -218,12 +230,6 @@ async fn client_to_server(
                 continue;
             }
             if h.frame_len > codec::MAX_INSPECTED_FRONTEND {
-                let _ = shared
-                    .reply(
-                        &[reply::message_too_large(codec::MAX_INSPECTED_FRONTEND)],
-                        false,
-                    )
-                    .await;
                 return End::Failed(
                     CodecError::TooLarge {
                         tag: h.tag,
@@ -264,9 +270,7 @@ async fn client_to_server(
         if !drafts.is_empty() {
             // Recorded before forwarded: nothing below runs until the events are durable.
             if let Err(e) = session.record(drafts).await {
-                let _ = shared
-                    .reply(&[reply::recorder_unavailable(&e, "FATAL")], false)
-                    .await;
+                tracing::error!(error = %e, "statement not forwarded: recording failed");
                 return End::RecorderFailed;
             }
         }
@@ -292,10 +296,7 @@ async fn client_to_server(
             }
             None => {}
             Some(After::Terminate) => return End::ClientTerminated,
-            Some(After::Close(r)) => {
-                let _ = shared.reply(&[r], false).await;
-                return End::Refused;
-            }
+            Some(After::Close(r)) => return End::Refused(r),
             Some(After::Refuse { reply, skip, ready }) => {
                 let _ = buf.split_to(skip.min(buf.len()));
                 shared.wait_idle().await;
@@ -391,7 +392,8 @@ fn inspect_frontend(
                 json!({ "portal": portal, "max_rows": max_rows }),
             ));
             match decision {
-                // A portal Airlock never saw bound fails at the server; nothing runs.
+                // TODO(#3): a portal of a statement prepared with SQL PREPARE has no text
+                // here; once policy lands it must be decided as the prepared statement.
                 None | Some(Decision::Allow) => Step::Forward { sync: false },
                 Some(other) => Step::Close(refusal(&other)),
             }
@@ -493,9 +495,13 @@ async fn server_to_client(
                 break;
             };
             let outcome = match h.tag {
-                b'C' => {
-                    backend::command_complete(body).map(|t| Some(Outcome::Complete(t.to_owned())))
-                }
+                b'C' => backend::command_complete(body).map(|t| {
+                    // Rows changed (INSERT 0 5) or, for reads, rows sent, as the tag says.
+                    if let Some(n) = backend::tag_rows(t) {
+                        rows = n;
+                    }
+                    Some(Outcome::Complete(t.to_owned()))
+                }),
                 b'E' => backend::error_fields(body).map(|f| {
                     saw_fatal |= f.severity == "FATAL" || f.severity == "PANIC";
                     Some(Outcome::Error(f))
@@ -528,17 +534,19 @@ async fn server_to_client(
             }
             forward += h.frame_len;
         }
+        // Queued before the client sees the outcome (see the module doc).
+        if !drafts.is_empty() && session.record_later(drafts).await.is_err() {
+            return End::RecorderFailed;
+        }
         if forward > 0 {
             let chunk = buf.split_to(forward);
+            shared.with(|s| s.mid_frame = passthrough > 0);
             if let Err(e) = shared.write_client(&chunk).await {
                 return End::Failed(e);
             }
         }
         if became_idle {
             shared.idle.notify_waiters();
-        }
-        if !drafts.is_empty() && session.record_later(drafts).await.is_err() {
-            return End::RecorderFailed;
         }
         buf.reserve(READ_CHUNK);
         match rd.read_buf(&mut buf).await {

@@ -3,7 +3,7 @@
 //! each case is mapped here by an exhaustive match.
 
 use airlock_identity::IdentityError;
-use airlock_session::{ConnectRefusal, RecorderError};
+use airlock_session::ConnectRefusal;
 use bytes::BytesMut;
 
 use crate::codec::backend::put_error_like;
@@ -128,7 +128,7 @@ pub fn connect_refused(refusal: &ConnectRefusal) -> Reply {
         } else {
             format!("PostgreSQL targets: {}.", available.join(", "))
         }),
-        ConnectRefusal::Recorder(e) => recorder_unavailable(e, "FATAL"),
+        ConnectRefusal::Recorder(_) => recorder_unavailable("FATAL"),
     }
 }
 
@@ -158,7 +158,7 @@ fn credential_refused(e: &IdentityError) -> Reply {
 }
 
 /// Recording failed, so the gateway refuses to go on (fail closed).
-pub fn recorder_unavailable(_e: &RecorderError, severity: &'static str) -> Reply {
+pub fn recorder_unavailable(severity: &'static str) -> Reply {
     Reply {
         severity,
         code: "58000",
@@ -188,7 +188,7 @@ pub fn upstream_failed(target: &str, e: &UpstreamError) -> Reply {
             format!("Airlock could not connect to target \"{target}\""),
             "The target may be down or unreachable; retry later, and tell the operator if it persists.".to_string(),
         )
-        .with_detail(other.to_string()),
+        .with_detail(other.agent_summary().to_string()),
     }
 }
 

@@ -41,9 +41,10 @@ pub async fn handle(
     let span = tracing::info_span!("pg", client = %peer, session = tracing::field::Empty, principal = tracing::field::Empty);
     async move {
         let _ = tcp.set_nodelay(true);
+        // Only the client's part of the handshake is bounded here; connecting to the
+        // target has its own `connect_timeout`, and its failure is answered and recorded.
         let limit = state.listener.handshake_timeout;
-        let handshake = tokio::time::timeout(limit, handshake(&state, tcp, peer)).await;
-        let ready = match handshake {
+        let hello = match tokio::time::timeout(limit, client_handshake(&state, tcp, peer)).await {
             Err(_) => {
                 tracing::debug!("handshake timed out");
                 return;
@@ -53,13 +54,16 @@ pub async fn handle(
                 return;
             }
             Ok(Ok(None)) => return,
-            Ok(Ok(Some(ready))) => ready,
+            Ok(Ok(Some(hello))) => hello,
+        };
+        let Some(ready) = open(&state, hello, peer).await else {
+            return;
         };
         let Ready {
             session,
             client,
             client_buf,
-            startup,
+            upstream,
         } = ready;
         tracing::Span::current().record("session", session.id());
         tracing::Span::current().record("principal", session.principal().name.as_str());
@@ -69,8 +73,8 @@ pub async fn handle(
             leftover,
             tls,
             params,
-            ..
-        } = startup.upstream;
+            startup_frames,
+        } = upstream;
         let server_version = params
             .iter()
             .find(|(k, _)| k == "server_version")
@@ -89,14 +93,12 @@ pub async fn handle(
         let mut client = client;
         let mut out = BytesMut::new();
         backend::put_auth_ok(&mut out);
-        out.extend_from_slice(&startup.frames);
+        out.extend_from_slice(&startup_frames);
         let (pid, secret) = guard.key();
         backend::put_backend_key(&mut out, pid, secret);
         backend::put_ready(&mut out, b'I');
         if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
-            session
-                .end(json!({ "reason": "client_closed", "upstream_tls": tls }))
-                .await;
+            session.end(json!({ "reason": "client_closed" })).await;
             return;
         }
         tracing::info!(target = %session.target().model.name, "session open");
@@ -109,16 +111,24 @@ pub async fn handle(
     .await
 }
 
-struct Startup {
-    upstream: upstream::Upstream,
-    frames: BytesMut,
+/// A client that finished its part of the handshake: what it asked for and the token
+/// it presented.
+struct Hello {
+    io: BoxIo,
+    tls: bool,
+    direct_tls: bool,
+    params: Vec<(String, String)>,
+    target: String,
+    token: Secret,
+    /// Bytes the client sent after its password (normally none).
+    client_buf: BytesMut,
 }
 
 struct Ready {
     session: Arc<Session>,
     client: BoxIo,
     client_buf: BytesMut,
-    startup: Startup,
+    upstream: upstream::Upstream,
 }
 
 async fn send_fatal(io: &mut BoxIo, r: Reply) -> Result<(), PostgresError> {
@@ -147,19 +157,26 @@ async fn read_startup_packet(io: &mut BoxIo) -> Result<Vec<u8>, PostgresError> {
     Ok(body)
 }
 
-/// Everything before the relay. `Ok(None)` when the connection ended normally early (a
-/// cancel request, a refused login that was answered).
-async fn handshake(
+/// TLS, the startup packet and the password. `Ok(None)` when the connection ended
+/// normally early (a cancel request, a refusal that was answered).
+async fn client_handshake(
     state: &AdapterState,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Result<Option<Ready>, PostgresError> {
+) -> Result<Option<Hello>, PostgresError> {
     let mut first = [0u8; 1];
     let direct_tls = tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD;
     let mut io: BoxIo = Box::new(tcp);
     let mut tls = false;
     if direct_tls {
-        io = Box::new(state.tls.accept(io).await?);
+        let stream = state.tls.accept(io).await?;
+        // PostgreSQL 17 requires the "postgresql" ALPN protocol on direct TLS, so that a
+        // TLS connection meant for another protocol cannot be replayed here.
+        if stream.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN_POSTGRESQL) {
+            tracing::debug!("direct TLS without the postgresql ALPN protocol refused");
+            return Ok(None);
+        }
+        io = Box::new(stream);
         tls = true;
     }
     let (minor, params) = loop {
@@ -232,7 +249,6 @@ async fn handshake(
         return Ok(None);
     }
     let target = param("database").unwrap_or(&user).to_owned();
-    let application_name = param("application_name").map(str::to_owned);
 
     // Ask for the token as a cleartext password: safe because the channel is TLS.
     let mut out = BytesMut::new();
@@ -270,10 +286,38 @@ async fn handshake(
             return Ok(None);
         }
     };
+    Ok(Some(Hello {
+        io,
+        tls,
+        direct_tls,
+        params,
+        target,
+        token,
+        client_buf,
+    }))
+}
 
+/// Authenticates the token, opens the session and connects to the target. Every
+/// failure is answered to the client and recorded; `None` then.
+async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Ready> {
+    let Hello {
+        mut io,
+        tls,
+        direct_tls,
+        params,
+        target,
+        token,
+        client_buf,
+    } = hello;
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_owned())
+    };
     let mut detail = serde_json::Map::new();
-    detail.insert("client_user".into(), user.clone().into());
-    detail.insert("application_name".into(), application_name.clone().into());
+    detail.insert("client_user".into(), param("user").into());
+    detail.insert("application_name".into(), param("application_name").into());
     detail.insert("tls".into(), tls.into());
     detail.insert("direct_tls".into(), direct_tls.into());
     let request = ConnectRequest {
@@ -287,28 +331,21 @@ async fn handshake(
         Ok(s) => Arc::new(s),
         Err(refusal) => {
             tracing::info!(target = %target, reason = %refusal, "connection refused");
-            send_fatal(&mut io, reply::connect_refused(&refusal)).await?;
-            return Ok(None);
+            let _ = send_fatal(&mut io, reply::connect_refused(&refusal)).await;
+            return None;
         }
     };
-
     let passthrough: Vec<(String, String)> = params
         .into_iter()
         .filter(|(k, _)| !RESERVED_PARAMS.contains(&k.as_str()) && !k.starts_with("_pq_."))
         .collect();
     match upstream::connect(session.target(), &passthrough).await {
-        Ok(up) => {
-            let frames = up.startup_frames.clone();
-            Ok(Some(Ready {
-                session,
-                client: io,
-                client_buf,
-                startup: Startup {
-                    upstream: up,
-                    frames,
-                },
-            }))
-        }
+        Ok(upstream) => Some(Ready {
+            session,
+            client: io,
+            client_buf,
+            upstream,
+        }),
         Err(e) => {
             tracing::warn!(target = %target, error = %e, "could not connect to the target");
             let _ = session
@@ -318,8 +355,8 @@ async fn handshake(
                 )])
                 .await;
             session.end(json!({ "reason": "target_unavailable" })).await;
-            send_fatal(&mut io, reply::upstream_failed(&target, &e)).await?;
-            Ok(None)
+            let _ = send_fatal(&mut io, reply::upstream_failed(&target, &e)).await;
+            None
         }
     }
 }

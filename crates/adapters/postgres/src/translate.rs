@@ -28,11 +28,18 @@ impl Statements {
         self.prepared.insert(name.to_owned(), text.to_owned());
     }
 
-    /// Remembers a Bind; returns the statement text the portal runs.
+    /// Remembers a Bind; returns the statement text the portal runs, or `None` when the
+    /// statement was not prepared through Parse (then the portal's old text is dropped, so
+    /// an Execute is never recorded as a statement it does not run).
     pub fn bound(&mut self, portal: &str, statement: &str) -> Option<String> {
         let text = self.prepared.get(statement).cloned();
-        if let Some(t) = &text {
-            self.portals.insert(portal.to_owned(), t.clone());
+        match &text {
+            Some(t) => {
+                self.portals.insert(portal.to_owned(), t.clone());
+            }
+            None => {
+                self.portals.remove(portal);
+            }
         }
         text
     }
@@ -179,6 +186,11 @@ mod tests {
         assert_eq!(s.portal(""), Some("select 1"));
         assert_eq!(s.bound("", "missing"), None);
         s.closed(b'S', "st");
-        assert_eq!(s.bound("p", "st"), None);
+        assert_eq!(s.bound("", "st"), None);
+        assert_eq!(
+            s.portal(""),
+            None,
+            "a portal re-bound to an unknown statement forgets its old text"
+        );
     }
 }

@@ -14,6 +14,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let targets = config.targets.len();
+    // What `serve` would resolve at start: the audit key and configured TLS files.
+    if let Some(reference) = &config.audit.key
+        && let Err(e) = airlock_vault::resolve(reference)
+    {
+        eprintln!("{}: [audit] key: {e}", path.display());
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(pg) = &config.postgres
+        && pg.tls_cert.is_some()
+        && let Err(e) = airlock_postgres::tls::server_config(pg, &config.server.data_dir)
+    {
+        eprintln!("{}: [postgres] {e}", path.display());
+        return Ok(ExitCode::from(1));
+    }
     if let Err(e) = Runtime::build(config) {
         eprintln!("{}: {e}", path.display());
         return Ok(ExitCode::from(1));

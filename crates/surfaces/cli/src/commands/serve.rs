@@ -94,10 +94,9 @@ fn reload(path: &Path, running: &Config, gateway: &Gateway) {
             return;
         }
     };
-    if config.postgres.as_ref().map(|p| p.listen) != running.postgres.as_ref().map(|p| p.listen)
-        || config.server.data_dir != running.server.data_dir
-    {
-        tracing::warn!("listener addresses and data_dir change only on restart");
+    let ignored = config.restart_only_changes(running);
+    if !ignored.is_empty() {
+        tracing::warn!(settings = %ignored.join(", "), "these settings change only on restart; the running values stay");
     }
     match Runtime::build(config) {
         Ok(runtime) => {

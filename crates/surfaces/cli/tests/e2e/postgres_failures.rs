@@ -167,3 +167,27 @@ fn connection_to_target_lost_mid_query_gives_08006() {
     let out = psql(&gw.conn("nosuch", &token), &["select 1"]);
     assert!(out.stderr.contains("does not exist"));
 }
+
+#[test]
+fn shutdown_tells_open_sessions_and_records_their_end() {
+    let mut f = Fixture::with("fail_shutdown", |b| {
+        b.listener("allow_plaintext_loopback = true")
+    });
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    assert!(r.query("select 1").iter().any(|m| m.tag == b'D'));
+    f.gw.stop();
+    let m = r.read().expect("a goodbye before the connection closes");
+    assert_eq!((m.tag, m.field(b'C').as_deref()), (b'E', Some("57P01")));
+    let s = f.gw.last_session_of("agent", "shop");
+    assert_eq!(
+        events_of(&s, "disconnect")[0]["detail"]["reason"],
+        "gateway_shutdown"
+    );
+    assert!(s["ended_at"].is_string());
+    let out = f.gw.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -58,6 +58,15 @@ fn malformed_and_truncated_frames_do_not_disturb_other_sessions() {
     let mut r = Raw::ready(port, "shop", &f.token);
     r.send(&message(b'B', &[0, 0, 0, 0, 0, 5, 0, 0, 0, 99]));
     assert_eq!(r.read().unwrap().field(b'C').as_deref(), Some("08P01"));
+    // A statement larger than Airlock inspects: one clear error, then the end.
+    let mut r = Raw::ready(port, "shop", &f.token);
+    r.send(&[b'Q', 0x05, 0, 0, 0]);
+    let m = r.read().unwrap();
+    assert_eq!((m.tag, m.field(b'C').as_deref()), (b'E', Some("54000")));
+    assert!(r.closed(), "only one error is sent");
+    // A client that never finishes its handshake is dropped after handshake_timeout.
+    let mut idle = Raw::connect(port);
+    assert!(idle.closed());
     // A Query announced long and cut off.
     let mut r = Raw::ready(port, "shop", &f.token);
     r.send(&[b'Q', 0, 0, 1, 0]);

@@ -14,6 +14,7 @@ fn psql_query_runs_and_every_statement_is_recorded_with_its_outcome() {
         &[
             "select name from customers order by id",
             "select 1; select 2",
+            "insert into orders(customer_id, total) values (1, 1), (2, 2)",
             "select 1/0",
         ],
     );
@@ -34,6 +35,7 @@ fn psql_query_runs_and_every_statement_is_recorded_with_its_outcome() {
         [
             "select name from customers order by id",
             "select 1; select 2",
+            "insert into orders(customer_id, total) values (1, 1), (2, 2)",
             "select 1/0"
         ]
     );
@@ -45,8 +47,13 @@ fn psql_query_runs_and_every_statement_is_recorded_with_its_outcome() {
     let results = events_of(&s, "result");
     assert_eq!(results[0]["detail"]["tag"], "SELECT 2");
     assert_eq!(results[0]["detail"]["rows"], 2);
-    assert_eq!(results.len(), 4, "one result per statement: {s}");
-    assert_eq!(results[3]["detail"]["error"]["code"], "22012");
+    assert_eq!(results.len(), 5, "one result per statement: {s}");
+    assert_eq!(results[3]["detail"]["tag"], "INSERT 0 2");
+    assert_eq!(
+        results[3]["detail"]["rows"], 2,
+        "rows changed come from the command tag"
+    );
+    assert_eq!(results[4]["detail"]["error"]["code"], "22012");
     let connect = &events_of(&s, "connect")[0];
     assert_eq!(connect["seq"], 1);
     assert_eq!(connect["detail"]["tls"], true);

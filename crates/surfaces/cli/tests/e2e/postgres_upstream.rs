@@ -112,7 +112,7 @@ fn upstream_tls_follows_sslmode() {
     let token = gw2.token("agent", &["g"]);
     let out = psql(&gw2.conn("require", &token), &["select 1"]);
     assert!(
-        !out.ok && out.stderr.contains("does not accept TLS"),
+        !out.ok && out.stderr.contains("does not offer TLS"),
         "{out:?}"
     );
     let out = psql(&gw2.conn("prefer", &token), &[ssl_in_use]);
