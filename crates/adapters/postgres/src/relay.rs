@@ -540,10 +540,13 @@ async fn server_to_client(
         }
         if forward > 0 {
             let chunk = buf.split_to(forward);
-            shared.with(|s| s.mid_frame = passthrough > 0);
+            // Until the write completes the client may hold a partial frame (this future
+            // can be dropped mid-write when the session ends).
+            shared.with(|s| s.mid_frame = true);
             if let Err(e) = shared.write_client(&chunk).await {
                 return End::Failed(e);
             }
+            shared.with(|s| s.mid_frame = passthrough > 0);
         }
         if became_idle {
             shared.idle.notify_waiters();

@@ -11,6 +11,9 @@ use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use crate::{ChainedEvent, SessionFilter, Store, StoreError, StoreOp, TokenRecord};
 
+/// Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
+const EVENTS_PER_INSERT: usize = 1000;
+
 /// The store file's name inside `data_dir`.
 pub const STORE_FILE: &str = "airlock.db";
 
@@ -189,7 +192,8 @@ impl Store for SqliteStore {
 
     async fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for op in ops {
+        let mut i = 0;
+        while let Some(op) = ops.get(i) {
             match op {
                 StoreOp::StartSession(s) => {
                     sqlx::query(
@@ -205,24 +209,38 @@ impl Store for SqliteStore {
                     .bind(s.ended_at.map(|t| t.to_string()))
                     .execute(&mut *tx)
                     .await?;
+                    i += 1;
                 }
-                StoreOp::Event(e) => {
-                    sqlx::query(
-                        "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(e.id)
-                    .bind(&e.session_id)
-                    .bind(e.seq)
-                    .bind(&e.at)
-                    .bind(&e.kind)
-                    .bind(&e.statement)
-                    .bind(&e.decision)
-                    .bind(&e.detail)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash)
-                    .execute(&mut *tx)
-                    .await?;
+                StoreOp::Event(_) => {
+                    // Consecutive events go in one multi-row INSERT: one round trip to
+                    // SQLite's worker thread per batch instead of one per event.
+                    let run: Vec<&ChainedEvent> = ops
+                        .get(i..)
+                        .unwrap_or(&[])
+                        .iter()
+                        .take(EVENTS_PER_INSERT)
+                        .map_while(|op| match op {
+                            StoreOp::Event(e) => Some(e),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut q = QueryBuilder::new(
+                        "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash) ",
+                    );
+                    q.push_values(&run, |mut row, e| {
+                        row.push_bind(e.id)
+                            .push_bind(e.session_id.as_str())
+                            .push_bind(e.seq)
+                            .push_bind(e.at.as_str())
+                            .push_bind(e.kind.as_str())
+                            .push_bind(e.statement.as_deref())
+                            .push_bind(e.decision.as_deref())
+                            .push_bind(e.detail.as_str())
+                            .push_bind(e.prev_hash.as_str())
+                            .push_bind(e.hash.as_str());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                    i += run.len();
                 }
                 StoreOp::EndSession { id, at } => {
                     sqlx::query(
@@ -232,6 +250,7 @@ impl Store for SqliteStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                    i += 1;
                 }
             }
         }

@@ -51,12 +51,6 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }
-    if listeners.is_empty() {
-        anyhow::bail!(
-            "{}: no listener is configured (add a [postgres] section)",
-            path.display()
-        );
-    }
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
