@@ -366,19 +366,15 @@ async fn cancel(state: &AdapterState, key: (i32, i32), peer: SocketAddr) {
         tracing::debug!(client = %peer, "cancel request with an unknown key ignored");
         return;
     };
-    let result = upstream::cancel(&entry.target.config, entry.upstream_key).await;
+    // Recorded before it is forwarded, like every other action. A cancel only stops a
+    // query, so it is forwarded even if the session ended meanwhile.
     if let Some(session) = entry.session.upgrade() {
-        let detail = match &result {
-            Ok(()) => json!({ "from": peer.to_string(), "forwarded": true }),
-            Err(e) => {
-                json!({ "from": peer.to_string(), "forwarded": false, "error": e.to_string() })
-            }
-        };
-        let _ = session
-            .record_later(vec![EventDraft::new(EventKind::Cancel, detail)])
-            .await;
+        let draft = EventDraft::new(EventKind::Cancel, json!({ "from": peer.to_string() }));
+        if let Err(e) = session.record(vec![draft]).await {
+            tracing::debug!(error = %e, "cancel not recorded");
+        }
     }
-    if let Err(e) = result {
+    if let Err(e) = upstream::cancel(&entry.target.config, entry.upstream_key).await {
         tracing::warn!(error = %e, "could not forward a cancel request");
     }
 }

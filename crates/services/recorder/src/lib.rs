@@ -13,7 +13,7 @@ mod writer;
 
 pub use chain::{GENESIS_HASH, chain_hash};
 pub use verify::{ChainProblem, VerifyReport, verify_chain};
-pub use writer::{Receipt, Recorder};
+pub use writer::{Pending, Receipt, Recorder};
 
 use airlock_model::{EventKind, SessionSummary, Timestamp};
 
@@ -59,6 +59,9 @@ pub enum RecorderError {
     /// The recorder was shut down.
     #[error("the session recorder has stopped")]
     Stopped,
+    /// The session already ended; nothing more is recorded for it.
+    #[error("the session has ended")]
+    SessionEnded,
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),

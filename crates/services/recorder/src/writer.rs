@@ -17,6 +17,26 @@ pub struct Receipt {
     _private: (),
 }
 
+/// Records queued and not yet known to be durable.
+pub struct Pending {
+    done: oneshot::Receiver<Result<(), String>>,
+}
+
+impl std::future::IntoFuture for Pending {
+    type Output = Result<Receipt, RecorderError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.done.await {
+                Ok(Ok(())) => Ok(Receipt { _private: () }),
+                Ok(Err(e)) => Err(RecorderError::Unavailable(e)),
+                Err(_) => Err(RecorderError::Stopped),
+            }
+        })
+    }
+}
+
 struct Batch {
     records: Vec<Record>,
     ack: Option<oneshot::Sender<Result<(), String>>>,
@@ -63,6 +83,12 @@ impl Recorder {
 
     /// Records and waits until the records are durable.
     pub async fn record(&self, records: Vec<Record>) -> Result<Receipt, RecorderError> {
+        self.submit(records).await?.await
+    }
+
+    /// Queues records in order and returns a [`Pending`] that resolves to a [`Receipt`]
+    /// once they are durable. Lets a caller fix the order under a lock and wait outside it.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
         self.check()?;
         let (ack, done) = oneshot::channel();
         self.tx
@@ -72,11 +98,7 @@ impl Recorder {
             })
             .await
             .map_err(|_| RecorderError::Stopped)?;
-        match done.await {
-            Ok(Ok(())) => Ok(Receipt { _private: () }),
-            Ok(Err(e)) => Err(RecorderError::Unavailable(e)),
-            Err(_) => Err(RecorderError::Stopped),
-        }
+        Ok(Pending { done })
     }
 
     /// Queues records without waiting for the commit (results, disconnects). Waits only

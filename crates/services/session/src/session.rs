@@ -1,7 +1,6 @@
 //! `Session`: one authenticated connection's handle on decisions and recording.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use airlock_engine::Decide;
 use airlock_model::{Action, Decision, EventKind, Principal, Timestamp};
@@ -41,7 +40,9 @@ pub struct Session {
     target: Arc<Target>,
     recorder: Recorder,
     decide: Arc<dyn Decide>,
-    ended: AtomicBool,
+    /// Held while records are handed to the recorder, so that nothing is queued after
+    /// the session's end (the writer numbers events per open session).
+    ended: tokio::sync::Mutex<bool>,
 }
 
 impl Session {
@@ -58,7 +59,7 @@ impl Session {
             target,
             recorder,
             decide,
-            ended: AtomicBool::new(false),
+            ended: tokio::sync::Mutex::new(false),
         }
     }
 
@@ -100,21 +101,34 @@ impl Session {
             .collect()
     }
 
-    /// Records events and returns once they are durable.
+    /// Records events and returns once they are durable. Fails once the session ended.
     pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
-        self.recorder.record(self.to_records(drafts)).await
+        let ended = self.ended.lock().await;
+        if *ended {
+            return Err(RecorderError::SessionEnded);
+        }
+        // Queue while holding the lock, then wait for durability without it.
+        let pending = self.recorder.submit(self.to_records(drafts)).await;
+        drop(ended);
+        pending?.await
     }
 
-    /// Queues events without waiting for them to be durable.
+    /// Queues events without waiting for them to be durable. Fails once the session ended.
     pub async fn record_later(&self, drafts: Vec<EventDraft>) -> Result<(), RecorderError> {
+        let ended = self.ended.lock().await;
+        if *ended {
+            return Err(RecorderError::SessionEnded);
+        }
         self.recorder.record_later(self.to_records(drafts)).await
     }
 
     /// Records the disconnect and ends the session. Only the first call has an effect.
     pub async fn end(&self, detail: serde_json::Value) {
-        if self.ended.swap(true, Ordering::SeqCst) {
+        let mut ended = self.ended.lock().await;
+        if *ended {
             return;
         }
+        *ended = true;
         let mut records = self.to_records(vec![EventDraft::new(EventKind::Disconnect, detail)]);
         records.push(Record::EndSession {
             id: self.id.clone(),
