@@ -1,7 +1,7 @@
-//! The engine: pure, synchronous decisions over the model. Today it holds the one
-//! `decide` seam every action passes through; SQL classification, Cedar policy and
-//! masking detectors arrive here as modules of their own.
+//! The engine: pure, synchronous decisions over the model. SQL understanding
+//! (`sql`), Cedar policy (`policy`), and the `decide` seam every action passes through.
 
 pub mod decide;
+pub mod sql;
 
 pub use decide::{AllowAll, Decide};

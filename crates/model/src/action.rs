@@ -3,22 +3,74 @@
 use serde::{Deserialize, Serialize};
 
 /// One action a policy decides on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "protocol", rename_all = "snake_case")]
 pub enum Action {
     /// Opening a session to a target.
     Connect,
-    /// A SQL statement.
+    /// One thing a SQL statement does (a statement usually does several).
     Sql(SqlAction),
 }
 
-/// A SQL statement as the gateway understood it.
+/// One thing a SQL statement does: a kind of operation on one object.
 ///
-/// Until statement classification lands, `kind` is `None` and only the text is known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `SELECT nextval('s') FROM orders` is two actions: `select` on the table
+/// `public.orders` and `call` on the function `nextval`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SqlAction {
-    /// The statement text exactly as the client sent it.
-    pub text: String,
-    /// The statement kind (`select`, `insert`, …) once classified.
-    pub kind: Option<String>,
+    /// The operation: `select`, `insert`, `update`, `delete`, `merge`, `copy`, `create`,
+    /// `alter`, `drop`, `truncate`, `grant`, `revoke`, `set`, `show`, `transaction`,
+    /// `prepare`, `execute`, `deallocate`, `do`, `call`, `explain`, ... (see `SQL_KINDS`).
+    pub kind: String,
+    /// What it operates on.
+    pub object: SqlObject,
+    /// Facts about the statement that matter to policy.
+    pub flags: SqlFlags,
+}
+
+/// The object of a SQL action.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SqlObject {
+    /// The target as a whole (statements without a table: `SET`, `BEGIN`, `SELECT 1`).
+    Target,
+    /// A table (or view, sequence...) by schema and name; an unqualified name is taken
+    /// to be in `public`.
+    Table {
+        /// Schema.
+        schema: String,
+        /// Name.
+        name: String,
+    },
+    /// A function or procedure, by name as written (schema only if written).
+    Function {
+        /// Schema, if the statement qualified the name.
+        schema: Option<String>,
+        /// Name.
+        name: String,
+    },
+}
+
+/// Statement facts exposed to policy as Cedar context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SqlFlags {
+    /// The kind of the top-level statement this action belongs to.
+    pub statement: String,
+    /// An UPDATE or DELETE has a WHERE clause.
+    pub has_where: bool,
+    /// SELECT ... INTO (creates a table).
+    pub into: bool,
+    /// EXPLAIN ANALYZE (the explained statement runs).
+    pub analyze: bool,
+    /// COPY ... PROGRAM (runs a shell command on the server).
+    pub program: bool,
+    /// COPY FROM (writes) rather than COPY TO.
+    pub copy_from: bool,
+    /// For `set`/`show`: the setting's name (`role`, `search_path`...).
+    pub variable: String,
+    /// ALTER SYSTEM.
+    pub system: bool,
+    /// The action comes from inside another statement (a CTE, EXPLAIN ANALYZE, PREPARE,
+    /// a rule, a DO block).
+    pub nested: bool,
 }

@@ -1,4 +1,4 @@
-//! What policy said about one action.
+//! What policy said about one action or statement.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,5 +30,35 @@ impl Decision {
             Decision::Deny { .. } => "deny",
             Decision::Hold { .. } => "hold",
         }
+    }
+
+    /// How restrictive: allow < hold < deny. Combining decisions keeps the strictest.
+    pub fn severity(&self) -> u8 {
+        match self {
+            Decision::Allow => 0,
+            Decision::Hold { .. } => 1,
+            Decision::Deny { .. } => 2,
+        }
+    }
+}
+
+/// A decision with what produced it, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The decision enforced.
+    pub decision: Decision,
+    /// Ids of the policies that determined it.
+    pub policies: Vec<String>,
+    /// Version of the policy set that decided.
+    pub policy_version: String,
+    /// The decision policy would have made, when an observe-only policy kept it from
+    /// being enforced.
+    pub observed: Option<Decision>,
+}
+
+impl Verdict {
+    /// An allow by no policy (no policy engine configured).
+    pub fn allow_unconditionally() -> Self {
+        Verdict { decision: Decision::Allow, policies: Vec::new(), policy_version: String::new(), observed: None }
     }
 }

@@ -12,8 +12,8 @@ mod principal;
 mod target;
 mod timestamp;
 
-pub use action::{Action, SqlAction};
-pub use decision::Decision;
+pub use action::{Action, SqlAction, SqlFlags, SqlObject};
+pub use decision::{Decision, Verdict};
 pub use event::{EventKind, SessionEvent, SessionSummary};
 pub use principal::{Principal, PrincipalSource};
 pub use target::{TargetKind, TargetRef};

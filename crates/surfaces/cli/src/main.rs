@@ -19,7 +19,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // Commands run on a runtime thread (not main's smaller stack).
+    let result = runtime.block_on(async { tokio::spawn(commands::run(cli)).await });
+    match result.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("airlock: {e:#}");
