@@ -59,6 +59,11 @@ pub struct Verdict {
 impl Verdict {
     /// An allow by no policy (no policy engine configured).
     pub fn allow_unconditionally() -> Self {
-        Verdict { decision: Decision::Allow, policies: Vec::new(), policy_version: String::new(), observed: None }
+        Verdict {
+            decision: Decision::Allow,
+            policies: Vec::new(),
+            policy_version: String::new(),
+            observed: None,
+        }
     }
 }

@@ -18,7 +18,9 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { standard_conforming_strings: true }
+        ParseOptions {
+            standard_conforming_strings: true,
+        }
     }
 }
 
@@ -121,7 +123,8 @@ impl Classifier {
         // The fingerprint covers relation names in full and with schema, and function
         // names; only constants are left out, which never change a statement's actions
         // for the cacheable kinds below.
-        let fp_options = FingerprintOptions::RANGEVAR_INCLUDE_SCHEMA | FingerprintOptions::FULL_RELNAME;
+        let fp_options =
+            FingerprintOptions::RANGEVAR_INCLUDE_SCHEMA | FingerprintOptions::FULL_RELNAME;
         let key = pg_query::fingerprint(text, options.parser(), fp_options)
             .ok()
             .map(|f| (f.value, options.standard_conforming_strings));
@@ -152,13 +155,20 @@ impl Classifier {
 /// Only plain DML is cached: its actions depend on identifiers alone, never on a
 /// constant (unlike DO bodies, COPY options, SET values, prepared statement names).
 fn cacheable(s: &Statement) -> bool {
-    matches!(s.kind.as_str(), "select" | "insert" | "update" | "delete" | "merge")
-        && s.effect == StatementEffect::None
-        && s.actions.iter().all(|a| a.kind != "do" && a.kind != "copy" && !a.flags.into)
+    matches!(
+        s.kind.as_str(),
+        "select" | "insert" | "update" | "delete" | "merge"
+    ) && s.effect == StatementEffect::None
+        && s.actions
+            .iter()
+            .all(|a| a.kind != "do" && a.kind != "copy" && !a.flags.into)
 }
 
 /// Parses and walks without the cache.
-pub(crate) fn classify_uncached(text: &str, options: ParseOptions) -> Result<Vec<Statement>, SqlError> {
+pub(crate) fn classify_uncached(
+    text: &str,
+    options: ParseOptions,
+) -> Result<Vec<Statement>, SqlError> {
     if estimated_depth(text) > MAX_ESTIMATED_DEPTH {
         return Err(SqlError::TooDeep);
     }
@@ -171,7 +181,9 @@ pub(crate) fn classify_uncached(text: &str, options: ParseOptions) -> Result<Vec
     })?;
     let mut out = Vec::new();
     for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref() else { continue };
+        let Some(node) = raw.stmt.as_ref() else {
+            continue;
+        };
         let value = serde_json::to_value(node).map_err(|e| SqlError::Internal(e.to_string()))?;
         let stmt_text = slice(text, raw.stmt_location, raw.stmt_len);
         out.push(statement(&value, stmt_text, options)?);
@@ -222,35 +234,67 @@ fn estimated_depth(text: &str) -> usize {
 
 fn slice(text: &str, location: i32, len: i32) -> String {
     let start = usize::try_from(location).unwrap_or(0);
-    let end = if len <= 0 { text.len() } else { start.saturating_add(len as usize).min(text.len()) };
+    let end = if len <= 0 {
+        text.len()
+    } else {
+        start.saturating_add(len as usize).min(text.len())
+    };
     text.get(start..end).unwrap_or(text).trim().to_owned()
 }
 
 /// Classifies one statement node (`{"node": {"SelectStmt": {...}}}`).
-pub(crate) fn statement(node: &Value, text: String, options: ParseOptions) -> Result<Statement, SqlError> {
-    let (tag, body) = tagged(node).ok_or_else(|| SqlError::Internal("empty statement node".into()))?;
+pub(crate) fn statement(
+    node: &Value,
+    text: String,
+    options: ParseOptions,
+) -> Result<Statement, SqlError> {
+    let (tag, body) =
+        tagged(node).ok_or_else(|| SqlError::Internal("empty statement node".into()))?;
     let kind = kind_of(tag, body);
-    let mut w = Walker { actions: Vec::new(), statement_kind: kind.clone(), options, depth: 0 };
+    let mut w = Walker {
+        actions: Vec::new(),
+        statement_kind: kind.clone(),
+        options,
+        depth: 0,
+    };
     w.stmt(tag, body, &[], false)?;
     let effect = match tag {
         "PrepareStmt" => {
             let name = str_field(body, "name").to_owned();
-            let mut inner = Walker { actions: Vec::new(), statement_kind: String::new(), options, depth: 0 };
+            let mut inner = Walker {
+                actions: Vec::new(),
+                statement_kind: String::new(),
+                options,
+                depth: 0,
+            };
             if let Some((t, b)) = body.get("query").and_then(tagged) {
                 inner.statement_kind = kind_of(t, b);
                 inner.stmt(t, b, &[], true)?;
             }
-            StatementEffect::Prepare { name, actions: inner.actions }
+            StatementEffect::Prepare {
+                name,
+                actions: inner.actions,
+            }
         }
-        "ExecuteStmt" => StatementEffect::Execute { name: str_field(body, "name").to_owned() },
+        "ExecuteStmt" => StatementEffect::Execute {
+            name: str_field(body, "name").to_owned(),
+        },
         "DeallocateStmt" => {
             let name = str_field(body, "name");
-            let all = body.get("isall").and_then(Value::as_bool).unwrap_or(false) || name.is_empty();
-            StatementEffect::Deallocate { name: (!all).then(|| name.to_owned()) }
+            let all =
+                body.get("isall").and_then(Value::as_bool).unwrap_or(false) || name.is_empty();
+            StatementEffect::Deallocate {
+                name: (!all).then(|| name.to_owned()),
+            }
         }
         _ => StatementEffect::None,
     };
-    Ok(Statement { text, kind, actions: dedup(w.actions), effect })
+    Ok(Statement {
+        text,
+        kind,
+        actions: dedup(w.actions),
+        effect,
+    })
 }
 
 fn dedup(actions: Vec<SqlAction>) -> Vec<SqlAction> {
@@ -333,9 +377,15 @@ fn kind_of(tag: &str, body: &Value) -> String {
         "PLpgSQL_stmt_dynexecute" => "execute",
         "FetchStmt" => "fetch",
         "ClosePortalStmt" => "close",
-        "CreateTableAsStmt" | "ViewStmt" | "IndexStmt" | "CreateRuleStmt" | "CreateTrigStmt" | "DefineStmt" => "create",
+        "CreateTableAsStmt" | "ViewStmt" | "IndexStmt" | "CreateRuleStmt" | "CreateTrigStmt"
+        | "DefineStmt" => "create",
         "RenameStmt" | "AlterSystemStmt" => "alter",
-        "DropOwnedStmt" | "DropRoleStmt" | "DropdbStmt" | "DropTableSpaceStmt" | "DropSubscriptionStmt" | "DropUserMappingStmt" => "drop",
+        "DropOwnedStmt"
+        | "DropRoleStmt"
+        | "DropdbStmt"
+        | "DropTableSpaceStmt"
+        | "DropSubscriptionStmt"
+        | "DropUserMappingStmt" => "drop",
         "ReassignOwnedStmt" => "alter",
         t if t.starts_with("Create") => "create",
         t if t.starts_with("Alter") => "alter",
@@ -347,10 +397,44 @@ fn kind_of(tag: &str, body: &Value) -> String {
 
 /// Every action kind the classifier can produce (for the Cedar schema).
 pub const SQL_KINDS: &[&str] = &[
-    "select", "insert", "update", "delete", "merge", "copy", "create", "alter", "drop", "truncate", "grant", "revoke", "set",
-    "show", "transaction", "prepare", "execute", "deallocate", "do", "call", "explain", "listen", "unlisten", "notify",
-    "vacuum", "analyze", "lock", "discard", "checkpoint", "comment", "refresh", "cluster", "reindex", "load", "declare",
-    "fetch", "close", "utility",
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "copy",
+    "create",
+    "alter",
+    "drop",
+    "truncate",
+    "grant",
+    "revoke",
+    "set",
+    "show",
+    "transaction",
+    "prepare",
+    "execute",
+    "deallocate",
+    "do",
+    "call",
+    "explain",
+    "listen",
+    "unlisten",
+    "notify",
+    "vacuum",
+    "analyze",
+    "lock",
+    "discard",
+    "checkpoint",
+    "comment",
+    "refresh",
+    "cluster",
+    "reindex",
+    "load",
+    "declare",
+    "fetch",
+    "close",
+    "utility",
 ];
 
 struct Walker {
@@ -365,7 +449,11 @@ fn table_of(v: &Value) -> Option<SqlObject> {
     let name = v.get("relname")?.as_str()?;
     let schema = str_field(v, "schemaname");
     Some(SqlObject::Table {
-        schema: if schema.is_empty() { "public".to_owned() } else { schema.to_owned() },
+        schema: if schema.is_empty() {
+            "public".to_owned()
+        } else {
+            schema.to_owned()
+        },
         name: name.to_owned(),
     })
 }
@@ -376,7 +464,10 @@ fn name_list(v: &Value) -> Vec<String> {
         .map(|items| {
             items
                 .iter()
-                .filter_map(|i| tagged(i).and_then(|(t, b)| (t == "String").then(|| str_field(b, "sval").to_owned())))
+                .filter_map(|i| {
+                    tagged(i)
+                        .and_then(|(t, b)| (t == "String").then(|| str_field(b, "sval").to_owned()))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -384,21 +475,38 @@ fn name_list(v: &Value) -> Vec<String> {
 
 fn function_object(names: &[String]) -> Option<SqlObject> {
     let (name, rest) = names.split_last()?;
-    Some(SqlObject::Function { schema: rest.last().cloned(), name: name.to_lowercase() })
+    Some(SqlObject::Function {
+        schema: rest.last().cloned(),
+        name: name.to_lowercase(),
+    })
 }
 
 impl Walker {
     fn push(&mut self, kind: &str, object: SqlObject, flags: SqlFlags) {
-        self.actions.push(SqlAction { kind: kind.to_owned(), object, flags });
+        self.actions.push(SqlAction {
+            kind: kind.to_owned(),
+            object,
+            flags,
+        });
     }
 
     fn flags(&self, nested: bool) -> SqlFlags {
-        SqlFlags { statement: self.statement_kind.clone(), nested, ..SqlFlags::default() }
+        SqlFlags {
+            statement: self.statement_kind.clone(),
+            nested,
+            ..SqlFlags::default()
+        }
     }
 
     /// Handles a statement node found at any depth: its own action(s), then a full walk
     /// of everything inside it.
-    fn stmt(&mut self, tag: &str, body: &Value, scope: &[String], nested: bool) -> Result<(), SqlError> {
+    fn stmt(
+        &mut self,
+        tag: &str,
+        body: &Value,
+        scope: &[String],
+        nested: bool,
+    ) -> Result<(), SqlError> {
         let mut flags = self.flags(nested);
         let mut skip: Vec<&str> = Vec::new();
         match tag {
@@ -424,7 +532,10 @@ impl Walker {
             "CopyStmt" => {
                 flags.program = bool_field(body, "is_program");
                 flags.copy_from = bool_field(body, "is_from");
-                let object = body.get("relation").and_then(table_of).unwrap_or(SqlObject::Target);
+                let object = body
+                    .get("relation")
+                    .and_then(table_of)
+                    .unwrap_or(SqlObject::Target);
                 self.push("copy", object.clone(), flags.clone());
                 if !flags.copy_from && matches!(object, SqlObject::Table { .. }) {
                     self.push("select", object, flags.clone());
@@ -437,7 +548,15 @@ impl Walker {
                 flags.analyze = body
                     .get("options")
                     .and_then(Value::as_array)
-                    .is_some_and(|opts| opts.iter().any(|o| tagged(o).is_some_and(|(t, b)| t == "DefElem" && str_field(b, "defname") == "analyze" && def_true(b))));
+                    .is_some_and(|opts| {
+                        opts.iter().any(|o| {
+                            tagged(o).is_some_and(|(t, b)| {
+                                t == "DefElem"
+                                    && str_field(b, "defname") == "analyze"
+                                    && def_true(b)
+                            })
+                        })
+                    });
                 self.push("explain", SqlObject::Target, flags.clone());
                 if !flags.analyze {
                     // Planning does not execute: the explained statement's reads are
@@ -490,7 +609,12 @@ impl Walker {
             }
             "TruncateStmt" | "LockStmt" => {
                 let kind = kind_of(tag, body);
-                for r in body.get("relations").and_then(Value::as_array).into_iter().flatten() {
+                for r in body
+                    .get("relations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(t) = tagged(r).and_then(|(_, b)| table_of(b)) {
                         self.push(&kind, t, flags.clone());
                     }
@@ -500,14 +624,26 @@ impl Walker {
             "DropStmt" => {
                 let mut any = false;
                 // OBJECT_TABLE, VIEW, MATVIEW, SEQUENCE, FOREIGN TABLE, INDEX drop relations.
-                for o in body.get("objects").and_then(Value::as_array).into_iter().flatten() {
+                for o in body
+                    .get("objects")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let names = match tagged(o) {
                         Some(("List", b)) => name_list(b.get("items").unwrap_or(&Value::Null)),
                         _ => Vec::new(),
                     };
                     if let Some((name, rest)) = names.split_last() {
                         let schema = rest.last().cloned().unwrap_or_else(|| "public".into());
-                        self.push("drop", SqlObject::Table { schema, name: name.clone() }, flags.clone());
+                        self.push(
+                            "drop",
+                            SqlObject::Table {
+                                schema,
+                                name: name.clone(),
+                            },
+                            flags.clone(),
+                        );
                         any = true;
                     }
                 }
@@ -535,7 +671,12 @@ impl Walker {
                 skip.push("relation");
                 // A rule's actions run whenever the rule fires: decide them now.
                 let saved = self.statement_kind.clone();
-                for a in body.get("actions").and_then(Value::as_array).into_iter().flatten() {
+                for a in body
+                    .get("actions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some((t, b)) = tagged(a) {
                         self.statement_kind = kind_of(t, b);
                         self.enter()?;
@@ -552,7 +693,11 @@ impl Walker {
                 let object = ["relation", "view", "rel"]
                     .iter()
                     .find_map(|k| body.get(*k).and_then(table_of))
-                    .or_else(|| body.get("into").and_then(|i| i.get("rel")).and_then(table_of))
+                    .or_else(|| {
+                        body.get("into")
+                            .and_then(|i| i.get("rel"))
+                            .and_then(table_of)
+                    })
                     .unwrap_or(SqlObject::Target);
                 self.push(&kind, object, flags.clone());
                 for k in ["relation", "view", "rel"] {
@@ -586,13 +731,22 @@ impl Walker {
 
     /// Walks a WITH clause's CTEs (each sees the earlier ones, and itself if recursive)
     /// and returns the scope for the statement's body.
-    fn scope_with_ctes(&mut self, body: &Value, scope: &[String], _nested: bool) -> Result<Vec<String>, SqlError> {
+    fn scope_with_ctes(
+        &mut self,
+        body: &Value,
+        scope: &[String],
+        _nested: bool,
+    ) -> Result<Vec<String>, SqlError> {
         let mut scope = scope.to_vec();
         let Some(with) = body.get("with_clause").filter(|v| !v.is_null()) else {
             return Ok(scope);
         };
         let recursive = bool_field(with, "recursive");
-        let ctes: Vec<&Value> = with.get("ctes").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+        let ctes: Vec<&Value> = with
+            .get("ctes")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         let names: Vec<String> = ctes
             .iter()
             .filter_map(|c| tagged(c).map(|(_, b)| str_field(b, "ctename").to_owned()))
@@ -600,7 +754,12 @@ impl Walker {
         for (i, cte) in ctes.iter().enumerate() {
             let Some((_, b)) = tagged(cte) else { continue };
             let mut visible = scope.clone();
-            visible.extend(names.iter().take(if recursive { names.len() } else { i }).cloned());
+            visible.extend(
+                names
+                    .iter()
+                    .take(if recursive { names.len() } else { i })
+                    .cloned(),
+            );
             if let Some(q) = b.get("ctequery") {
                 self.walk(q, &visible, true)?;
             }
@@ -611,7 +770,11 @@ impl Walker {
 
     fn enter(&mut self) -> Result<(), SqlError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { Err(SqlError::TooDeep) } else { Ok(()) }
+        if self.depth > MAX_DEPTH {
+            Err(SqlError::TooDeep)
+        } else {
+            Ok(())
+        }
     }
 
     fn leave(&mut self) {
@@ -639,7 +802,13 @@ impl Walker {
         Ok(())
     }
 
-    fn walk_object(&mut self, obj: &Map<String, Value>, v: &Value, scope: &[String], nested: bool) -> Result<(), SqlError> {
+    fn walk_object(
+        &mut self,
+        obj: &Map<String, Value>,
+        v: &Value,
+        scope: &[String],
+        nested: bool,
+    ) -> Result<(), SqlError> {
         // A bare relation (a RangeVar field that is not a tagged node).
         if obj.contains_key("relname") {
             self.read(v, scope);
@@ -668,7 +837,13 @@ impl Walker {
         }
     }
 
-    fn node(&mut self, tag: &str, body: &Value, scope: &[String], nested: bool) -> Result<(), SqlError> {
+    fn node(
+        &mut self,
+        tag: &str,
+        body: &Value,
+        scope: &[String],
+        nested: bool,
+    ) -> Result<(), SqlError> {
         match tag {
             "RangeVar" => self.read(body, scope),
             "FuncCall" => {
@@ -695,7 +870,10 @@ fn def_true(def: &Value) -> bool {
     };
     match tagged(arg) {
         Some(("Boolean", b)) => bool_field(b, "boolval"),
-        Some(("String", b)) => !matches!(str_field(b, "sval").to_ascii_lowercase().as_str(), "false" | "off" | "0" | "no"),
+        Some(("String", b)) => !matches!(
+            str_field(b, "sval").to_ascii_lowercase().as_str(),
+            "false" | "off" | "0" | "no"
+        ),
         Some(("Integer", b)) => b.get("ival").and_then(Value::as_i64).unwrap_or(0) != 0,
         _ => true,
     }

@@ -15,26 +15,47 @@ use super::classify::{ParseOptions, SqlError, statement};
 const WRAP_TAG: &str = "$airlock_do_body$";
 
 /// The actions of the SQL inside a `DoStmt` body.
-pub fn do_block_actions(do_stmt: &Value, options: ParseOptions) -> Result<Vec<SqlAction>, SqlError> {
+pub fn do_block_actions(
+    do_stmt: &Value,
+    options: ParseOptions,
+) -> Result<Vec<SqlAction>, SqlError> {
     let mut body = None;
     let mut language = "plpgsql".to_owned();
-    for arg in do_stmt.get("args").and_then(Value::as_array).into_iter().flatten() {
-        let Some(def) = arg.get("node").and_then(|n| n.get("DefElem")) else { continue };
-        let value = def.get("arg").and_then(|a| a.get("node")).and_then(|n| n.get("String")).and_then(|s| s.get("sval")).and_then(Value::as_str);
+    for arg in do_stmt
+        .get("args")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(def) = arg.get("node").and_then(|n| n.get("DefElem")) else {
+            continue;
+        };
+        let value = def
+            .get("arg")
+            .and_then(|a| a.get("node"))
+            .and_then(|n| n.get("String"))
+            .and_then(|s| s.get("sval"))
+            .and_then(Value::as_str);
         match def.get("defname").and_then(Value::as_str) {
             Some("as") => body = value.map(str::to_owned),
             Some("language") => language = value.unwrap_or("").to_lowercase(),
             _ => {}
         }
     }
-    let Some(body) = body else { return Ok(Vec::new()) };
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
     if language != "plpgsql" {
         return Ok(Vec::new());
     }
     if body.contains(WRAP_TAG) {
-        return Err(SqlError::Syntax("the DO block's body cannot be inspected".into()));
+        return Err(SqlError::Syntax(
+            "the DO block's body cannot be inspected".into(),
+        ));
     }
-    let wrapped = format!("CREATE FUNCTION airlock_do() RETURNS void LANGUAGE plpgsql AS {WRAP_TAG}{body}{WRAP_TAG}");
+    let wrapped = format!(
+        "CREATE FUNCTION airlock_do() RETURNS void LANGUAGE plpgsql AS {WRAP_TAG}{body}{WRAP_TAG}"
+    );
     let tree = std::panic::catch_unwind(|| pg_query::parse_plpgsql(&wrapped))
         .map_err(|_| SqlError::Internal("PL/pgSQL parser panicked".into()))?
         .map_err(|e| SqlError::Syntax(format!("in the DO block: {e}")))?;
@@ -43,7 +64,12 @@ pub fn do_block_actions(do_stmt: &Value, options: ParseOptions) -> Result<Vec<Sq
     Ok(out)
 }
 
-fn collect(v: &Value, options: ParseOptions, out: &mut Vec<SqlAction>, depth: usize) -> Result<(), SqlError> {
+fn collect(
+    v: &Value,
+    options: ParseOptions,
+    out: &mut Vec<SqlAction>,
+    depth: usize,
+) -> Result<(), SqlError> {
     if depth > 400 {
         return Err(SqlError::TooDeep);
     }
@@ -57,11 +83,18 @@ fn collect(v: &Value, options: ParseOptions, out: &mut Vec<SqlAction>, depth: us
             for (k, child) in obj {
                 match k.as_str() {
                     "PLpgSQL_expr" => expression(child, options, out)?,
-                    "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" | "PLpgSQL_stmt_open" if k != "PLpgSQL_stmt_open" || child.get("dynquery").is_some() => {
+                    "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" | "PLpgSQL_stmt_open"
+                        if k != "PLpgSQL_stmt_open" || child.get("dynquery").is_some() =>
+                    {
                         out.push(SqlAction {
                             kind: "execute".into(),
                             object: SqlObject::Target,
-                            flags: SqlFlags { statement: "do".into(), variable: "dynamic_sql".into(), nested: true, ..SqlFlags::default() },
+                            flags: SqlFlags {
+                                statement: "do".into(),
+                                variable: "dynamic_sql".into(),
+                                nested: true,
+                                ..SqlFlags::default()
+                            },
                         });
                     }
                     _ => {}
@@ -75,8 +108,14 @@ fn collect(v: &Value, options: ParseOptions, out: &mut Vec<SqlAction>, depth: us
 }
 
 /// One embedded SQL statement or expression.
-fn expression(expr: &Value, options: ParseOptions, out: &mut Vec<SqlAction>) -> Result<(), SqlError> {
-    let Some(query) = expr.get("query").and_then(Value::as_str) else { return Ok(()) };
+fn expression(
+    expr: &Value,
+    options: ParseOptions,
+    out: &mut Vec<SqlAction>,
+) -> Result<(), SqlError> {
+    let Some(query) = expr.get("query").and_then(Value::as_str) else {
+        return Ok(());
+    };
     // PL/pgSQL records which grammar the text is for; expressions and assignments are
     // not complete statements.
     let mode = expr.get("parseMode").and_then(Value::as_i64).unwrap_or(0);
@@ -88,7 +127,9 @@ fn expression(expr: &Value, options: ParseOptions, out: &mut Vec<SqlAction>) -> 
         .map_err(|_| SqlError::Internal("parser panicked".into()))?
         .map_err(|e| SqlError::Syntax(format!("in the DO block: {e}")))?;
     for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref() else { continue };
+        let Some(node) = raw.stmt.as_ref() else {
+            continue;
+        };
         let value = serde_json::to_value(node).map_err(|e| SqlError::Internal(e.to_string()))?;
         let inner = statement(&value, query.to_owned(), options)?;
         for mut a in inner.actions {

@@ -9,8 +9,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // Parsing deeply nested SQL recurses (in libpg_query and in the tree walk); 64 MiB of
+    // stack per runtime thread is reserved address space, touched only when used.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(64 << 20)
         .build()
     {
         Ok(rt) => rt,

@@ -10,7 +10,10 @@ fn actions(sql: &str) -> Vec<(String, String)> {
             let obj = match &a.object {
                 SqlObject::Target => "target".to_string(),
                 SqlObject::Table { schema, name } => format!("{schema}.{name}"),
-                SqlObject::Function { schema: Some(s), name } => format!("fn {s}.{name}"),
+                SqlObject::Function {
+                    schema: Some(s),
+                    name,
+                } => format!("fn {s}.{name}"),
                 SqlObject::Function { schema: None, name } => format!("fn {name}"),
             };
             (a.kind.clone(), obj)
@@ -25,7 +28,11 @@ fn has(sql: &str, kind: &str, obj: &str) -> bool {
 #[test]
 fn selects_read_tables_and_call_functions() {
     assert!(has("select * from orders", "select", "public.orders"));
-    assert!(has("select * from sales.orders o join customers c on true", "select", "sales.orders"));
+    assert!(has(
+        "select * from sales.orders o join customers c on true",
+        "select",
+        "sales.orders"
+    ));
     assert!(has("select count(*) from orders", "call", "fn count"));
     assert!(has("select 1", "select", "target"));
     assert!(has("select pg_catalog.now()", "call", "fn pg_catalog.now"));
@@ -43,23 +50,71 @@ fn functions_hidden_in_any_clause_are_found() {
         "select 1 where exists (select pg_terminate_backend(1))",
         "select array[pg_terminate_backend(1)]",
     ] {
-        assert!(has(sql, "call", "fn pg_terminate_backend"), "{sql}: {:?}", actions(sql));
+        assert!(
+            has(sql, "call", "fn pg_terminate_backend"),
+            "{sql}: {:?}",
+            actions(sql)
+        );
     }
 }
 
 #[test]
 fn writes_are_found_where_they_hide() {
-    assert!(has("delete from orders where id = 1", "delete", "public.orders"));
-    assert!(has("with d as (delete from orders returning *) select * from d", "delete", "public.orders"));
-    assert!(has("explain analyze delete from orders", "delete", "public.orders"));
-    assert!(!has("explain delete from orders", "delete", "public.orders"));
-    assert!(has("prepare p as delete from orders", "delete", "public.orders"));
-    assert!(has("create rule r as on select to t do instead delete from orders", "delete", "public.orders"));
-    assert!(has("select * into newtab from orders", "create", "public.newtab"));
-    assert!(has("insert into audit select * from orders", "insert", "public.audit"));
-    assert!(has("insert into audit select * from orders", "select", "public.orders"));
-    assert!(has("update orders set total = 0 from customers where customers.id = orders.customer_id", "update", "public.orders"));
-    assert!(has("merge into orders o using customers c on o.id = c.id when matched then delete", "merge", "public.orders"));
+    assert!(has(
+        "delete from orders where id = 1",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "with d as (delete from orders returning *) select * from d",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "explain analyze delete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(!has(
+        "explain delete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "prepare p as delete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "create rule r as on select to t do instead delete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "select * into newtab from orders",
+        "create",
+        "public.newtab"
+    ));
+    assert!(has(
+        "insert into audit select * from orders",
+        "insert",
+        "public.audit"
+    ));
+    assert!(has(
+        "insert into audit select * from orders",
+        "select",
+        "public.orders"
+    ));
+    assert!(has(
+        "update orders set total = 0 from customers where customers.id = orders.customer_id",
+        "update",
+        "public.orders"
+    ));
+    assert!(has(
+        "merge into orders o using customers c on o.id = c.id when matched then delete",
+        "merge",
+        "public.orders"
+    ));
 }
 
 #[test]
@@ -67,18 +122,55 @@ fn flags_for_policy() {
     let s = &classify_uncached("delete from orders", ParseOptions::default()).unwrap()[0];
     let d = s.actions.iter().find(|a| a.kind == "delete").unwrap();
     assert!(!d.flags.has_where);
-    let s = &classify_uncached("update orders set total = 1 where id = 2", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().find(|a| a.kind == "update").unwrap().flags.has_where);
+    let s = &classify_uncached(
+        "update orders set total = 1 where id = 2",
+        ParseOptions::default(),
+    )
+    .unwrap()[0];
+    assert!(
+        s.actions
+            .iter()
+            .find(|a| a.kind == "update")
+            .unwrap()
+            .flags
+            .has_where
+    );
     let s = &classify_uncached("copy orders to program 'cat'", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().any(|a| a.kind == "copy" && a.flags.program));
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| a.kind == "copy" && a.flags.program)
+    );
     let s = &classify_uncached("explain (analyze) select 1", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().any(|a| a.kind == "explain" && a.flags.analyze));
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| a.kind == "explain" && a.flags.analyze)
+    );
     let s = &classify_uncached("set role postgres", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().any(|a| a.kind == "set" && a.flags.variable == "role"));
-    let s = &classify_uncached("set session authorization postgres", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().any(|a| a.kind == "set" && a.flags.variable == "session_authorization"), "{s:?}");
-    let s = &classify_uncached("alter system set work_mem = '1GB'", ParseOptions::default()).unwrap()[0];
-    assert!(s.actions.iter().any(|a| a.kind == "alter" && a.flags.system));
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| a.kind == "set" && a.flags.variable == "role")
+    );
+    let s = &classify_uncached(
+        "set session authorization postgres",
+        ParseOptions::default(),
+    )
+    .unwrap()[0];
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| a.kind == "set" && a.flags.variable == "session_authorization"),
+        "{s:?}"
+    );
+    let s = &classify_uncached("alter system set work_mem = '1GB'", ParseOptions::default())
+        .unwrap()[0];
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| a.kind == "alter" && a.flags.system)
+    );
 }
 
 #[test]
@@ -87,7 +179,11 @@ fn ddl_and_utility_kinds() {
     assert!(has("drop table s.t, u", "drop", "s.t"));
     assert!(has("truncate orders", "truncate", "public.orders"));
     assert!(has("create table t (id int)", "create", "public.t"));
-    assert!(has("alter table orders add column x int", "alter", "public.orders"));
+    assert!(has(
+        "alter table orders add column x int",
+        "alter",
+        "public.orders"
+    ));
     assert!(has("grant select on orders to bob", "grant", "target"));
     assert!(has("revoke select on orders from bob", "revoke", "target"));
     assert!(has("begin", "transaction", "target"));
@@ -99,15 +195,31 @@ fn ddl_and_utility_kinds() {
 
 #[test]
 fn ctes_are_not_tables_but_shadowing_is_seen_through() {
-    assert!(!has("with x as (select 1) select * from x", "select", "public.x"));
+    assert!(!has(
+        "with x as (select 1) select * from x",
+        "select",
+        "public.x"
+    ));
     // A CTE's own body cannot see its name (non-recursive): this reads the real table.
-    assert!(has("with secrets as (select * from secrets) select * from secrets", "select", "public.secrets"));
-    assert!(!has("with recursive r as (select 1 union all select 1 from r) select * from r", "select", "public.r"));
+    assert!(has(
+        "with secrets as (select * from secrets) select * from secrets",
+        "select",
+        "public.secrets"
+    ));
+    assert!(!has(
+        "with recursive r as (select 1 union all select 1 from r) select * from r",
+        "select",
+        "public.r"
+    ));
 }
 
 #[test]
 fn multi_statements_are_split() {
-    let st = classify_uncached("select 1; delete from orders; select 2", ParseOptions::default()).unwrap();
+    let st = classify_uncached(
+        "select 1; delete from orders; select 2",
+        ParseOptions::default(),
+    )
+    .unwrap();
     assert_eq!(st.len(), 3);
     assert_eq!(st[1].kind, "delete");
     assert_eq!(st[1].text, "delete from orders");
@@ -116,25 +228,61 @@ fn multi_statements_are_split() {
 #[test]
 fn standard_conforming_strings_changes_the_parse() {
     let trap = r"SELECT '\', $$'; DROP TABLE users; --$$";
-    let on = classify_uncached(trap, ParseOptions { standard_conforming_strings: true }).unwrap();
+    let on = classify_uncached(
+        trap,
+        ParseOptions {
+            standard_conforming_strings: true,
+        },
+    )
+    .unwrap();
     assert_eq!(on.len(), 1, "with scs on: one harmless select");
-    let off = classify_uncached(trap, ParseOptions { standard_conforming_strings: false }).unwrap();
+    let off = classify_uncached(
+        trap,
+        ParseOptions {
+            standard_conforming_strings: false,
+        },
+    )
+    .unwrap();
     assert_eq!(off.len(), 2, "with scs off: a select and a drop");
     assert!(off[1].actions.iter().any(|a| a.kind == "drop"));
 }
 
 #[test]
 fn do_blocks_are_seen_through() {
-    assert!(has("do $$ begin delete from orders; end $$", "delete", "public.orders"));
-    assert!(has("do $$ begin perform pg_terminate_backend(1); end $$", "call", "fn pg_terminate_backend"));
-    assert!(has("do $$ begin execute 'drop table x'; end $$", "execute", "target"));
-    assert!(has("do $$ declare n int; begin n := (select count(*) from orders); end $$", "select", "public.orders"));
-    assert!(has("do language plpython3u $$ import os $$", "do", "target"));
+    assert!(has(
+        "do $$ begin delete from orders; end $$",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "do $$ begin perform pg_terminate_backend(1); end $$",
+        "call",
+        "fn pg_terminate_backend"
+    ));
+    assert!(has(
+        "do $$ begin execute 'drop table x'; end $$",
+        "execute",
+        "target"
+    ));
+    assert!(has(
+        "do $$ declare n int; begin n := (select count(*) from orders); end $$",
+        "select",
+        "public.orders"
+    ));
+    assert!(has(
+        "do language plpython3u $$ import os $$",
+        "do",
+        "target"
+    ));
 }
 
 #[test]
 fn prepared_statements_carry_their_actions() {
-    let st = classify_uncached("prepare p(int) as delete from orders where id = $1", ParseOptions::default()).unwrap();
+    let st = classify_uncached(
+        "prepare p(int) as delete from orders where id = $1",
+        ParseOptions::default(),
+    )
+    .unwrap();
     match &st[0].effect {
         StatementEffect::Prepare { name, actions } => {
             assert_eq!(name, "p");
@@ -150,34 +298,70 @@ fn prepared_statements_carry_their_actions() {
 
 #[test]
 fn bad_input_is_refused() {
-    assert!(matches!(classify_uncached("selec 1", ParseOptions::default()), Err(SqlError::Syntax(_))));
+    assert!(matches!(
+        classify_uncached("selec 1", ParseOptions::default()),
+        Err(SqlError::Syntax(_))
+    ));
     let c = Classifier::new();
-    assert!(matches!(c.classify("select 1\0; drop table x", ParseOptions::default()), Err(SqlError::Nul)));
+    assert!(matches!(
+        c.classify("select 1\0; drop table x", ParseOptions::default()),
+        Err(SqlError::Nul)
+    ));
     // Deep nesting is refused, never a crash.
     let deep = format!("select {}", vec!["1"; 20_000].join("+"));
     assert!(c.classify(&deep, ParseOptions::default()).is_err());
     // Ordinary long expressions still pass.
     let long = format!("select {}", vec!["'a'"; 60].join(" || "));
     c.classify(&long, ParseOptions::default()).unwrap();
-    let wide = format!("select * from orders where {}", (0..500).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" or "));
+    let wide = format!(
+        "select * from orders where {}",
+        (0..500)
+            .map(|i| format!("id = {i}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
     c.classify(&wide, ParseOptions::default()).unwrap();
 }
 
 #[test]
 fn cache_keeps_schemas_and_relations_apart() {
     let c = Classifier::new();
-    let a = c.classify("select * from public.t where id = 1", ParseOptions::default()).unwrap();
-    let b = c.classify("select * from secret.t where id = 2", ParseOptions::default()).unwrap();
+    let a = c
+        .classify(
+            "select * from public.t where id = 1",
+            ParseOptions::default(),
+        )
+        .unwrap();
+    let b = c
+        .classify(
+            "select * from secret.t where id = 2",
+            ParseOptions::default(),
+        )
+        .unwrap();
     assert_ne!(a[0].actions, b[0].actions);
-    let x = c.classify("select * from orders_2024_01", ParseOptions::default()).unwrap();
-    let y = c.classify("select * from orders_2024_02", ParseOptions::default()).unwrap();
+    let x = c
+        .classify("select * from orders_2024_01", ParseOptions::default())
+        .unwrap();
+    let y = c
+        .classify("select * from orders_2024_02", ParseOptions::default())
+        .unwrap();
     assert_ne!(x[0].actions, y[0].actions);
     let p = c.classify("select f(1)", ParseOptions::default()).unwrap();
     let q = c.classify("select g(1)", ParseOptions::default()).unwrap();
     assert_ne!(p[0].actions, q[0].actions);
     // Same shape, different literals: same actions, from the cache.
-    let r = c.classify("select * from orders where id = 99", ParseOptions::default()).unwrap();
-    let s = c.classify("select * from orders where id = 100", ParseOptions::default()).unwrap();
+    let r = c
+        .classify(
+            "select * from orders where id = 99",
+            ParseOptions::default(),
+        )
+        .unwrap();
+    let s = c
+        .classify(
+            "select * from orders where id = 100",
+            ParseOptions::default(),
+        )
+        .unwrap();
     assert_eq!(r[0].actions, s[0].actions);
     assert_eq!(s[0].text, "select * from orders where id = 100");
 }

@@ -1,0 +1,667 @@
+//! Cedar policy: (principal, target, action) → allow, deny or hold.
+//!
+//! Default deny: an action is allowed only when a `permit` applies and no `forbid` does.
+//! A permit annotated `@hold("group")` turns an allow into a hold for that group's
+//! approval. A policy annotated `@enforce("false")` is observe-only: it is evaluated and
+//! its effect recorded, but the enforced decision is made without it.
+//!
+//! The entity and action names are Airlock's interface (see `SCHEMA` and
+//! `docs/policy.md`): `Agent` in `Group`s; `Target`; `Schema` in `Target`; `Table` in
+//! `Schema`; `Function` in `Target`; `Action::"connect"`; `Sql::Action::"<kind>"`.
+
+mod schema;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use airlock_model::{Action, Decision, Principal, SqlAction, SqlObject, TargetRef, Verdict};
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+
+pub use schema::schema_text;
+
+use crate::sql::SQL_KINDS;
+
+/// Why policies could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A policy file or folder could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid Cedar.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// Policies do not validate against Airlock's schema.
+    #[error("policies do not validate against the Airlock schema:\n{0}")]
+    Invalid(String),
+    /// Two policies share an id.
+    #[error("policy id `{0}` is used twice")]
+    DuplicateId(String),
+    /// An annotation has a value Airlock does not understand.
+    #[error("policy `{id}`: {message}")]
+    Annotation {
+        /// Policy id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Internal: the built-in schema does not parse (a bug).
+    #[error("the built-in Cedar schema is invalid: {0}")]
+    Schema(String),
+}
+
+/// What Airlock knows about a function, from the target's catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Volatility {
+    /// Same result for the same arguments, no side effects.
+    Immutable,
+    /// No side effects; result stable within a statement.
+    Stable,
+    /// May have side effects (`nextval`, `pg_terminate_backend`, `lo_import`, most
+    /// user-defined functions).
+    Volatile,
+    /// Not in the target's catalog (treat as volatile).
+    Unknown,
+}
+
+impl Volatility {
+    /// The name exposed to policy as `resource.volatility`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Volatility::Immutable => "immutable",
+            Volatility::Stable => "stable",
+            Volatility::Volatile => "volatile",
+            Volatility::Unknown => "unknown",
+        }
+    }
+}
+
+/// Looks up functions' volatility for a target.
+pub trait FunctionCatalog: Send + Sync {
+    /// The volatility of `schema.name` (or of `name` in any schema when unqualified,
+    /// taking the most volatile overload).
+    fn volatility(&self, schema: Option<&str>, name: &str) -> Volatility;
+}
+
+/// A catalog that knows nothing: every function is `unknown`.
+pub struct NoCatalog;
+
+impl FunctionCatalog for NoCatalog {
+    fn volatility(&self, _: Option<&str>, _: &str) -> Volatility {
+        Volatility::Unknown
+    }
+}
+
+/// A loaded, validated policy set.
+pub struct PolicyEngine {
+    /// Every policy, observe-only ones included.
+    all: PolicySet,
+    /// The policies whose decisions are enforced.
+    enforced: PolicySet,
+    has_observe_only: bool,
+    schema: Schema,
+    version: String,
+    authorizer: Authorizer,
+    cache: Mutex<HashMap<CacheKey, Verdict>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct CacheKey {
+    principal: String,
+    groups: Vec<String>,
+    target: String,
+    action: Action,
+    volatility: Option<Volatility>,
+}
+
+const CACHE_CAPACITY: usize = 16_384;
+
+impl PolicyEngine {
+    /// Loads every `*.cedar` file at `path` (a file, or a folder read in name order).
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| PolicyError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let mut sources = Vec::new();
+        if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(|source| PolicyError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+                .collect();
+            files.sort();
+            for f in files {
+                sources.push((f.display().to_string(), read(&f)?));
+            }
+        } else {
+            sources.push((path.display().to_string(), read(path)?));
+        }
+        Self::from_sources(&sources)
+    }
+
+    /// Builds an engine from (name, text) sources.
+    pub fn from_sources(sources: &[(String, String)]) -> Result<Self, PolicyError> {
+        let schema = schema::schema()?;
+        let mut all = PolicySet::new();
+        let mut enforced = PolicySet::new();
+        let mut has_observe_only = false;
+        let mut ids = HashSet::new();
+        let mut digest_input = String::new();
+        for (name, text) in sources {
+            digest_input.push_str(name);
+            digest_input.push('\n');
+            digest_input.push_str(text);
+            let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
+                path: name.clone(),
+                message: render(&e),
+            })?;
+            for (n, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{name}#{n}"));
+                if !ids.insert(id.clone()) {
+                    return Err(PolicyError::DuplicateId(id));
+                }
+                let enforce = match policy.annotation("enforce") {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        return Err(PolicyError::Annotation {
+                            id,
+                            message: format!(
+                                "@enforce must be \"true\" or \"false\", not \"{other}\""
+                            ),
+                        });
+                    }
+                };
+                if let Some(group) = policy.annotation("hold") {
+                    if group.is_empty() {
+                        return Err(PolicyError::Annotation {
+                            id,
+                            message: "@hold needs the approving group".into(),
+                        });
+                    }
+                    if policy.effect() == cedar_policy::Effect::Forbid {
+                        return Err(PolicyError::Annotation {
+                            id,
+                            message: "@hold applies to permit policies only".into(),
+                        });
+                    }
+                }
+                let policy = policy.new_id(PolicyId::new(&id));
+                all.add(policy.clone()).map_err(|e| PolicyError::Parse {
+                    path: name.clone(),
+                    message: e.to_string(),
+                })?;
+                if enforce {
+                    enforced.add(policy).map_err(|e| PolicyError::Parse {
+                        path: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                } else {
+                    has_observe_only = true;
+                }
+            }
+        }
+        let validation = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let errors: Vec<String> = validation
+                .validation_errors()
+                .map(|e| format!("- {}", render(e)))
+                .collect();
+            return Err(PolicyError::Invalid(errors.join("\n")));
+        }
+        Ok(PolicyEngine {
+            all,
+            enforced,
+            has_observe_only,
+            schema,
+            version: short_digest(&digest_input),
+            authorizer: Authorizer::new(),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A digest of the policy texts: which policy set made a decision.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Number of policies loaded.
+    pub fn len(&self) -> usize {
+        self.all.policies().count()
+    }
+
+    /// True when no policy is loaded (everything is denied).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decides every action of a statement: the strictest outcome wins (any deny denies,
+    /// else any hold holds), and the verdict names the policies behind it.
+    pub fn decide_all(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        actions: &[Action],
+        catalog: &dyn FunctionCatalog,
+    ) -> Verdict {
+        let mut worst = Verdict {
+            decision: Decision::Allow,
+            policies: Vec::new(),
+            policy_version: self.version.clone(),
+            observed: None,
+        };
+        if actions.is_empty() {
+            return worst;
+        }
+        let mut observed: Option<Decision> = None;
+        for action in actions {
+            let v = self.decide(principal, target, action, catalog);
+            if let Some(o) = &v.observed
+                && observed
+                    .as_ref()
+                    .is_none_or(|cur| o.severity() > cur.severity())
+            {
+                observed = Some(o.clone());
+            }
+            if v.decision.severity() > worst.decision.severity() {
+                worst = v;
+            } else if v.decision.severity() == worst.decision.severity() {
+                for p in v.policies {
+                    if !worst.policies.contains(&p) {
+                        worst.policies.push(p);
+                    }
+                }
+            }
+        }
+        worst.observed = observed.filter(|o| o.severity() != worst.decision.severity());
+        worst
+    }
+
+    /// Decides one action.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        action: &Action,
+        catalog: &dyn FunctionCatalog,
+    ) -> Verdict {
+        let volatility = match action {
+            Action::Sql(SqlAction {
+                object: SqlObject::Function { schema, name },
+                ..
+            }) => Some(catalog.volatility(schema.as_deref(), name)),
+            _ => None,
+        };
+        let key = CacheKey {
+            principal: principal.name.clone(),
+            groups: principal.groups.clone(),
+            target: target.name.clone(),
+            action: action.clone(),
+            volatility,
+        };
+        if let Some(v) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return v;
+        }
+        let verdict = self.evaluate(principal, target, action, volatility);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= CACHE_CAPACITY {
+                c.clear();
+            }
+            c.insert(key, verdict.clone());
+        }
+        verdict
+    }
+
+    fn evaluate(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        action: &Action,
+        volatility: Option<Volatility>,
+    ) -> Verdict {
+        let request = match self.request(principal, target, action, volatility) {
+            Ok(r) => r,
+            Err(e) => {
+                return Verdict {
+                    decision: Decision::Deny {
+                        reason: format!("the action could not be evaluated ({e})"),
+                    },
+                    policies: Vec::new(),
+                    policy_version: self.version.clone(),
+                    observed: None,
+                };
+            }
+        };
+        let (decision, policies) =
+            self.outcome(&self.enforced, &request, principal, target, action);
+        let observed = if self.has_observe_only {
+            let (all_decision, _) = self.outcome(&self.all, &request, principal, target, action);
+            (all_decision != decision).then_some(all_decision)
+        } else {
+            None
+        };
+        Verdict {
+            decision,
+            policies,
+            policy_version: self.version.clone(),
+            observed,
+        }
+    }
+
+    fn outcome(
+        &self,
+        set: &PolicySet,
+        request: &(Request, Entities),
+        principal: &Principal,
+        target: &TargetRef,
+        action: &Action,
+    ) -> (Decision, Vec<String>) {
+        let response = self.authorizer.is_authorized(&request.0, set, &request.1);
+        let policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        let what = describe(action, target);
+        if response.diagnostics().errors().next().is_some()
+            && response.decision() == cedar_policy::Decision::Deny
+            && policies.is_empty()
+        {
+            return (
+                Decision::Deny {
+                    reason: format!("{what} denied: a policy could not be evaluated for it"),
+                },
+                policies,
+            );
+        }
+        match response.decision() {
+            cedar_policy::Decision::Allow => {
+                let hold = policies.iter().find_map(|id| {
+                    set.annotation(&PolicyId::new(id), "hold")
+                        .map(|g| (id.clone(), g.to_owned()))
+                });
+                match hold {
+                    Some((id, group)) => (
+                        Decision::Hold {
+                            group: group.clone(),
+                            reason: format!(
+                                "{what} needs approval by group \"{group}\" (policy \"{id}\")"
+                            ),
+                        },
+                        policies,
+                    ),
+                    None => (Decision::Allow, policies),
+                }
+            }
+            cedar_policy::Decision::Deny => {
+                let reason = match policies.first() {
+                    Some(id) => {
+                        let why = set
+                            .annotation(&PolicyId::new(id), "reason")
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default();
+                        format!("{what} denied by policy \"{id}\"{why}")
+                    }
+                    None => {
+                        let allowed = self.allowed_kinds(set, principal, target, action);
+                        let instead = if allowed.is_empty() {
+                            "nothing is permitted there for this agent".to_owned()
+                        } else {
+                            format!("permitted there: {}", allowed.join(", "))
+                        };
+                        format!(
+                            "{what} is not permitted: no policy allows it for agent \"{}\"; {instead}",
+                            principal.name
+                        )
+                    }
+                };
+                (Decision::Deny { reason }, policies)
+            }
+        }
+    }
+
+    /// Which SQL kinds would be allowed on the same object: what the agent can do instead.
+    fn allowed_kinds(
+        &self,
+        set: &PolicySet,
+        principal: &Principal,
+        target: &TargetRef,
+        action: &Action,
+    ) -> Vec<String> {
+        let Action::Sql(sql) = action else {
+            return Vec::new();
+        };
+        let volatility =
+            matches!(sql.object, SqlObject::Function { .. }).then_some(Volatility::Unknown);
+        SQL_KINDS
+            .iter()
+            .filter(|k| **k != sql.kind)
+            .filter(|k| {
+                let probe = Action::Sql(SqlAction {
+                    kind: (*k).to_string(),
+                    object: sql.object.clone(),
+                    flags: sql.flags.clone(),
+                });
+                self.request(principal, target, &probe, volatility)
+                    .map(|r| {
+                        self.authorizer.is_authorized(&r.0, set, &r.1).decision()
+                            == cedar_policy::Decision::Allow
+                    })
+                    .unwrap_or(false)
+            })
+            .map(|k| k.to_uppercase())
+            .collect()
+    }
+
+    fn request(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        action: &Action,
+        volatility: Option<Volatility>,
+    ) -> Result<(Request, Entities), String> {
+        let uid = |ty: &str, id: &str| -> Result<EntityUid, String> {
+            Ok(EntityUid::from_type_name_and_id(
+                EntityTypeName::from_str(ty).map_err(|e| e.to_string())?,
+                EntityId::new(id),
+            ))
+        };
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let target_uid = uid("Target", &target.name)?;
+        let mut entities = vec![Entity::new_no_attrs(target_uid.clone(), HashSet::new())];
+        let mut groups = HashSet::new();
+        for g in &principal.groups {
+            let g = uid("Group", g)?;
+            entities.push(Entity::new_no_attrs(g.clone(), HashSet::new()));
+            groups.insert(g);
+        }
+        let agent = uid("Agent", &principal.name)?;
+        entities.push(Entity::new_no_attrs(agent.clone(), groups));
+
+        let (action_uid, resource, context) = match action {
+            Action::Connect => (
+                uid("Action", "connect")?,
+                target_uid.clone(),
+                Context::empty(),
+            ),
+            Action::Sql(sql) => {
+                let resource = match &sql.object {
+                    SqlObject::Target => target_uid.clone(),
+                    SqlObject::Table { schema, name } => {
+                        let schema_uid = uid("Schema", schema)?;
+                        entities.push(Entity::new_no_attrs(
+                            schema_uid.clone(),
+                            HashSet::from([target_uid.clone()]),
+                        ));
+                        let table = uid("Table", &format!("{schema}.{name}"))?;
+                        let attrs = HashMap::from([
+                            (
+                                "schema".to_owned(),
+                                RestrictedExpression::new_string(schema.clone()),
+                            ),
+                            (
+                                "name".to_owned(),
+                                RestrictedExpression::new_string(name.clone()),
+                            ),
+                        ]);
+                        entities.push(
+                            Entity::new(
+                                table.clone(),
+                                attrs,
+                                HashSet::from([schema_uid, target_uid.clone()]),
+                            )
+                            .map_err(|e| err(&e))?,
+                        );
+                        table
+                    }
+                    SqlObject::Function { schema, name } => {
+                        let id = match schema {
+                            Some(s) => format!("{s}.{name}"),
+                            None => name.clone(),
+                        };
+                        let f = uid("Function", &id)?;
+                        let attrs = HashMap::from([
+                            (
+                                "name".to_owned(),
+                                RestrictedExpression::new_string(name.clone()),
+                            ),
+                            (
+                                "schema".to_owned(),
+                                RestrictedExpression::new_string(
+                                    schema.clone().unwrap_or_default(),
+                                ),
+                            ),
+                            (
+                                "volatility".to_owned(),
+                                RestrictedExpression::new_string(
+                                    volatility
+                                        .unwrap_or(Volatility::Unknown)
+                                        .as_str()
+                                        .to_owned(),
+                                ),
+                            ),
+                        ]);
+                        entities.push(
+                            Entity::new(f.clone(), attrs, HashSet::from([target_uid.clone()]))
+                                .map_err(|e| err(&e))?,
+                        );
+                        f
+                    }
+                };
+                let f = &sql.flags;
+                let context = Context::from_pairs([
+                    (
+                        "statement".to_owned(),
+                        RestrictedExpression::new_string(f.statement.clone()),
+                    ),
+                    (
+                        "has_where".to_owned(),
+                        RestrictedExpression::new_bool(f.has_where),
+                    ),
+                    ("into".to_owned(), RestrictedExpression::new_bool(f.into)),
+                    (
+                        "analyze".to_owned(),
+                        RestrictedExpression::new_bool(f.analyze),
+                    ),
+                    (
+                        "program".to_owned(),
+                        RestrictedExpression::new_bool(f.program),
+                    ),
+                    (
+                        "copy_from".to_owned(),
+                        RestrictedExpression::new_bool(f.copy_from),
+                    ),
+                    (
+                        "variable".to_owned(),
+                        RestrictedExpression::new_string(f.variable.clone()),
+                    ),
+                    (
+                        "system".to_owned(),
+                        RestrictedExpression::new_bool(f.system),
+                    ),
+                    (
+                        "nested".to_owned(),
+                        RestrictedExpression::new_bool(f.nested),
+                    ),
+                ])
+                .map_err(|e| err(&e))?;
+                let action_uid = EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str("Sql::Action").map_err(|e| e.to_string())?,
+                    EntityId::new(&sql.kind),
+                );
+                (action_uid, resource, context)
+            }
+        };
+        let request = Request::new(agent, action_uid, resource, context, Some(&self.schema))
+            .map_err(|e| err(&e))?;
+        let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
+        Ok((request, entities))
+    }
+}
+
+/// `DELETE on public.orders`, `CALL of pg_terminate_backend`, `connecting to shop`.
+pub fn describe(action: &Action, target: &TargetRef) -> String {
+    match action {
+        Action::Connect => format!("connecting to target \"{}\"", target.name),
+        Action::Sql(sql) => {
+            let kind = sql.kind.to_uppercase();
+            match &sql.object {
+                SqlObject::Target => format!("{kind} on target \"{}\"", target.name),
+                SqlObject::Table { schema, name } => format!("{kind} on {schema}.{name}"),
+                SqlObject::Function {
+                    schema: Some(s),
+                    name,
+                } => format!("{kind} of function {s}.{name}"),
+                SqlObject::Function { schema: None, name } => format!("{kind} of function {name}"),
+            }
+        }
+    }
+}
+
+fn render(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+fn short_digest(text: &str) -> String {
+    // FNV-1a: a stable, dependency-free fingerprint; not a security boundary (the
+    // policies themselves are in the operator's hands).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests;

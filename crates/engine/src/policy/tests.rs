@@ -1,0 +1,227 @@
+//! Policy decisions over classified statements.
+
+use super::*;
+use crate::sql::{Classifier, ParseOptions};
+use airlock_model::PrincipalSource;
+
+fn engine(text: &str) -> PolicyEngine {
+    PolicyEngine::from_sources(&[("test.cedar".into(), text.into())])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn agent(groups: &[&str]) -> Principal {
+    Principal {
+        name: "crew".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        source: PrincipalSource::ServiceToken,
+        expires_at: None,
+    }
+}
+
+fn shop() -> TargetRef {
+    TargetRef {
+        name: "shop".into(),
+        kind: airlock_model::TargetKind::Postgres,
+    }
+}
+
+struct Fixed(Volatility);
+impl FunctionCatalog for Fixed {
+    fn volatility(&self, _: Option<&str>, name: &str) -> Volatility {
+        if name == "count" || name == "now" {
+            self.0
+        } else {
+            Volatility::Volatile
+        }
+    }
+}
+
+fn decide(e: &PolicyEngine, groups: &[&str], sql: &str) -> Verdict {
+    let statements = Classifier::new()
+        .classify(sql, ParseOptions::default())
+        .unwrap();
+    let actions: Vec<Action> = statements
+        .iter()
+        .flat_map(|s| s.actions.iter().cloned().map(Action::Sql))
+        .collect();
+    e.decide_all(
+        &agent(groups),
+        &shop(),
+        &actions,
+        &Fixed(Volatility::Immutable),
+    )
+}
+
+const READ_ONLY: &str = r#"
+@id("agents-read-only")
+permit(principal in Group::"ai-agents", action == Sql::Action::"select", resource in Target::"shop");
+@id("agents-call-safe-functions")
+permit(principal in Group::"ai-agents", action == Sql::Action::"call", resource in Target::"shop")
+  when { resource.volatility == "immutable" || resource.volatility == "stable" };
+@id("connect")
+permit(principal in Group::"ai-agents", action == Action::"connect", resource == Target::"shop");
+"#;
+
+#[test]
+fn schema_parses_and_the_starter_policies_validate() {
+    schema::schema().unwrap();
+    let e = engine(READ_ONLY);
+    assert_eq!(e.len(), 3);
+}
+
+#[test]
+fn read_only_means_read_only() {
+    let e = engine(READ_ONLY);
+    assert_eq!(
+        decide(&e, &["ai-agents"], "select count(*) from orders").decision,
+        Decision::Allow
+    );
+    for sql in [
+        "delete from orders",
+        "select pg_terminate_backend(1)",
+        "select nextval('s')",
+        "select * into t2 from orders",
+        "explain analyze delete from orders",
+        "with d as (delete from orders returning *) select * from d",
+        "select 1; delete from orders",
+        "do $$ begin delete from orders; end $$",
+        "set role postgres",
+    ] {
+        let v = decide(&e, &["ai-agents"], sql);
+        assert!(matches!(v.decision, Decision::Deny { .. }), "{sql}: {v:?}");
+    }
+    // Other groups get nothing.
+    assert!(matches!(
+        decide(&e, &["others"], "select 1").decision,
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn denial_names_the_action_and_what_is_permitted() {
+    let e = engine(READ_ONLY);
+    let v = decide(&e, &["ai-agents"], "delete from orders where id = 1");
+    let Decision::Deny { reason } = v.decision else {
+        panic!()
+    };
+    assert!(reason.contains("DELETE on public.orders"), "{reason}");
+    assert!(reason.contains("permitted there: SELECT"), "{reason}");
+    let e = engine(&format!(
+        "{READ_ONLY}\n@id(\"no-drop\")\n@reason(\"never drop tables\")\nforbid(principal, action == Sql::Action::\"drop\", resource);\npermit(principal in Group::\"ai-agents\", action, resource);"
+    ));
+    let v = decide(&e, &["ai-agents"], "drop table orders");
+    let Decision::Deny { reason } = v.decision else {
+        panic!()
+    };
+    assert!(
+        reason.contains("denied by policy \"no-drop\": never drop tables"),
+        "{reason}"
+    );
+    assert_eq!(v.policies, vec!["no-drop".to_string()]);
+}
+
+#[test]
+fn hold_annotation_asks_for_approval() {
+    let e = engine(&format!(
+        "{READ_ONLY}\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\") when {{ context.has_where }};"
+    ));
+    let v = decide(&e, &["ai-agents"], "delete from orders where id = 7");
+    assert!(
+        matches!(&v.decision, Decision::Hold { group, .. } if group == "dba"),
+        "{v:?}"
+    );
+    // Without WHERE the hold policy does not apply: denied.
+    assert!(matches!(
+        decide(&e, &["ai-agents"], "delete from orders").decision,
+        Decision::Deny { .. }
+    ));
+    // Hold plus deny in one string: the deny wins.
+    assert!(matches!(
+        decide(
+            &e,
+            &["ai-agents"],
+            "delete from orders where id = 1; drop table orders"
+        )
+        .decision,
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn observe_only_policies_are_recorded_not_enforced() {
+    let e = engine(&format!(
+        "{READ_ONLY}\n@id(\"watch-orders\")\n@enforce(\"false\")\nforbid(principal, action, resource == Table::\"public.orders\");"
+    ));
+    let v = decide(&e, &["ai-agents"], "select * from orders");
+    assert_eq!(v.decision, Decision::Allow);
+    assert!(matches!(v.observed, Some(Decision::Deny { .. })), "{v:?}");
+}
+
+#[test]
+fn volatility_comes_from_the_catalog() {
+    let e = engine(READ_ONLY);
+    let statements = Classifier::new()
+        .classify("select now()", ParseOptions::default())
+        .unwrap();
+    let actions: Vec<Action> = statements[0]
+        .actions
+        .iter()
+        .cloned()
+        .map(Action::Sql)
+        .collect();
+    assert_eq!(
+        e.decide_all(
+            &agent(&["ai-agents"]),
+            &shop(),
+            &actions,
+            &Fixed(Volatility::Stable)
+        )
+        .decision,
+        Decision::Allow
+    );
+    assert!(matches!(
+        e.decide_all(
+            &agent(&["ai-agents"]),
+            &shop(),
+            &actions,
+            &Fixed(Volatility::Volatile)
+        )
+        .decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        e.decide_all(&agent(&["ai-agents"]), &shop(), &actions, &NoCatalog)
+            .decision,
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn bad_policies_are_refused_with_their_location() {
+    let err = PolicyEngine::from_sources(&[(
+        "p.cedar".into(),
+        "permit(principal, action, resource".into(),
+    )])
+    .err()
+    .unwrap();
+    assert!(err.to_string().starts_with("p.cedar"), "{err}");
+    let err = PolicyEngine::from_sources(&[(
+        "p.cedar".into(),
+        "permit(principal, action == Sql::Action::\"frobnicate\", resource);".into(),
+    )])
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("frobnicate"), "{err}");
+    let err = PolicyEngine::from_sources(&[(
+        "p.cedar".into(),
+        "@hold(\"x\") forbid(principal, action, resource);".into(),
+    )])
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("permit policies only"), "{err}");
+    let dup = "@id(\"a\") permit(principal, action, resource);\n@id(\"a\") permit(principal, action, resource);";
+    assert!(matches!(
+        PolicyEngine::from_sources(&[("p.cedar".into(), dup.into())]),
+        Err(PolicyError::DuplicateId(_))
+    ));
+}
