@@ -57,6 +57,9 @@ fn rebase(config: &mut Config, base: &Path) {
         t.password.get_mut().rebase(base);
         t.ca_file.as_mut().map(join);
     }
+    if let Some(p) = config.policy.as_mut() {
+        join(&mut p.path);
+    }
     if let Some(k) = config.audit.key.as_mut() {
         k.rebase(base);
     }

@@ -23,6 +23,17 @@ pub struct Config {
     /// The audit chain.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Cedar policies. Without this section every statement is denied (default deny).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A `.cedar` file, or a folder whose `*.cedar` files are all loaded.
+    pub path: PathBuf,
 }
 
 /// `[server]`.

@@ -1,8 +1,6 @@
-//! The engine: pure, synchronous decisions over the model. SQL understanding
-//! (`sql`), Cedar policy (`policy`), and the `decide` seam every action passes through.
+//! The engine: pure, synchronous decisions over the model. SQL understanding (`sql`)
+//! turns statements into actions; Cedar policy (`policy`) is the one decision point
+//! every action of every protocol passes through.
 
-pub mod decide;
 pub mod policy;
 pub mod sql;
-
-pub use decide::{AllowAll, Decide};

@@ -130,6 +130,15 @@ struct CacheKey {
 
 const CACHE_CAPACITY: usize = 16_384;
 
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("policies", &self.len())
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
 impl PolicyEngine {
     /// Loads every `*.cedar` file at `path` (a file, or a folder read in name order).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {

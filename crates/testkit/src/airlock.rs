@@ -16,7 +16,11 @@ pub struct AirlockBuilder {
     listener_extra: String,
     extra: String,
     env: Vec<(String, String)>,
+    policy: Option<String>,
 }
+
+/// Lets every authenticated agent do everything: for tests of the relay itself.
+pub const PERMIT_ALL: &str = "@id(\"permit-all\")\npermit(principal, action, resource);\n";
 
 /// A running `airlock serve`, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Airlock {
@@ -38,7 +42,15 @@ impl AirlockBuilder {
             listener_extra: String::new(),
             extra: String::new(),
             env: Vec::new(),
+            policy: Some(PERMIT_ALL.to_string()),
         }
+    }
+
+    /// Replaces the policies (Cedar text) written to `policies/airlock.cedar`; `None`
+    /// leaves `[policy]` out of the configuration (everything is denied).
+    pub fn policy(mut self, cedar: Option<&str>) -> Self {
+        self.policy = cedar.map(str::to_owned);
+        self
     }
 
     /// Adds target `name` for database `db` on `pg`, logging in as `app` with its
@@ -81,8 +93,14 @@ impl AirlockBuilder {
     pub fn write(self) -> Airlock {
         let dir = scratch_dir("gw");
         let port = free_port();
+        let mut policy_section = String::new();
+        if let Some(p) = &self.policy {
+            std::fs::create_dir_all(dir.join("policies")).unwrap();
+            std::fs::write(dir.join("policies/airlock.cedar"), p).unwrap();
+            policy_section = "[policy]\npath = \"policies\"\n".into();
+        }
         let config = format!(
-            "[server]\ndata_dir = \"data\"\n\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
+            "[server]\ndata_dir = \"data\"\n\n{policy_section}\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
             self.listener_extra,
             self.targets.join("\n"),
             self.extra
@@ -109,6 +127,11 @@ impl Airlock {
     /// Path of the configuration file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("airlock.toml")
+    }
+
+    /// Replaces the policy file (the gateway picks it up on SIGHUP).
+    pub fn write_policy(&self, cedar: &str) {
+        std::fs::write(self.dir.join("policies/airlock.cedar"), cedar).unwrap();
     }
 
     /// Path of the SQLite store.

@@ -11,7 +11,7 @@ mod airlock;
 mod clients;
 mod postgres;
 
-pub use airlock::{Airlock, AirlockBuilder};
+pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
 pub use postgres::{Postgres, unrelated_ca_pem};
 

@@ -6,6 +6,7 @@
 //! session API what to do. See `README.md` beside this crate for protocol corners.
 
 mod cancel;
+mod catalog;
 pub mod codec;
 mod error;
 mod relay;
@@ -35,6 +36,8 @@ pub(crate) struct AdapterState {
     listener: PostgresListenerConfig,
     tls: TlsAcceptor,
     cancels: Arc<cancel::CancelRegistry>,
+    classifier: airlock_engine::sql::Classifier,
+    catalogs: catalog::CatalogCache,
 }
 
 /// A bound PostgreSQL listener.
@@ -60,6 +63,8 @@ impl PostgresAdapter {
                 listener: config.clone(),
                 tls,
                 cancels: Arc::default(),
+                classifier: airlock_engine::sql::Classifier::new(),
+                catalogs: catalog::CatalogCache::default(),
             }),
         })
     }

@@ -20,7 +20,9 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use airlock_model::{Decision, EventKind};
+use airlock_engine::policy::FunctionCatalog;
+use airlock_engine::sql::{Classifier, ParseOptions, SqlError, StatementEffect};
+use airlock_model::{Action, Decision, EventKind, Verdict};
 use airlock_session::{EventDraft, Session};
 use bytes::BytesMut;
 use serde_json::json;
@@ -31,7 +33,10 @@ use crate::codec::{self, CodecError, backend, frontend};
 use crate::error::PostgresError;
 use crate::reply::{self, Reply};
 use crate::stream::BoxIo;
-use crate::translate::{self, Outcome, Statements};
+use crate::translate::{self, Outcome, Prepared, Statements};
+
+/// Every refusal marker starts with this (see `ClientSide::refuse_in_order`).
+const DENIAL_MARKER: &str = "airlock_denied_";
 
 /// Read buffer size per direction.
 const READ_CHUNK: usize = 64 * 1024;
@@ -52,8 +57,6 @@ pub enum End {
     Shutdown,
     /// Recording failed; the session was closed (fail closed).
     RecorderFailed,
-    /// A statement was refused in a way that ends the session; the reply says why.
-    Refused(Reply),
     /// Something broke.
     Failed(PostgresError),
 }
@@ -67,7 +70,6 @@ impl End {
             End::UpstreamClosed { .. } => "target_closed".into(),
             End::Shutdown => "gateway_shutdown".into(),
             End::RecorderFailed => "recorder_failed".into(),
-            End::Refused(_) => "refused".into(),
             End::Failed(e) => format!("error: {e}"),
         }
     }
@@ -83,6 +85,10 @@ struct State {
     /// The client was last sent part of a frame: anything Airlock wrote now would land
     /// inside it, so the session can only be closed, not answered.
     mid_frame: bool,
+    /// The server's `standard_conforming_strings`, which changes how text parses.
+    standard_conforming_strings: bool,
+    /// Refusals waiting for the server's error at their marker (see `refuse_in_order`).
+    denials: std::collections::HashMap<String, Reply>,
 }
 
 struct Shared {
@@ -130,9 +136,20 @@ impl Shared {
     }
 }
 
+/// What the relay needs besides the two connections.
+pub struct RelayContext<'a> {
+    /// Parses statements (shared by the listener's sessions for its cache).
+    pub classifier: &'a Classifier,
+    /// The target's functions.
+    pub catalog: &'a dyn FunctionCatalog,
+    /// The server's `standard_conforming_strings` at startup.
+    pub standard_conforming_strings: bool,
+}
+
 /// Runs the relay until either side ends, the gateway shuts down, or recording fails.
 /// `client_buf` holds bytes the client sent after its password (normally none).
 pub async fn run(
+    context: RelayContext<'_>,
     session: &Session,
     client: BoxIo,
     client_buf: BytesMut,
@@ -148,11 +165,22 @@ pub async fn run(
             tx_status: b'I',
             mark: Instant::now(),
             mid_frame: false,
+            standard_conforming_strings: context.standard_conforming_strings,
+            denials: std::collections::HashMap::new(),
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
     };
-    let c2s = client_to_server(&shared, session, client_rd, client_buf, up_wr);
+    let client = ClientSide {
+        session,
+        shared: &shared,
+        statements: Statements::default(),
+        classifier: context.classifier,
+        catalog: context.catalog,
+        nonce: format!("{:016x}", rand::random::<u64>()),
+        refusals: 0,
+    };
+    let c2s = client_to_server(client, client_rd, client_buf, up_wr);
     let s2c = server_to_client(&shared, session, up_rd, upstream_buf);
     let end = tokio::select! {
         e = c2s => e,
@@ -162,7 +190,6 @@ pub async fn run(
     let last_words = match &end {
         _ if shared.with(|s| s.mid_frame) => None,
         End::RecorderFailed => Some(reply::recorder_unavailable("FATAL")),
-        End::Refused(r) => Some(r.clone()),
         End::Failed(PostgresError::Protocol(CodecError::TooLarge { .. })) => {
             Some(reply::message_too_large(codec::MAX_INSPECTED_FRONTEND))
         }
@@ -192,13 +219,13 @@ pub async fn run(
 // === client → server ===
 
 async fn client_to_server(
-    shared: &Shared,
-    session: &Session,
+    mut client: ClientSide<'_>,
     mut rd: ReadHalf<BoxIo>,
     mut buf: BytesMut,
     mut up: WriteHalf<BoxIo>,
 ) -> End {
-    let mut statements = Statements::default();
+    let shared = client.shared;
+    let session = client.session;
     // Bytes of a streamed (CopyData) frame still to pass through.
     let mut passthrough: usize = 0;
     loop {
@@ -242,7 +269,7 @@ async fn client_to_server(
             let Some(body) = rest.get(5..h.frame_len) else {
                 break;
             };
-            match inspect_frontend(h.tag, body, session, &mut statements, &mut drafts) {
+            match client.inspect(h.tag, body, &mut drafts) {
                 Ok(Step::Forward { sync }) => {
                     forward += h.frame_len;
                     syncs += u64::from(sync);
@@ -260,8 +287,12 @@ async fn client_to_server(
                     });
                     break;
                 }
-                Ok(Step::Close(r)) => {
-                    after = Some(After::Close(r));
+                Ok(Step::Substitute { replacement, sync }) => {
+                    after = Some(After::Substitute {
+                        replacement,
+                        skip: h.frame_len,
+                        sync,
+                    });
                     break;
                 }
                 Err(e) => return End::Failed(e.into()),
@@ -296,7 +327,17 @@ async fn client_to_server(
             }
             None => {}
             Some(After::Terminate) => return End::ClientTerminated,
-            Some(After::Close(r)) => return End::Refused(r),
+            Some(After::Substitute {
+                replacement,
+                skip,
+                sync,
+            }) => {
+                let _ = buf.split_to(skip.min(buf.len()));
+                shared.with(|s| s.outstanding += u64::from(sync));
+                if let Err(e) = write_all_flush(&mut up, &replacement).await {
+                    return End::Failed(e);
+                }
+            }
             Some(After::Refuse { reply, skip, ready }) => {
                 let _ = buf.split_to(skip.min(buf.len()));
                 shared.wait_idle().await;
@@ -311,12 +352,16 @@ async fn client_to_server(
 /// What to do after forwarding the frames before the current one.
 enum After {
     Terminate,
+    Substitute {
+        replacement: BytesMut,
+        skip: usize,
+        sync: bool,
+    },
     Refuse {
         reply: Reply,
         skip: usize,
         ready: bool,
     },
-    Close(Reply),
 }
 
 enum Step {
@@ -326,115 +371,281 @@ enum Step {
     Terminate,
     /// Answer the client ourselves (and with ReadyForQuery if `true`), drop the frame.
     Refuse(Reply, bool),
-    /// Answer with a FATAL error and end the session.
-    Close(Reply),
+    /// Send the server `replacement` instead of the frame: a statement that fails at
+    /// once, whose error the server→client side swaps for Airlock's refusal. The server
+    /// then itself skips to the next Sync and reports the right transaction state, so
+    /// client and server agree on it in every protocol path. `sync` when the replacement
+    /// is a Query (answered with ReadyForQuery).
+    Substitute {
+        replacement: BytesMut,
+        sync: bool,
+    },
 }
 
-fn inspect_frontend(
-    tag: u8,
-    body: &[u8],
-    session: &Session,
-    statements: &mut Statements,
-    drafts: &mut Vec<EventDraft>,
-) -> Result<Step, CodecError> {
-    Ok(match tag {
-        b'Q' => {
-            let text = frontend::query(body)?;
-            let decision = session.decide(&Statements::sql_action(text));
-            drafts.push(translate::statement_draft(
-                EventKind::Query,
-                Some(text),
-                Some(&decision),
-                json!({}),
-            ));
-            match decision {
-                Decision::Allow => Step::Forward { sync: true },
-                other => Step::Refuse(refusal(&other), true),
-            }
-        }
-        b'P' => {
-            let p = frontend::parse(body)?;
-            let decision = session.decide(&Statements::sql_action(p.text));
-            drafts.push(translate::statement_draft(
-                EventKind::Parse,
-                Some(p.text),
-                Some(&decision),
-                json!({ "name": p.name, "param_types": p.param_types }),
-            ));
-            statements.parsed(p.name, p.text);
-            match decision {
-                Decision::Allow => Step::Forward { sync: false },
-                // TODO(#3): refuse inside an extended-protocol batch without ending the session.
-                other => Step::Close(refusal(&other)),
-            }
-        }
-        b'B' => {
-            let b = frontend::bind(body)?;
-            let text = statements.bound(b.portal, b.statement);
-            drafts.push(translate::statement_draft(
-                EventKind::Bind,
-                text.as_deref(),
-                None,
-                json!({ "portal": b.portal, "statement_name": b.statement, "params": translate::recorded_params(&b) }),
-            ));
-            Step::Forward { sync: false }
-        }
-        b'E' => {
-            let (portal, max_rows) = frontend::execute(body)?;
-            let text = statements.portal(portal).map(str::to_owned);
-            let decision = text
-                .as_deref()
-                .map(|t| session.decide(&Statements::sql_action(t)));
-            drafts.push(translate::statement_draft(
-                EventKind::Execute,
-                text.as_deref(),
-                decision.as_ref(),
-                json!({ "portal": portal, "max_rows": max_rows }),
-            ));
-            match decision {
-                // TODO(#3): a portal of a statement prepared with SQL PREPARE has no text
-                // here; once policy lands it must be decided as the prepared statement.
-                None | Some(Decision::Allow) => Step::Forward { sync: false },
-                Some(other) => Step::Close(refusal(&other)),
-            }
-        }
-        b'C' => {
-            let (kind, name) = frontend::close(body)?;
-            statements.closed(kind, name);
-            Step::Forward { sync: false }
-        }
-        b'S' => Step::Forward { sync: true },
-        b'D' | b'H' | b'c' | b'f' => Step::Forward { sync: false },
-        b'X' => Step::Terminate,
-        b'F' => {
-            drafts.push(EventDraft::new(EventKind::Refused, json!({ "message": "FunctionCall", "reason": "fast-path function calls bypass SQL inspection" })));
-            Step::Refuse(reply::function_call_refused(), true)
-        }
-        other => return Err(CodecError::UnexpectedTag { tag: other }),
-    })
+/// The client→server side's view of the session.
+struct ClientSide<'a> {
+    session: &'a Session,
+    shared: &'a Shared,
+    statements: Statements,
+    classifier: &'a Classifier,
+    catalog: &'a dyn FunctionCatalog,
+    /// Per-session random part of refusal markers, so a client cannot forge one.
+    nonce: String,
+    refusals: u64,
 }
 
-fn refusal(decision: &Decision) -> Reply {
-    let (message, hint) = match decision {
-        Decision::Allow => ("allowed".to_owned(), None),
-        Decision::Deny { reason } => (
-            format!("statement refused by Airlock policy: {reason}"),
-            None,
-        ),
-        Decision::Hold { group, reason } => (
-            format!("statement needs approval by group \"{group}\": {reason}"),
-            Some(
-                "Approvals are not available yet; ask the operator to allow the statement."
-                    .to_owned(),
-            ),
-        ),
-    };
+impl ClientSide<'_> {
+    fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            standard_conforming_strings: self.shared.with(|s| s.standard_conforming_strings),
+        }
+    }
+
+    /// A replacement the server will fail on at once, with a marker naming `reply`.
+    fn refuse_in_order(&mut self, reply: Reply, as_query: bool) -> Step {
+        self.refusals += 1;
+        let marker = format!("airlock_denied_{}_{}", self.nonce, self.refusals);
+        self.shared
+            .with(|s| s.denials.insert(marker.clone(), reply));
+        let mut replacement = BytesMut::new();
+        if as_query {
+            let mut body = marker.into_bytes();
+            body.push(0);
+            codec::put_message(&mut replacement, b'Q', &body);
+        } else {
+            // Parse of the unnamed statement: fails immediately, and the server then
+            // discards everything up to the client's Sync, as for any error.
+            let mut body = vec![0u8];
+            body.extend_from_slice(marker.as_bytes());
+            body.extend_from_slice(&[0, 0, 0]);
+            codec::put_message(&mut replacement, b'P', &body);
+        }
+        Step::Substitute {
+            replacement,
+            sync: as_query,
+        }
+    }
+
+    /// Classifies `text` into the actions of all its statements; an EXECUTE adds the
+    /// prepared statement's actions. Returns the effects to apply if it is allowed.
+    fn understand(&self, text: &str) -> Result<(Vec<Action>, Vec<StatementEffect>), String> {
+        let statements = self
+            .classifier
+            .classify(text, self.parse_options())
+            .map_err(|e| match e {
+                SqlError::Syntax(m) => {
+                    format!("the statement could not be parsed, so it was not run: {m}")
+                }
+                other => {
+                    format!("the statement could not be inspected, so it was not run: {other}")
+                }
+            })?;
+        let mut actions = Vec::new();
+        let mut effects = Vec::new();
+        for st in statements {
+            actions.extend(st.actions.into_iter().map(Action::Sql));
+            if let StatementEffect::Execute { name } = &st.effect {
+                match self.statements.get(name) {
+                    Some(p) if p.refused.is_none() => actions.extend(p.actions.iter().cloned()),
+                    Some(_) => {
+                        return Err(format!(
+                            "prepared statement \"{name}\" was refused when it was prepared"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "prepared statement \"{name}\" is unknown to Airlock, so it cannot be decided"
+                        ));
+                    }
+                }
+            }
+            effects.push(st.effect);
+        }
+        Ok((actions, effects))
+    }
+
+    fn verdict_for(&self, actions: &[Action]) -> Verdict {
+        self.session.decide(actions, self.catalog)
+    }
+
+    fn inspect(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        drafts: &mut Vec<EventDraft>,
+    ) -> Result<Step, CodecError> {
+        Ok(match tag {
+            b'Q' => {
+                let text = frontend::query(body)?;
+                let (verdict, actions, effects) = match self.understand(text) {
+                    Ok((actions, effects)) => (self.verdict_for(&actions), actions, effects),
+                    Err(reason) => (refused_verdict(reason), Vec::new(), Vec::new()),
+                };
+                drafts.push(translate::statement_draft(
+                    EventKind::Query,
+                    Some(text),
+                    Some(&verdict.decision),
+                    translate::verdict_detail(&verdict, &actions),
+                ));
+                match verdict.decision {
+                    Decision::Allow => {
+                        self.apply(text, effects);
+                        Step::Forward { sync: true }
+                    }
+                    _ => self.refuse_in_order(refusal(&verdict), true),
+                }
+            }
+            b'P' => {
+                let p = frontend::parse(body)?;
+                let (verdict, actions) = match self.understand(p.text) {
+                    Ok((actions, _)) => (self.verdict_for(&actions), actions),
+                    Err(reason) => (refused_verdict(reason), Vec::new()),
+                };
+                let mut detail = translate::verdict_detail(&verdict, &actions);
+                detail["name"] = json!(p.name);
+                detail["param_types"] = json!(p.param_types);
+                drafts.push(translate::statement_draft(
+                    EventKind::Parse,
+                    Some(p.text),
+                    Some(&verdict.decision),
+                    detail,
+                ));
+                let refused =
+                    (verdict.decision != Decision::Allow).then(|| refusal(&verdict).message);
+                self.statements.prepared(
+                    p.name,
+                    Prepared {
+                        text: p.text.to_owned(),
+                        actions,
+                        refused,
+                    },
+                );
+                match verdict.decision {
+                    Decision::Allow => Step::Forward { sync: false },
+                    _ => self.refuse_in_order(refusal(&verdict), false),
+                }
+            }
+            b'B' => {
+                let b = frontend::bind(body)?;
+                let prepared = self.statements.bound(b.portal, b.statement).cloned();
+                drafts.push(translate::statement_draft(
+                    EventKind::Bind,
+                    prepared.as_ref().map(|p| p.text.as_str()),
+                    None,
+                    json!({ "portal": b.portal, "statement_name": b.statement, "params": translate::recorded_params(&b) }),
+                ));
+                match prepared {
+                    Some(p) => match p.refused {
+                        None => Step::Forward { sync: false },
+                        Some(message) => self.refuse_in_order(denial_reply(message, None), false),
+                    },
+                    None => self.refuse_in_order(
+                        denial_reply(format!("airlock: prepared statement \"{}\" is unknown to Airlock, so it cannot be decided", b.statement), None),
+                        false,
+                    ),
+                }
+            }
+            b'E' => {
+                let (portal, max_rows) = frontend::execute(body)?;
+                let prepared = self.statements.portal(portal).cloned();
+                // Decided again at every execution: a policy reload applies at once.
+                let verdict = match &prepared {
+                    Some(p) if p.refused.is_none() => self.verdict_for(&p.actions),
+                    Some(p) => refused_verdict(p.refused.clone().unwrap_or_default()),
+                    None => refused_verdict(format!(
+                        "portal \"{portal}\" is unknown to Airlock, so what it runs cannot be decided"
+                    )),
+                };
+                let actions = prepared
+                    .as_ref()
+                    .map(|p| p.actions.clone())
+                    .unwrap_or_default();
+                let mut detail = translate::verdict_detail(&verdict, &actions);
+                detail["portal"] = json!(portal);
+                detail["max_rows"] = json!(max_rows);
+                drafts.push(translate::statement_draft(
+                    EventKind::Execute,
+                    prepared.as_ref().map(|p| p.text.as_str()),
+                    Some(&verdict.decision),
+                    detail,
+                ));
+                match verdict.decision {
+                    Decision::Allow => Step::Forward { sync: false },
+                    _ => self.refuse_in_order(refusal(&verdict), false),
+                }
+            }
+            b'C' => {
+                let (kind, name) = frontend::close(body)?;
+                self.statements.closed(kind, name);
+                Step::Forward { sync: false }
+            }
+            b'S' => Step::Forward { sync: true },
+            b'D' | b'H' | b'c' | b'f' => Step::Forward { sync: false },
+            b'X' => Step::Terminate,
+            b'F' => {
+                drafts.push(EventDraft::new(
+                    EventKind::Refused,
+                    json!({ "message": "FunctionCall", "reason": "fast-path function calls bypass SQL inspection" }),
+                ));
+                Step::Refuse(reply::function_call_refused(), true)
+            }
+            other => return Err(CodecError::UnexpectedTag { tag: other }),
+        })
+    }
+
+    /// Session effects of an allowed simple Query: SQL-level prepared statements.
+    fn apply(&mut self, text: &str, effects: Vec<StatementEffect>) {
+        for effect in effects {
+            match effect {
+                StatementEffect::Prepare { name, actions } => self.statements.prepared(
+                    &name,
+                    Prepared {
+                        text: text.to_owned(),
+                        actions: actions.into_iter().map(Action::Sql).collect(),
+                        refused: None,
+                    },
+                ),
+                StatementEffect::Deallocate { name } => self.statements.deallocate(name.as_deref()),
+                StatementEffect::Execute { .. } | StatementEffect::None => {}
+            }
+        }
+    }
+}
+
+/// A verdict for something that could not be decided at all (fail closed).
+fn refused_verdict(reason: String) -> Verdict {
+    Verdict {
+        decision: Decision::Deny { reason },
+        policies: Vec::new(),
+        policy_version: String::new(),
+        observed: None,
+    }
+}
+
+fn denial_reply(message: String, hint: Option<String>) -> Reply {
     Reply {
         severity: "ERROR",
         code: "42501",
         message,
         detail: None,
         hint,
+    }
+}
+
+/// The error an agent gets for a refused statement.
+fn refusal(verdict: &Verdict) -> Reply {
+    match &verdict.decision {
+        Decision::Allow => denial_reply("airlock: allowed".into(), None),
+        Decision::Deny { reason } => denial_reply(
+            format!("airlock: {reason}"),
+            Some("The statement was not run. Rephrase it within what policy permits, or ask the operator for access.".into()),
+        ),
+        Decision::Hold { group, reason } => denial_reply(
+            format!("airlock: {reason}"),
+            Some(format!(
+                "The statement was not run: it needs approval by a member of group \"{group}\", and approvals are not enabled on this gateway yet."
+            )),
+        ),
     }
 }
 
@@ -494,6 +705,7 @@ async fn server_to_client(
             let Some(body) = rest.get(5..h.frame_len) else {
                 break;
             };
+            let mut replacement: Option<BytesMut> = None;
             let outcome = match h.tag {
                 b'C' => backend::command_complete(body).map(|t| {
                     // Rows changed (INSERT 0 5) or, for reads, rows sent, as the tag says.
@@ -504,12 +716,43 @@ async fn server_to_client(
                 }),
                 b'E' => backend::error_fields(body).map(|f| {
                     saw_fatal |= f.severity == "FATAL" || f.severity == "PANIC";
+                    // The server's failure at a refusal marker becomes Airlock's refusal.
+                    let swap = f.message.find(DENIAL_MARKER).and_then(|at| {
+                        let marker: String = f
+                            .message
+                            .get(at..)
+                            .unwrap_or("")
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        shared.with(|s| s.denials.remove(&marker))
+                    });
+                    if let Some(r) = swap {
+                        let mut bytes = BytesMut::new();
+                        r.encode(&mut bytes);
+                        replacement = Some(bytes);
+                        let fields = backend::ErrorFields {
+                            severity: r.severity.into(),
+                            code: r.code.into(),
+                            message: r.message,
+                        };
+                        return Some(Outcome::Error(fields));
+                    }
                     Some(Outcome::Error(f))
+                }),
+                b'S' => backend::parameter_status(body).map(|(name, value)| {
+                    if name == "standard_conforming_strings" {
+                        let on = value == "on";
+                        shared.with(|s| s.standard_conforming_strings = on);
+                    }
+                    None
                 }),
                 b'I' => Ok(Some(Outcome::Empty)),
                 b's' => Ok(Some(Outcome::Suspended)),
                 b'Z' => backend::ready_for_query(body).map(|status| {
                     became_idle |= shared.with(|s| {
+                        // Past a sync point no pending refusal can still surface.
+                        s.denials.clear();
                         s.tx_status = status;
                         s.outstanding = s.outstanding.saturating_sub(1);
                         s.outstanding == 0
@@ -531,6 +774,25 @@ async fn server_to_client(
                 Err(e) => {
                     return End::Failed(PostgresError::Unexpected(format!("from the target: {e}")));
                 }
+            }
+            if let Some(bytes) = replacement {
+                // Send what precedes the server's error, then the refusal in its place.
+                if !drafts.is_empty()
+                    && session
+                        .record_later(std::mem::take(&mut drafts))
+                        .await
+                        .is_err()
+                {
+                    return End::RecorderFailed;
+                }
+                let mut chunk = buf.split_to(forward + h.frame_len);
+                chunk.truncate(forward);
+                chunk.extend_from_slice(&bytes);
+                if let Err(e) = shared.write_client(&chunk).await {
+                    return End::Failed(e);
+                }
+                forward = 0;
+                continue;
             }
             forward += h.frame_len;
         }

@@ -128,6 +128,11 @@ pub fn connect_refused(refusal: &ConnectRefusal) -> Reply {
         } else {
             format!("PostgreSQL targets: {}.", available.join(", "))
         }),
+        ConnectRefusal::Denied { reason } => Reply::fatal(
+            "42501",
+            format!("airlock: {reason}"),
+            "Ask the operator for a policy that lets this agent connect to the target.".to_string(),
+        ),
         ConnectRefusal::Recorder(_) => recorder_unavailable("FATAL"),
     }
 }

@@ -68,13 +68,36 @@ pub async fn handle(
         tracing::Span::current().record("session", session.id());
         tracing::Span::current().record("principal", session.principal().name.as_str());
         let upstream::Upstream {
-            io,
+            mut io,
             key,
-            leftover,
+            mut leftover,
             tls,
             params,
             startup_frames,
         } = upstream;
+        let catalog = match state.catalogs.fresh(&session.target().model.name) {
+            Some(c) => c,
+            None => match crate::catalog::load(&mut io, &mut leftover).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    tracing::debug!(functions = c.len(), "loaded the target's function catalog");
+                    state
+                        .catalogs
+                        .store(&session.target().model.name, c.clone());
+                    c
+                }
+                Err(e) => {
+                    // Without the catalog every function is "unknown": calls are denied
+                    // unless a policy permits unknown functions (fail closed).
+                    tracing::warn!(error = %e, "could not load the target's function catalog");
+                    Arc::new(crate::catalog::PgCatalog::default())
+                }
+            },
+        };
+        let standard_conforming_strings = params
+            .iter()
+            .find(|(k, _)| k == "standard_conforming_strings")
+            .is_none_or(|(_, v)| v == "on");
         let server_version = params
             .iter()
             .find(|(k, _)| k == "server_version")
@@ -102,7 +125,15 @@ pub async fn handle(
             return;
         }
         tracing::info!(target = %session.target().model.name, "session open");
-        let end = relay::run(&session, client, client_buf, io, leftover, shutdown).await;
+        let context = relay::RelayContext {
+            classifier: &state.classifier,
+            catalog: catalog.as_ref(),
+            standard_conforming_strings,
+        };
+        let end = relay::run(
+            context, &session, client, client_buf, io, leftover, shutdown,
+        )
+        .await;
         drop(guard);
         tracing::info!(reason = %end.reason(), "session closed");
         session.end(json!({ "reason": end.reason() })).await;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use airlock_model::{Action, Decision, EventKind, SqlAction};
+use airlock_model::{Action, Decision, EventKind, SqlObject, Verdict};
 use airlock_session::EventDraft;
 use serde_json::{Value, json};
 
@@ -15,41 +15,53 @@ use crate::codec::frontend::Bind;
 /// a prefix, so a multi-megabyte value does not bloat the log.
 pub const MAX_RECORDED_PARAM: usize = 4096;
 
-/// Prepared statements and portals of one session, by name.
+/// What the session has prepared, by name: protocol-level (Parse) and SQL-level
+/// (PREPARE) statements share one namespace in PostgreSQL, and so they do here.
 #[derive(Default)]
 pub struct Statements {
-    prepared: HashMap<String, String>,
+    prepared: HashMap<String, Prepared>,
     portals: HashMap<String, String>,
 }
 
+/// A prepared statement as Airlock understood it.
+#[derive(Clone)]
+pub struct Prepared {
+    /// Its text.
+    pub text: String,
+    /// Its actions, decided again at every execution.
+    pub actions: Vec<Action>,
+    /// The refusal it got when it was prepared, if it was refused.
+    pub refused: Option<String>,
+}
+
 impl Statements {
-    /// Remembers a Parse.
-    pub fn parsed(&mut self, name: &str, text: &str) {
-        self.prepared.insert(name.to_owned(), text.to_owned());
+    /// Remembers a statement prepared under `name`.
+    pub fn prepared(&mut self, name: &str, prepared: Prepared) {
+        self.prepared.insert(name.to_owned(), prepared);
     }
 
-    /// Remembers a Bind; returns the statement text the portal runs, or `None` when the
-    /// statement was not prepared through Parse (then the portal's old text is dropped, so
-    /// an Execute is never recorded as a statement it does not run).
-    pub fn bound(&mut self, portal: &str, statement: &str) -> Option<String> {
-        let text = self.prepared.get(statement).cloned();
-        match &text {
-            Some(t) => {
-                self.portals.insert(portal.to_owned(), t.clone());
-            }
-            None => {
-                self.portals.remove(portal);
-            }
+    /// The statement prepared under `name`.
+    pub fn get(&self, name: &str) -> Option<&Prepared> {
+        self.prepared.get(name)
+    }
+
+    /// Remembers a Bind: the portal runs statement `name`. An unknown statement drops the
+    /// portal's old binding, so an Execute is never taken for a statement it does not run.
+    pub fn bound(&mut self, portal: &str, statement: &str) -> Option<&Prepared> {
+        if self.prepared.contains_key(statement) {
+            self.portals.insert(portal.to_owned(), statement.to_owned());
+        } else {
+            self.portals.remove(portal);
         }
-        text
+        self.prepared.get(statement)
     }
 
-    /// The statement text behind a portal.
-    pub fn portal(&self, portal: &str) -> Option<&str> {
-        self.portals.get(portal).map(String::as_str)
+    /// The statement behind a portal.
+    pub fn portal(&self, portal: &str) -> Option<&Prepared> {
+        self.portals.get(portal).and_then(|s| self.prepared.get(s))
     }
 
-    /// Forgets a closed statement or portal.
+    /// Forgets a closed statement (`b'S'`) or portal.
     pub fn closed(&mut self, kind: u8, name: &str) {
         match kind {
             b'S' => {
@@ -61,15 +73,50 @@ impl Statements {
         }
     }
 
-    /// After a simple Query or a Sync outside a transaction block the unnamed portal is
-    /// gone; named ones live until closed or the transaction ends. Keeping them is
-    /// harmless: a later Execute of a dead portal fails at the server.
-    pub fn sql_action(text: &str) -> Action {
-        Action::Sql(SqlAction {
-            text: text.to_owned(),
-            kind: None,
-        })
+    /// `DEALLOCATE name` / `DEALLOCATE ALL`.
+    pub fn deallocate(&mut self, name: Option<&str>) {
+        match name {
+            Some(n) => {
+                self.prepared.remove(n);
+            }
+            None => self.prepared.clear(),
+        }
     }
+}
+
+/// Compact descriptions of actions for the event detail: `delete public.orders`.
+pub fn action_summary(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Connect => "connect".to_owned(),
+            Action::Sql(sql) => match &sql.object {
+                SqlObject::Target => sql.kind.clone(),
+                SqlObject::Table { schema, name } => format!("{} {schema}.{name}", sql.kind),
+                SqlObject::Function {
+                    schema: Some(s),
+                    name,
+                } => format!("{} {s}.{name}", sql.kind),
+                SqlObject::Function { schema: None, name } => format!("{} {name}", sql.kind),
+            },
+        })
+        .collect()
+}
+
+/// The decision part of a statement event's detail.
+pub fn verdict_detail(verdict: &Verdict, actions: &[Action]) -> Value {
+    let mut d = json!({
+        "actions": action_summary(actions),
+        "policies": verdict.policies,
+        "policy_version": verdict.policy_version,
+    });
+    if let Decision::Deny { reason } | Decision::Hold { reason, .. } = &verdict.decision {
+        d["reason"] = json!(reason);
+    }
+    if let Some(observed) = &verdict.observed {
+        d["observed"] = json!(observed.label());
+    }
+    d
 }
 
 /// The draft for a statement event.
@@ -181,15 +228,18 @@ mod tests {
     #[test]
     fn portals_resolve_to_their_statement() {
         let mut s = Statements::default();
-        s.parsed("st", "select 1");
-        assert_eq!(s.bound("", "st").as_deref(), Some("select 1"));
-        assert_eq!(s.portal(""), Some("select 1"));
-        assert_eq!(s.bound("", "missing"), None);
+        let p = Prepared {
+            text: "select 1".into(),
+            actions: vec![],
+            refused: None,
+        };
+        s.prepared("st", p);
+        assert_eq!(s.bound("", "st").map(|p| p.text.as_str()), Some("select 1"));
+        assert_eq!(s.portal("").map(|p| p.text.as_str()), Some("select 1"));
         s.closed(b'S', "st");
-        assert_eq!(s.bound("", "st"), None);
-        assert_eq!(
-            s.portal(""),
-            None,
+        assert!(s.bound("", "st").is_none());
+        assert!(
+            s.portal("").is_none(),
             "a portal re-bound to an unknown statement forgets its old text"
         );
     }

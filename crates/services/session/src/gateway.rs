@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use airlock_engine::Decide;
+use airlock_engine::policy::{NoCatalog, describe};
 use airlock_identity::{Identity, IdentityError};
-use airlock_model::{EventKind, SessionSummary, TargetKind, Timestamp};
+use airlock_model::{Action, Decision, EventKind, SessionSummary, TargetKind, Timestamp};
 use airlock_recorder::{NewEvent, Record, Recorder, RecorderError};
 use airlock_vault::Secret;
 use arc_swap::ArcSwap;
@@ -41,6 +41,12 @@ pub enum ConnectRefusal {
         /// Targets the client could use instead.
         available: Vec<String>,
     },
+    /// Policy does not let this principal connect to the target.
+    #[error("{reason}")]
+    Denied {
+        /// Why, for the agent.
+        reason: String,
+    },
     /// The session could not be recorded, so it is not opened (fail closed).
     #[error(transparent)]
     Recorder(#[from] RecorderError),
@@ -48,25 +54,18 @@ pub enum ConnectRefusal {
 
 /// The services every session uses.
 pub struct Gateway {
-    runtime: ArcSwap<Runtime>,
+    runtime: Arc<ArcSwap<Runtime>>,
     identity: Identity,
     recorder: Recorder,
-    decide: Arc<dyn Decide>,
 }
 
 impl Gateway {
     /// Assembles the gateway.
-    pub fn new(
-        runtime: Runtime,
-        identity: Identity,
-        recorder: Recorder,
-        decide: Arc<dyn Decide>,
-    ) -> Self {
+    pub fn new(runtime: Runtime, identity: Identity, recorder: Recorder) -> Self {
         Gateway {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             identity,
             recorder,
-            decide,
         }
     }
 
@@ -94,19 +93,42 @@ impl Gateway {
         // On refusal, the principal (if the credential was good) is still recorded.
         let outcome = match self.identity.authenticate(&req.credential).await {
             Err(e) => Err((ConnectRefusal::Credential(e), None)),
-            Ok(principal) => match runtime
-                .target(&req.target)
-                .filter(|t| t.model.kind == req.kind)
-            {
-                None => Err((
-                    ConnectRefusal::UnknownTarget {
-                        name: req.target.clone(),
-                        available: runtime.target_names(req.kind),
-                    },
-                    Some(principal.name),
-                )),
-                Some(target) => Ok((principal, target)),
-            },
+            Ok(principal) => {
+                match runtime
+                    .target(&req.target)
+                    .filter(|t| t.model.kind == req.kind)
+                {
+                    None => Err((
+                        ConnectRefusal::UnknownTarget {
+                            name: req.target.clone(),
+                            available: runtime.target_names(req.kind),
+                        },
+                        Some(principal.name),
+                    )),
+                    Some(target) => {
+                        // Connecting is itself an action policy decides.
+                        let verdict = match &runtime.policy {
+                        Some(p) => p.decide(&principal, &target.model, &Action::Connect, &NoCatalog).decision,
+                        None => Decision::Deny { reason: "no policy is configured on this gateway (add a [policy] section)".into() },
+                    };
+                        match verdict {
+                            Decision::Allow => Ok((principal, target)),
+                            Decision::Deny { reason } => {
+                                Err((ConnectRefusal::Denied { reason }, Some(principal.name)))
+                            }
+                            Decision::Hold { group, .. } => Err((
+                                ConnectRefusal::Denied {
+                                    reason: format!(
+                                        "{} needs approval by group \"{group}\", and connections cannot be held",
+                                        describe(&Action::Connect, &target.model)
+                                    ),
+                                },
+                                Some(principal.name),
+                            )),
+                        }
+                    }
+                }
+            }
         };
         match outcome {
             Ok((principal, target)) => {
@@ -143,7 +165,7 @@ impl Gateway {
                     principal,
                     target,
                     self.recorder.clone(),
-                    self.decide.clone(),
+                    self.runtime.clone(),
                 ))
             }
             Err((refusal, principal)) => {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use airlock_config::{Config, TargetConfig, TargetKindConfig};
+use airlock_engine::policy::{PolicyEngine, PolicyError};
 use airlock_model::{TargetKind, TargetRef};
 use airlock_vault::{Secret, VaultError};
 
@@ -22,6 +23,9 @@ pub struct Target {
 /// Why a snapshot could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The policies could not be loaded.
+    #[error("[policy] {0}")]
+    Policy(#[from] PolicyError),
     /// A target's secret could not be resolved.
     #[error("target `{target}`: {source}")]
     Secret {
@@ -38,12 +42,18 @@ pub struct Runtime {
     /// The configuration it was built from.
     pub config: Arc<Config>,
     targets: BTreeMap<String, Arc<Target>>,
+    /// The policies in force; `None` when no `[policy]` is configured (all denied).
+    pub policy: Option<Arc<PolicyEngine>>,
 }
 
 impl Runtime {
     /// Resolves every target's secret. Fails if any cannot be resolved, so a broken
     /// reload leaves the previous snapshot in force.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
+        let policy = match &config.policy {
+            Some(p) => Some(Arc::new(PolicyEngine::load(&p.path)?)),
+            None => None,
+        };
         let mut targets = BTreeMap::new();
         for t in &config.targets {
             let password = airlock_vault::resolve(t.password.get_ref()).map_err(|source| {
@@ -70,6 +80,7 @@ impl Runtime {
         Ok(Runtime {
             config: Arc::new(config),
             targets,
+            policy,
         })
     }
 

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use airlock_engine::Decide;
-use airlock_model::{Action, Decision, EventKind, Principal, Timestamp};
+use airlock_engine::policy::FunctionCatalog;
+use airlock_model::{Action, Decision, EventKind, Principal, Timestamp, Verdict};
 use airlock_recorder::{NewEvent, Receipt, Record, Recorder, RecorderError};
+use arc_swap::ArcSwap;
 
-use crate::Target;
+use crate::{Runtime, Target};
 
 /// An event as an adapter describes it; the recorder adds time, order and chain.
 #[derive(Debug, Clone)]
@@ -39,7 +40,9 @@ pub struct Session {
     principal: Principal,
     target: Arc<Target>,
     recorder: Recorder,
-    decide: Arc<dyn Decide>,
+    /// The gateway's configuration: each decision uses the policies in force now, so a
+    /// reload applies to open sessions' next statements.
+    runtime: Arc<ArcSwap<Runtime>>,
     /// Held while records are handed to the recorder, so that nothing is queued after
     /// the session's end (the writer numbers events per open session).
     ended: tokio::sync::Mutex<bool>,
@@ -51,14 +54,14 @@ impl Session {
         principal: Principal,
         target: Arc<Target>,
         recorder: Recorder,
-        decide: Arc<dyn Decide>,
+        runtime: Arc<ArcSwap<Runtime>>,
     ) -> Self {
         Session {
             id,
             principal,
             target,
             recorder,
-            decide,
+            runtime,
             ended: tokio::sync::Mutex::new(false),
         }
     }
@@ -78,10 +81,20 @@ impl Session {
         &self.target
     }
 
-    /// Decides one action.
-    pub fn decide(&self, action: &Action) -> Decision {
-        self.decide
-            .decide(&self.principal, &self.target.model, action)
+    /// Decides every action of one statement with the policies in force now. Without a
+    /// policy everything is denied.
+    pub fn decide(&self, actions: &[Action], catalog: &dyn FunctionCatalog) -> Verdict {
+        match &self.runtime.load().policy {
+            Some(policy) => policy.decide_all(&self.principal, &self.target.model, actions, catalog),
+            None => Verdict {
+                decision: Decision::Deny {
+                    reason: "no policy is configured on this gateway, so nothing is permitted (the operator must add a [policy] section)".into(),
+                },
+                policies: Vec::new(),
+                policy_version: String::new(),
+                observed: None,
+            },
+        }
     }
 
     fn to_records(&self, drafts: Vec<EventDraft>) -> Vec<Record> {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_config::{Config, LogFormat};
-use airlock_engine::AllowAll;
 use airlock_identity::Identity;
 use airlock_model::Timestamp;
 use airlock_postgres::PostgresAdapter;
@@ -39,7 +38,6 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         runtime,
         Identity::new(store.clone()),
         recorder,
-        Arc::new(AllowAll),
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
