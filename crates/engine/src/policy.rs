@@ -626,7 +626,9 @@ impl PolicyEngine {
         };
         let request = Request::new(agent, action_uid, resource, context, Some(&self.schema))
             .map_err(|e| err(&e))?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
+        // With the schema, the action hierarchy (groups such as "session") is added.
+        let entities =
+            Entities::from_entities(entities, Some(&self.schema)).map_err(|e| err(&e))?;
         Ok((request, entities))
     }
 }

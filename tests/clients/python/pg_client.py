@@ -121,5 +121,32 @@ def session_alive():
     out({"first": first, "second": second})
 
 
+
+def policy_extended():
+    """Under a read-only policy: an allowed prepared SELECT, a denied prepared DELETE
+    (42501), transaction state after a denial inside BEGIN, and a connection that
+    keeps working."""
+    from psycopg.pq import TransactionStatus
+    out_ = {}
+    with psycopg.connect(CONN) as c:
+        out_["select"] = c.execute("select count(*) from orders where customer_id = %s", (1,), prepare=True).fetchone()[0]
+        try:
+            c.execute("delete from orders where id = %s", (7,), prepare=True)
+            out_["delete"] = "ran"
+        except errors.InsufficientPrivilege as e:
+            out_["delete"] = e.sqlstate
+            out_["delete_message"] = e.diag.message_primary
+            out_["status_after_denial"] = c.info.transaction_status.name
+            try:
+                c.execute("select 1")
+                out_["in_failed_tx"] = "ran"
+            except errors.InFailedSqlTransaction as e2:
+                out_["in_failed_tx"] = e2.sqlstate
+            c.rollback()
+        out_["after_rollback"] = c.execute("select count(*) from orders", prepare=False).fetchone()[0]
+        out_["status"] = c.info.transaction_status.name
+    out(out_)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

@@ -442,9 +442,26 @@ impl ClientSide<'_> {
             })?;
         let mut actions = Vec::new();
         let mut effects = Vec::new();
+        // PREPARE earlier in the same string counts for an EXECUTE later in it.
+        let mut prepared_here: Vec<(String, Vec<Action>)> = Vec::new();
         for st in statements {
             actions.extend(st.actions.into_iter().map(Action::Sql));
+            if let StatementEffect::Prepare {
+                name,
+                actions: inner,
+            } = &st.effect
+            {
+                prepared_here.push((
+                    name.clone(),
+                    inner.iter().cloned().map(Action::Sql).collect(),
+                ));
+            }
             if let StatementEffect::Execute { name } = &st.effect {
+                if let Some((_, inner)) = prepared_here.iter().rev().find(|(n, _)| n == name) {
+                    actions.extend(inner.iter().cloned());
+                    effects.push(st.effect);
+                    continue;
+                }
                 match self.statements.get(name) {
                     Some(p) if p.refused.is_none() => actions.extend(p.actions.iter().cloned()),
                     Some(_) => {

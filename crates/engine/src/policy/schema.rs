@@ -7,14 +7,73 @@ use cedar_policy::Schema;
 use super::PolicyError;
 use crate::sql::SQL_KINDS;
 
+/// Action groups: a policy may name a group (`action in Sql::Action::"session"`) instead
+/// of listing kinds. A kind belongs to at most one group; kinds in no group (`set`,
+/// `do`, `call`, ...) must be permitted by name.
+pub const ACTION_GROUPS: &[(&str, &[&str])] = &[
+    ("read", &["select"]),
+    ("write", &["insert", "update", "delete", "merge", "copy"]),
+    (
+        "ddl",
+        &["create", "alter", "drop", "truncate", "comment", "refresh"],
+    ),
+    (
+        "admin",
+        &[
+            "grant",
+            "revoke",
+            "vacuum",
+            "analyze",
+            "cluster",
+            "reindex",
+            "checkpoint",
+            "load",
+            "lock",
+        ],
+    ),
+    // Statements that manage the session itself; what a prepared statement or cursor
+    // runs is decided separately, as its own actions.
+    (
+        "session",
+        &[
+            "transaction",
+            "prepare",
+            "execute",
+            "deallocate",
+            "show",
+            "discard",
+            "declare",
+            "fetch",
+            "close",
+            "listen",
+            "unlisten",
+            "notify",
+            "explain",
+        ],
+    ),
+];
+
+fn group_of(kind: &str) -> Option<&'static str> {
+    ACTION_GROUPS
+        .iter()
+        .find(|(_, kinds)| kinds.contains(&kind))
+        .map(|(g, _)| *g)
+}
+
 /// The schema in Cedar's human-readable syntax.
 pub fn schema_text() -> String {
-    let kinds = SQL_KINDS
-        .iter()
-        .filter(|k| **k != "call")
-        .map(|k| format!("\"{k}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut actions = String::new();
+    for (group, _) in ACTION_GROUPS {
+        actions.push_str(&format!("  action \"{group}\";\n"));
+    }
+    for kind in SQL_KINDS.iter().filter(|k| **k != "call") {
+        let member = group_of(kind)
+            .map(|g| format!(" in [\"{g}\"]"))
+            .unwrap_or_default();
+        actions.push_str(&format!(
+            "  action \"{kind}\"{member} appliesTo {{ principal: [Agent], resource: [Target, Table], context: Statement }};\n"
+        ));
+    }
     format!(
         r#"// Airlock's Cedar schema (generated; `airlock policy schema` prints it).
 
@@ -55,14 +114,9 @@ namespace Sql {{
     "nested": Bool,       // inside a CTE, EXPLAIN ANALYZE, PREPARE, rule or DO block
   }};
 
-  // One action per statement kind, on the target (statements without a table) or on
-  // a table.
-  action {kinds} appliesTo {{
-    principal: [Agent],
-    resource: [Target, Table],
-    context: Statement,
-  }};
-
+  // Groups (read, write, ddl, admin, session), then one action per statement kind, on
+  // the target (statements without a table) or on a table.
+{actions}
   // Calling a function or procedure, anywhere in a statement.
   action "call" appliesTo {{
     principal: [Agent],

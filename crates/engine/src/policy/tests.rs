@@ -148,6 +148,22 @@ fn hold_annotation_asks_for_approval() {
 }
 
 #[test]
+fn action_groups_cover_their_kinds() {
+    let e = engine(
+        "permit(principal, action in Sql::Action::\"session\", resource);\npermit(principal, action in Sql::Action::\"write\", resource);",
+    );
+    assert_eq!(decide(&e, &[], "begin").decision, Decision::Allow);
+    assert_eq!(
+        decide(&e, &[], "insert into t values (1)").decision,
+        Decision::Allow
+    );
+    assert!(matches!(
+        decide(&e, &[], "drop table t").decision,
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
 fn observe_only_policies_are_recorded_not_enforced() {
     let e = engine(&format!(
         "{READ_ONLY}\n@id(\"watch-orders\")\n@enforce(\"false\")\nforbid(principal, action, resource == Table::\"public.orders\");"

@@ -518,8 +518,11 @@ impl Walker {
                     }
                     skip.push("into_clause");
                 }
-                // The statement itself reads at least the target (SELECT 1).
-                self.push("select", SqlObject::Target, flags.clone());
+                // A top-level SELECT reads at least the target (SELECT 1); a nested one
+                // (a subquery, INSERT's VALUES) adds only what it reads and calls.
+                if !nested {
+                    self.push("select", SqlObject::Target, flags.clone());
+                }
             }
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
                 let kind = kind_of(tag, body);

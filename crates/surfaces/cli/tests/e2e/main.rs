@@ -12,6 +12,7 @@ mod cli;
 mod postgres_auth;
 mod postgres_failures;
 mod postgres_malformed;
+mod postgres_policy;
 mod postgres_relay;
 mod postgres_reload;
 mod postgres_stream;

@@ -1,0 +1,282 @@
+//! Policy on the wire: default deny, read-only that means read-only, refusals that never
+//! reach the server and leave client and server agreeing on the transaction state.
+
+use airlock_testkit::{Postgres, psql};
+
+use crate::{Fixture, events_of, py};
+
+const READ_ONLY: &str = r#"
+@id("connect")
+permit(principal in Group::"ai-agents", action == Action::"connect", resource == Target::"shop");
+@id("agents-read-only")
+@reason("this target allows SELECT only")
+permit(principal in Group::"ai-agents", action == Sql::Action::"select", resource in Target::"shop");
+@id("agents-safe-functions")
+permit(principal in Group::"ai-agents", action == Sql::Action::"call", resource in Target::"shop")
+  when { resource.volatility == "immutable" || resource.volatility == "stable" };
+@id("agents-session")
+permit(principal in Group::"ai-agents", action in Sql::Action::"session", resource in Target::"shop");
+"#;
+
+fn orders(db: &str) -> String {
+    Postgres::shared()
+        .sql_as("app", "apppw", db, "select count(*) from orders")
+        .unwrap()
+}
+
+fn read_only(prefix: &str) -> Fixture {
+    Fixture::with(prefix, |b| b.policy(Some(READ_ONLY)))
+}
+
+#[test]
+fn denied_statements_never_reach_the_server() {
+    let f = read_only("pol_deny");
+    for sql in [
+        "delete from orders where id = 1",
+        "delete from orders",
+        "update orders set total = 0",
+        "insert into orders(customer_id, total) values (1, 1)",
+        "truncate orders",
+        "drop table orders",
+        "select 1; delete from orders",
+        "with d as (delete from orders returning *) select count(*) from d",
+        "explain analyze delete from orders",
+        "select * into stolen from orders",
+        "do $$ begin delete from orders; end $$",
+        "prepare p as delete from orders",
+        "copy orders from program 'true'",
+        "create rule r as on insert to customers do also delete from orders",
+    ] {
+        let out = psql(&f.conn(), &[sql]);
+        assert!(!out.ok, "{sql} ran: {out:?}");
+        assert!(out.stderr.contains("airlock:"), "{sql}: {}", out.stderr);
+        assert_eq!(orders(&f.db), "100", "{sql} changed data");
+    }
+    let out = psql(&f.conn(), &["delete from orders where id = 1"]);
+    assert!(
+        out.stderr
+            .contains("DELETE on public.orders is not permitted"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("permitted there: SELECT"),
+        "{}",
+        out.stderr
+    );
+    // The refusal is recorded with its decision.
+    let s = f.gw.last_session_of("agent", "shop");
+    let q = &events_of(&s, "query")[0];
+    assert_eq!(q["decision"], "deny");
+    assert!(
+        q["detail"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "delete public.orders"),
+        "{q}"
+    );
+    assert!(!q["detail"]["policy_version"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn read_only_means_read_only_even_through_functions() {
+    let f = read_only("pol_funcs");
+    let out = psql(
+        &f.conn(),
+        &["select count(*), max(total), lower('X'), now() is not null from orders"],
+    );
+    assert!(out.ok, "safe functions are allowed: {out:?}");
+    assert_eq!(out.stdout, "100|100|x|t\n");
+    for sql in [
+        "select pg_terminate_backend(pg_backend_pid())",
+        "select set_config('statement_timeout', '1', false)",
+        "select lo_import('/etc/passwd')",
+        "select pg_read_file('/etc/passwd')",
+        "select 1 limit (select pg_terminate_backend(1))::int",
+        "values (pg_sleep(0))",
+    ] {
+        let out = psql(&f.conn(), &[sql]);
+        assert!(!out.ok, "{sql} ran: {out:?}");
+        assert!(
+            out.stderr.contains("CALL of function"),
+            "{sql}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn extended_protocol_denials_keep_the_transaction_consistent() {
+    let f = read_only("pol_ext");
+    let r = py("policy_extended", &f.conn());
+    assert_eq!(r["select"], 50);
+    assert_eq!(r["delete"], "42501", "{r}");
+    assert!(
+        r["delete_message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE on public.orders"),
+        "{r}"
+    );
+    // psycopg runs in a transaction: after the denial, client and server both hold it failed.
+    assert_eq!(r["status_after_denial"], "INERROR", "{r}");
+    assert_eq!(r["in_failed_tx"], "25P02", "{r}");
+    assert_eq!(r["after_rollback"], 100);
+    assert_eq!(orders(&f.db), "100");
+}
+
+#[test]
+fn a_denial_inside_begin_fails_the_transaction_on_both_sides() {
+    let f = read_only("pol_tx");
+    let mut child = std::process::Command::new("psql")
+        .arg(f.conn())
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"begin;\ndelete from orders where id = 3;\nselect 'after';\nrollback;\nselect 'clean';\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not permitted"), "{stderr}");
+    assert!(
+        stderr.contains("current transaction is aborted"),
+        "the server agrees the transaction failed: {stderr}"
+    );
+    assert!(!stdout.contains("after"), "{stdout}");
+    assert!(stdout.contains("clean"), "{stdout}");
+    assert_eq!(orders(&f.db), "100");
+}
+
+#[test]
+fn sql_prepare_and_execute_are_decided_as_the_prepared_statement() {
+    let f = read_only("pol_prep");
+    let out = psql(
+        &f.conn(),
+        &["prepare q(int) as select count(*) from orders where customer_id = $1; execute q(1)"],
+    );
+    assert_eq!(out.stdout, "PREPARE\n50\n", "{out:?}");
+    let out = psql(&f.conn(), &["execute nosuch(1)"]);
+    assert!(out.stderr.contains("unknown to Airlock"), "{out:?}");
+}
+
+#[test]
+fn connect_is_decided_and_no_policy_means_nothing_is_permitted() {
+    let f = read_only("pol_connect");
+    let other = f.gw.token("outsider", &["visitors"]);
+    let out = psql(&f.gw.conn("shop", &other), &["select 1"]);
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("connecting to target \"shop\" is not permitted"),
+        "{out:?}"
+    );
+
+    let g = Fixture::with("pol_none", |b| b.policy(None));
+    let out = psql(&g.conn(), &["select 1"]);
+    assert!(
+        !out.ok && out.stderr.contains("no policy is configured"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn unparseable_statements_are_refused_with_the_parser_message() {
+    let f = read_only("pol_parse");
+    let out = psql(&f.conn(), &["selec 1"]);
+    assert!(
+        out.stderr.contains("could not be parsed") && out.stderr.contains("syntax error"),
+        "{out:?}"
+    );
+    let out = psql(&f.conn(), &["select 'still fine'"]);
+    assert_eq!(out.stdout, "still fine\n");
+}
+
+#[test]
+fn hold_is_a_denial_that_says_approval_is_needed() {
+    let policy = format!(
+        "{READ_ONLY}\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");"
+    );
+    let f = Fixture::with("pol_hold", |b| b.policy(Some(&policy)));
+    let out = psql(&f.conn(), &["delete from orders where id = 1"]);
+    assert!(
+        out.stderr.contains("needs approval by group \"dba\""),
+        "{out:?}"
+    );
+    assert_eq!(orders(&f.db), "100");
+    let s = f.gw.last_session_of("agent", "shop");
+    assert_eq!(events_of(&s, "query")[0]["decision"], "hold");
+}
+
+#[test]
+fn observe_only_policies_record_without_enforcing() {
+    let policy = "@id(\"all\") permit(principal, action, resource);\n@id(\"watch-deletes\") @enforce(\"false\") forbid(principal, action == Sql::Action::\"delete\", resource);";
+    let f = Fixture::with("pol_observe", |b| b.policy(Some(policy)));
+    let out = psql(&f.conn(), &["delete from orders where id = 1"]);
+    assert!(out.ok, "{out:?}");
+    assert_eq!(orders(&f.db), "99");
+    let s = f.gw.last_session_of("agent", "shop");
+    let q = &events_of(&s, "query")[0];
+    assert_eq!(q["decision"], "allow");
+    assert_eq!(q["detail"]["observed"], "deny", "{q}");
+}
+
+#[test]
+fn policy_reload_applies_to_open_sessions_next_statements() {
+    let f = Fixture::with("pol_reload", |b| {
+        b.policy(Some(READ_ONLY))
+            .listener("allow_plaintext_loopback = true")
+    });
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    let msgs = r.query("delete from orders where id = 5");
+    assert!(
+        msgs.iter()
+            .any(|m| m.tag == b'E' && m.field(b'C').as_deref() == Some("42501"))
+    );
+    f.gw.write_policy(&format!("{READ_ONLY}\n@id(\"now-deletes\") permit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");"));
+    f.gw.signal("HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if f.gw.log().contains("configuration and secrets reloaded") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reloaded);
+    let msgs = r.query("delete from orders where id = 5");
+    assert!(
+        msgs.iter().any(|m| m.tag == b'C'),
+        "the open session's next statement uses the new policy"
+    );
+    assert_eq!(orders(&f.db), "99");
+}
+
+#[test]
+fn standard_conforming_strings_off_is_followed() {
+    let policy = format!(
+        "{READ_ONLY}\n@id(\"scs\") permit(principal in Group::\"ai-agents\", action == Sql::Action::\"set\", resource in Target::\"shop\") when {{ context.variable == \"standard_conforming_strings\" }};"
+    );
+    let f = Fixture::with("pol_scs", |b| b.policy(Some(&policy)));
+    let trap = r"SELECT '\', $$'; DROP TABLE orders; --$$";
+    // With the default (on) it is one harmless SELECT, and it runs.
+    let out = psql(&f.conn(), &[trap]);
+    assert!(out.ok, "{out:?}");
+    // With it off, the same text is a SELECT and a DROP: refused.
+    let out = psql(&f.conn(), &["set standard_conforming_strings = off", trap]);
+    assert!(
+        !out.ok && out.stderr.contains("DROP on public.orders"),
+        "{out:?}"
+    );
+    assert_eq!(orders(&f.db), "100");
+}
