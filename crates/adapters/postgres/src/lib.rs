@@ -6,7 +6,7 @@
 //! session API what to do. See `README.md` beside this crate for protocol corners.
 
 mod cancel;
-mod catalog;
+pub mod catalog;
 pub mod codec;
 mod error;
 mod relay;
@@ -29,6 +29,15 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use error::{PostgresError, UpstreamError};
+
+/// Loads a target's function catalog over a connection of its own (for
+/// `airlock policy explain`).
+pub async fn load_catalog(
+    target: &airlock_session::Target,
+) -> Result<catalog::PgCatalog, UpstreamError> {
+    let mut up = upstream::connect(target, &[]).await?;
+    catalog::load(&mut up.io, &mut up.leftover).await
+}
 
 /// What every connection of this listener shares.
 pub(crate) struct AdapterState {

@@ -502,7 +502,7 @@ impl ClientSide<'_> {
                     EventKind::Query,
                     Some(text),
                     Some(&verdict.decision),
-                    translate::verdict_detail(&verdict, &actions),
+                    translate::verdict_detail(&verdict, &actions, &[]),
                 ));
                 match verdict.decision {
                     Decision::Allow => {
@@ -518,9 +518,14 @@ impl ClientSide<'_> {
                     Ok((actions, _)) => (self.verdict_for(&actions), actions),
                     Err(reason) => (refused_verdict(reason), Vec::new()),
                 };
-                let mut detail = translate::verdict_detail(&verdict, &actions);
-                detail["name"] = json!(p.name);
-                detail["param_types"] = json!(p.param_types);
+                let detail = translate::verdict_detail(
+                    &verdict,
+                    &actions,
+                    &[
+                        ("name", json!(p.name)),
+                        ("param_types", json!(p.param_types)),
+                    ],
+                );
                 drafts.push(translate::statement_draft(
                     EventKind::Parse,
                     Some(p.text),
@@ -577,9 +582,11 @@ impl ClientSide<'_> {
                     .as_ref()
                     .map(|p| p.actions.clone())
                     .unwrap_or_default();
-                let mut detail = translate::verdict_detail(&verdict, &actions);
-                detail["portal"] = json!(portal);
-                detail["max_rows"] = json!(max_rows);
+                let detail = translate::verdict_detail(
+                    &verdict,
+                    &actions,
+                    &[("portal", json!(portal)), ("max_rows", json!(max_rows))],
+                );
                 drafts.push(translate::statement_draft(
                     EventKind::Execute,
                     prepared.as_ref().map(|p| p.text.as_str()),

@@ -103,20 +103,22 @@ pub fn action_summary(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-/// The decision part of a statement event's detail.
-pub fn verdict_detail(verdict: &Verdict, actions: &[Action]) -> Value {
-    let mut d = json!({
-        "actions": action_summary(actions),
-        "policies": verdict.policies,
-        "policy_version": verdict.policy_version,
-    });
+/// The decision part of a statement event's detail, plus `extra` fields.
+pub fn verdict_detail(verdict: &Verdict, actions: &[Action], extra: &[(&str, Value)]) -> Value {
+    let mut d = serde_json::Map::new();
+    d.insert("actions".into(), json!(action_summary(actions)));
+    d.insert("policies".into(), json!(verdict.policies));
+    d.insert("policy_version".into(), json!(verdict.policy_version));
     if let Decision::Deny { reason } | Decision::Hold { reason, .. } = &verdict.decision {
-        d["reason"] = json!(reason);
+        d.insert("reason".into(), json!(reason));
     }
     if let Some(observed) = &verdict.observed {
-        d["observed"] = json!(observed.label());
+        d.insert("observed".into(), json!(observed.label()));
     }
-    d
+    for (k, v) in extra {
+        d.insert((*k).to_owned(), v.clone());
+    }
+    Value::Object(d)
 }
 
 /// The draft for a statement event.

@@ -11,7 +11,7 @@ use crate::sql::SQL_KINDS;
 /// of listing kinds. A kind belongs to at most one group; kinds in no group (`set`,
 /// `do`, `call`, ...) must be permitted by name.
 pub const ACTION_GROUPS: &[(&str, &[&str])] = &[
-    ("read", &["select"]),
+    ("read", &["select", "show"]),
     ("write", &["insert", "update", "delete", "merge", "copy"]),
     (
         "ddl",
@@ -29,28 +29,30 @@ pub const ACTION_GROUPS: &[(&str, &[&str])] = &[
             "checkpoint",
             "load",
             "lock",
-        ],
-    ),
-    // Statements that manage the session itself; what a prepared statement or cursor
-    // runs is decided separately, as its own actions.
-    (
-        "session",
-        &[
-            "transaction",
-            "prepare",
-            "execute",
-            "deallocate",
-            "show",
-            "discard",
-            "declare",
-            "fetch",
-            "close",
             "listen",
             "unlisten",
             "notify",
-            "explain",
         ],
     ),
+    // Statements that only manage the session; what a transaction, a prepared statement
+    // or a cursor runs is decided separately, as its own actions. Permitted unless a
+    // forbid names them (see `SESSION_KINDS`).
+    ("session", SESSION_KINDS),
+];
+
+/// Kinds that are permitted without a permit, unless a forbid applies: transaction
+/// control, prepared statement and cursor bookkeeping, plain EXPLAIN. Every one of them
+/// is harmless by itself; what they run is decided as its own actions.
+pub const SESSION_KINDS: &[&str] = &[
+    "transaction",
+    "prepare",
+    "execute",
+    "deallocate",
+    "discard",
+    "declare",
+    "fetch",
+    "close",
+    "explain",
 ];
 
 fn group_of(kind: &str) -> Option<&'static str> {

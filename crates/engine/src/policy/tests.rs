@@ -153,6 +153,24 @@ fn action_groups_cover_their_kinds() {
         "permit(principal, action in Sql::Action::\"session\", resource);\npermit(principal, action in Sql::Action::\"write\", resource);",
     );
     assert_eq!(decide(&e, &[], "begin").decision, Decision::Allow);
+    // Session bookkeeping needs no permit, but can be forbidden.
+    let e2 = engine("permit(principal, action == Sql::Action::\"select\", resource);");
+    assert_eq!(decide(&e2, &[], "begin").decision, Decision::Allow);
+    assert_eq!(
+        decide(&e2, &[], "prepare p as select 1").decision,
+        Decision::Allow
+    );
+    assert!(matches!(
+        decide(&e2, &[], "prepare p as delete from t").decision,
+        Decision::Deny { .. }
+    ));
+    let e3 = engine(
+        "permit(principal, action == Sql::Action::\"select\", resource);\nforbid(principal, action == Sql::Action::\"transaction\", resource);",
+    );
+    assert!(matches!(
+        decide(&e3, &[], "begin").decision,
+        Decision::Deny { .. }
+    ));
     assert_eq!(
         decide(&e, &[], "insert into t values (1)").decision,
         Decision::Allow
@@ -171,6 +189,26 @@ fn observe_only_policies_are_recorded_not_enforced() {
     let v = decide(&e, &["ai-agents"], "select * from orders");
     assert_eq!(v.decision, Decision::Allow);
     assert!(matches!(v.observed, Some(Decision::Deny { .. })), "{v:?}");
+}
+
+#[test]
+fn non_volatile_functions_need_no_permit_but_can_be_forbidden() {
+    let e = engine("permit(principal, action == Sql::Action::\"select\", resource);");
+    assert_eq!(
+        decide(&e, &[], "select count(*), now() from orders").decision,
+        Decision::Allow
+    );
+    assert!(matches!(
+        decide(&e, &[], "select nextval('s')").decision,
+        Decision::Deny { .. }
+    ));
+    let e = engine(
+        "permit(principal, action == Sql::Action::\"select\", resource);\n@id(\"no-now\") forbid(principal, action == Sql::Action::\"call\", resource == Function::\"now\");",
+    );
+    assert!(matches!(
+        decide(&e, &[], "select now()").decision,
+        Decision::Deny { .. }
+    ));
 }
 
 #[test]

@@ -98,11 +98,16 @@ const MAX_ESTIMATED_DEPTH: usize = 1500;
 /// Cached classifications kept; the cache is cleared when it fills.
 const CACHE_CAPACITY: usize = 4096;
 
+/// Fingerprint and `standard_conforming_strings`.
+type CacheKey = (u64, bool);
+/// A single statement's kind and actions.
+type Cached = (String, Vec<SqlAction>);
+
 /// Classifies statements, caching single statements by `pg_query` fingerprint so that
 /// literals do not defeat the cache.
 #[derive(Default)]
 pub struct Classifier {
-    cache: Mutex<HashMap<(u64, bool), Arc<(String, Vec<SqlAction>)>>>,
+    cache: Mutex<HashMap<CacheKey, Arc<Cached>>>,
 }
 
 impl Classifier {
@@ -209,10 +214,8 @@ fn estimated_depth(text: &str) -> usize {
     for t in tokens {
         match t.token {
             OPEN => chains.push(0),
-            CLOSE => {
-                if chains.len() > 1 {
-                    chains.pop();
-                }
+            CLOSE if chains.len() > 1 => {
+                chains.pop();
             }
             COMMA | SEMICOLON => {
                 if let Some(c) = chains.last_mut() {

@@ -36,6 +36,56 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Inspect and test Cedar policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the Cedar schema policies are validated against.
+    Schema,
+    /// Load and validate the configured policies (or `--path`).
+    Check {
+        /// A policy file or folder instead of the configured `[policy] path`.
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+    },
+    /// Show how a statement would be decided for a principal on a target.
+    Explain(PolicyExplain),
+    /// Re-decide recorded statements with the current policies and list what changes.
+    Replay {
+        /// How far back, e.g. 24h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyExplain {
+    /// The principal's name.
+    #[arg(long)]
+    pub principal: String,
+    /// A group of the principal (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// The target.
+    #[arg(long)]
+    pub target: String,
+    /// Parse as with `standard_conforming_strings = off`.
+    #[arg(long)]
+    pub no_standard_conforming_strings: bool,
+    /// Do not connect to the target to learn function volatility.
+    #[arg(long)]
+    pub offline: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The SQL to explain.
+    pub sql: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,13 +2,14 @@
 
 mod audit;
 mod check;
+mod policy;
 mod serve;
 mod sessions;
 mod token;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Cli, Command, SessionsCommand, TokenCommand};
+use crate::cli::{AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TokenCommand};
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -23,5 +24,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sessions::show(&cli.config, &id, json).await
         }
         Command::Audit(AuditCommand::Verify(f)) => audit::verify(&cli.config, f.json).await,
+        Command::Policy(PolicyCommand::Schema) => policy::schema(),
+        Command::Policy(PolicyCommand::Check { path }) => {
+            policy::check(&cli.config, path.as_deref())
+        }
+        Command::Policy(PolicyCommand::Explain(args)) => policy::explain(&cli.config, args).await,
+        Command::Policy(PolicyCommand::Replay { since, json }) => {
+            policy::replay(&cli.config, since, json).await
+        }
     }
 }
