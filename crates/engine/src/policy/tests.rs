@@ -279,3 +279,79 @@ fn bad_policies_are_refused_with_their_location() {
         Err(PolicyError::DuplicateId(_))
     ));
 }
+
+/// A multi-statement string is never decided more permissively than its strictest part,
+/// over every ordered pair and triple from a corpus.
+#[test]
+fn multi_statement_decisions_are_never_more_permissive_than_their_parts() {
+    let e = engine(&format!(
+        "{READ_ONLY}\n@id(\"hold-deletes\") @hold(\"dba\") permit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");\n@id(\"no-drop\") forbid(principal, action == Sql::Action::\"drop\", resource);"
+    ));
+    let corpus = [
+        "select 1",
+        "select count(*) from orders",
+        "delete from orders where id = 1",
+        "drop table orders",
+        "begin",
+        "select nextval('s')",
+        "insert into orders values (1)",
+        "with d as (delete from orders returning *) select * from d",
+        "explain select * from orders",
+        "set role x",
+        "select pg_terminate_backend(1)",
+        "commit",
+    ];
+    let sev = |sql: &str| decide(&e, &["ai-agents"], sql).decision.severity();
+    for a in corpus {
+        for b in corpus {
+            let pair = format!("{a}; {b}");
+            assert!(sev(&pair) >= sev(a).max(sev(b)), "{pair}");
+            for c in corpus.iter().take(4) {
+                let triple = format!("{a}; {b}; {c}");
+                assert!(sev(&triple) >= sev(a).max(sev(b)).max(sev(c)), "{triple}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_starter_policies_validate_and_behave() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let e = PolicyEngine::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        decide(&e, &["ai-agents"], "select * from orders").decision,
+        Decision::Allow
+    );
+    assert!(matches!(
+        decide(&e, &["ai-agents"], "delete from orders where id = 1").decision,
+        Decision::Hold { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["ai-agents"], "delete from orders").decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["dba"], "drop table orders").decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["dba"], "copy orders to program 'cat'").decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["dba"], "set role postgres").decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["dba"], "alter system set work_mem = '1GB'").decision,
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        decide(&e, &["dba"], "select lo_import('/etc/passwd')").decision,
+        Decision::Deny { .. }
+    ));
+    assert_eq!(
+        decide(&e, &["dba"], "update orders set total = 1 where id = 2").decision,
+        Decision::Allow
+    );
+}

@@ -9,6 +9,7 @@
 
 mod audit;
 mod cli;
+mod cli_policy;
 mod postgres_auth;
 mod postgres_failures;
 mod postgres_malformed;
