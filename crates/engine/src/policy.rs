@@ -114,6 +114,9 @@ pub struct PolicyEngine {
     enforced: PolicySet,
     has_observe_only: bool,
     schema: Schema,
+    /// The action hierarchy (groups): each request carries its action's entity and
+    /// the groups above it, not the whole hierarchy (the closure is rebuilt per request).
+    action_entities: HashMap<EntityUid, (Entity, Vec<EntityUid>)>,
     version: String,
     authorizer: Authorizer,
     cache: Mutex<HashMap<CacheKey, Verdict>>,
@@ -241,11 +244,21 @@ impl PolicyEngine {
                 .collect();
             return Err(PolicyError::Invalid(errors.join("\n")));
         }
+        let action_entities = schema
+            .action_entities()
+            .map_err(|e| PolicyError::Schema(e.to_string()))?
+            .iter()
+            .map(|e| {
+                let parents = e.clone().into_inner().2.into_iter().collect();
+                (e.uid(), (e.clone(), parents))
+            })
+            .collect();
         Ok(PolicyEngine {
             all,
             enforced,
             has_observe_only,
             schema,
+            action_entities,
             version: short_digest(&digest_input),
             authorizer: Authorizer::new(),
             cache: Mutex::new(HashMap::new()),
@@ -342,11 +355,20 @@ impl PolicyEngine {
         // decided as its own actions.
         let harmless = matches!(volatility, Some(Volatility::Immutable | Volatility::Stable))
             || matches!(action, Action::Sql(sql) if SESSION_KINDS.contains(&sql.kind.as_str()));
-        if harmless
-            && matches!(verdict.decision, Decision::Deny { .. })
-            && verdict.policies.is_empty()
-        {
+        if harmless && matches!(verdict.decision, Decision::Deny { .. }) && verdict.policies.is_empty() {
             verdict.decision = Decision::Allow;
+        }
+        if let Decision::Deny { reason } = &mut verdict.decision
+            && verdict.policies.is_empty()
+            && reason.ends_with('"')
+        {
+            // Tell the agent what it may do instead (evaluated only for default denials).
+            let allowed = self.allowed_kinds(&self.enforced, principal, target, action);
+            if allowed.is_empty() {
+                reason.push_str("; nothing is permitted there for this agent");
+            } else {
+                reason.push_str(&format!("; permitted there: {}", allowed.join(", ")));
+            }
         }
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_CAPACITY {
@@ -447,18 +469,9 @@ impl PolicyEngine {
                             .unwrap_or_default();
                         format!("{what} denied by policy \"{id}\"{why}")
                     }
-                    None => {
-                        let allowed = self.allowed_kinds(set, principal, target, action);
-                        let instead = if allowed.is_empty() {
-                            "nothing is permitted there for this agent".to_owned()
-                        } else {
-                            format!("permitted there: {}", allowed.join(", "))
-                        };
-                        format!(
-                            "{what} is not permitted: no policy allows it for agent \"{}\"; {instead}",
-                            principal.name
-                        )
-                    }
+                    // Default deny: `decide` adds what is permitted instead, once it
+                    // knows the denial stands.
+                    None => format!("{what} is not permitted: no policy allows it for agent \"{}\"", principal.name),
                 };
                 (Decision::Deny { reason }, policies)
             }
@@ -637,11 +650,20 @@ impl PolicyEngine {
                 (action_uid, resource, context)
             }
         };
+        let action_uid_for_entities = action_uid.clone();
         let request = Request::new(agent, action_uid, resource, context, Some(&self.schema))
             .map_err(|e| err(&e))?;
-        // With the schema, the action hierarchy (groups such as "session") is added.
-        let entities =
-            Entities::from_entities(entities, Some(&self.schema)).map_err(|e| err(&e))?;
+        // The action's place in the hierarchy (groups such as "session"), from the schema.
+        let mut pending = vec![action_uid_for_entities];
+        while let Some(uid) = pending.pop() {
+            if let Some((e, parents)) = self.action_entities.get(&uid)
+                && !entities.iter().any(|x| x.uid() == uid)
+            {
+                pending.extend(parents.iter().cloned());
+                entities.push(e.clone());
+            }
+        }
+        let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
         Ok((request, entities))
     }
 }
