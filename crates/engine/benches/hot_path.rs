@@ -22,7 +22,11 @@ impl FunctionCatalog for AllStable {
 fn bench(c: &mut Criterion) {
     let opts = ParseOptions::default();
     c.bench_function("classify/pgbench_select/uncached", |b| {
-        b.iter(|| Classifier::new().classify(black_box(PGBENCH_SELECT), opts).unwrap())
+        b.iter(|| {
+            Classifier::new()
+                .classify(black_box(PGBENCH_SELECT), opts)
+                .unwrap()
+        })
     });
     let classifier = Classifier::new();
     classifier.classify(PGBENCH_SELECT, opts).unwrap();
@@ -34,20 +38,42 @@ fn bench(c: &mut Criterion) {
             classifier.classify(black_box(&q), opts).unwrap()
         })
     });
-    c.bench_function("classify/join/uncached", |b| b.iter(|| Classifier::new().classify(black_box(JOIN), opts).unwrap()));
+    c.bench_function("classify/join/uncached", |b| {
+        b.iter(|| Classifier::new().classify(black_box(JOIN), opts).unwrap())
+    });
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
     let engine = PolicyEngine::load(&dir).unwrap();
-    let principal = Principal { name: "crew".into(), groups: vec!["ai-agents".into()], source: PrincipalSource::ServiceToken, expires_at: None };
-    let target = TargetRef { name: "shop".into(), kind: TargetKind::Postgres };
-    let actions: Vec<Action> = classifier.classify(JOIN, opts).unwrap().remove(0).actions.into_iter().map(Action::Sql).collect();
-    c.bench_function("decide/join/cached", |b| b.iter(|| engine.decide_all(&principal, &target, black_box(&actions), &AllStable)));
+    let principal = Principal {
+        name: "crew".into(),
+        groups: vec!["ai-agents".into()],
+        source: PrincipalSource::ServiceToken,
+        expires_at: None,
+    };
+    let target = TargetRef {
+        name: "shop".into(),
+        kind: TargetKind::Postgres,
+    };
+    let actions: Vec<Action> = classifier
+        .classify(JOIN, opts)
+        .unwrap()
+        .remove(0)
+        .actions
+        .into_iter()
+        .map(Action::Sql)
+        .collect();
+    c.bench_function("decide/join/cached", |b| {
+        b.iter(|| engine.decide_all(&principal, &target, black_box(&actions), &AllStable))
+    });
     // A new principal name each time: every action misses the decision cache.
     let mut i = 0u64;
     c.bench_function("decide/join/uncached", |b| {
         b.iter(|| {
             i += 1;
-            let p = Principal { name: format!("crew-{i}"), ..principal.clone() };
+            let p = Principal {
+                name: format!("crew-{i}"),
+                ..principal.clone()
+            };
             engine.decide_all(&p, &target, black_box(&actions), &AllStable)
         })
     });

@@ -355,19 +355,37 @@ impl PolicyEngine {
         // decided as its own actions.
         let harmless = matches!(volatility, Some(Volatility::Immutable | Volatility::Stable))
             || matches!(action, Action::Sql(sql) if SESSION_KINDS.contains(&sql.kind.as_str()));
-        if harmless && matches!(verdict.decision, Decision::Deny { .. }) && verdict.policies.is_empty() {
+        if harmless
+            && matches!(verdict.decision, Decision::Deny { .. })
+            && verdict.policies.is_empty()
+        {
             verdict.decision = Decision::Allow;
         }
         if let Decision::Deny { reason } = &mut verdict.decision
             && verdict.policies.is_empty()
             && reason.ends_with('"')
         {
-            // Tell the agent what it may do instead (evaluated only for default denials).
-            let allowed = self.allowed_kinds(&self.enforced, principal, target, action);
-            if allowed.is_empty() {
-                reason.push_str("; nothing is permitted there for this agent");
-            } else {
-                reason.push_str(&format!("; permitted there: {}", allowed.join(", ")));
+            // Tell the agent what it may do instead (evaluated only for default denials),
+            // in the words of the policy that permits it when it has a @reason.
+            let (allowed, permitting) =
+                self.allowed_kinds(&self.enforced, principal, target, action);
+            let explained = permitting.iter().find_map(|id| {
+                self.enforced
+                    .annotation(&PolicyId::new(id), "reason")
+                    .map(|r| (id.clone(), r.to_owned()))
+            });
+            let what = describe(action, target);
+            match (explained, allowed.is_empty()) {
+                (Some((id, why)), _) => {
+                    *reason = format!(
+                        "{what} denied by policy \"{id}\": {why} (permitted there: {})",
+                        allowed.join(", ")
+                    );
+                }
+                (None, true) => reason.push_str("; nothing is permitted there for this agent"),
+                (None, false) => {
+                    reason.push_str(&format!("; permitted there: {}", allowed.join(", ")))
+                }
             }
         }
         if let Ok(mut c) = self.cache.lock() {
@@ -471,7 +489,10 @@ impl PolicyEngine {
                     }
                     // Default deny: `decide` adds what is permitted instead, once it
                     // knows the denial stands.
-                    None => format!("{what} is not permitted: no policy allows it for agent \"{}\"", principal.name),
+                    None => format!(
+                        "{what} is not permitted: no policy allows it for agent \"{}\"",
+                        principal.name
+                    ),
                 };
                 (Decision::Deny { reason }, policies)
             }
@@ -479,36 +500,47 @@ impl PolicyEngine {
     }
 
     /// Which SQL kinds would be allowed on the same object: what the agent can do instead.
+    /// Which SQL kinds would be allowed on the same object, and by which policies: what
+    /// the agent can do instead.
     fn allowed_kinds(
         &self,
         set: &PolicySet,
         principal: &Principal,
         target: &TargetRef,
         action: &Action,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Vec<String>) {
         let Action::Sql(sql) = action else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let volatility =
             matches!(sql.object, SqlObject::Function { .. }).then_some(Volatility::Unknown);
-        SQL_KINDS
+        let mut kinds = Vec::new();
+        let mut policies: Vec<String> = Vec::new();
+        // Session bookkeeping is always permitted; listing it would only add noise.
+        for k in SQL_KINDS
             .iter()
-            .filter(|k| **k != sql.kind)
-            .filter(|k| {
-                let probe = Action::Sql(SqlAction {
-                    kind: (*k).to_string(),
-                    object: sql.object.clone(),
-                    flags: sql.flags.clone(),
-                });
-                self.request(principal, target, &probe, volatility)
-                    .map(|r| {
-                        self.authorizer.is_authorized(&r.0, set, &r.1).decision()
-                            == cedar_policy::Decision::Allow
-                    })
-                    .unwrap_or(false)
-            })
-            .map(|k| k.to_uppercase())
-            .collect()
+            .filter(|k| **k != sql.kind && !SESSION_KINDS.contains(k))
+        {
+            let probe = Action::Sql(SqlAction {
+                kind: (*k).to_string(),
+                object: sql.object.clone(),
+                flags: sql.flags.clone(),
+            });
+            let Ok(r) = self.request(principal, target, &probe, volatility) else {
+                continue;
+            };
+            let response = self.authorizer.is_authorized(&r.0, set, &r.1);
+            if response.decision() == cedar_policy::Decision::Allow {
+                kinds.push(k.to_uppercase());
+                for id in response.diagnostics().reason() {
+                    let id = id.to_string();
+                    if !policies.contains(&id) {
+                        policies.push(id);
+                    }
+                }
+            }
+        }
+        (kinds, policies)
     }
 
     fn request(

@@ -179,6 +179,7 @@ pub async fn run(
         catalog: context.catalog,
         nonce: format!("{:016x}", rand::random::<u64>()),
         refusals: 0,
+        barrier: false,
     };
     let c2s = client_to_server(client, client_rd, client_buf, up_wr);
     let s2c = server_to_client(&shared, session, up_rd, upstream_buf);
@@ -273,6 +274,12 @@ async fn client_to_server(
                 Ok(Step::Forward { sync }) => {
                     forward += h.frame_len;
                     syncs += u64::from(sync);
+                    if client.barrier {
+                        // What follows may parse differently once this has run.
+                        client.barrier = false;
+                        after = Some(After::Barrier);
+                        break;
+                    }
                 }
                 Ok(Step::Terminate) => {
                     forward += h.frame_len;
@@ -327,6 +334,7 @@ async fn client_to_server(
             }
             None => {}
             Some(After::Terminate) => return End::ClientTerminated,
+            Some(After::Barrier) => shared.wait_idle().await,
             Some(After::Substitute {
                 replacement,
                 skip,
@@ -352,6 +360,8 @@ async fn client_to_server(
 /// What to do after forwarding the frames before the current one.
 enum After {
     Terminate,
+    /// Wait until the server has answered everything sent so far, then go on.
+    Barrier,
     Substitute {
         replacement: BytesMut,
         skip: usize,
@@ -392,6 +402,9 @@ struct ClientSide<'a> {
     /// Per-session random part of refusal markers, so a client cannot forge one.
     nonce: String,
     refusals: u64,
+    /// The frame just inspected may change how later text parses
+    /// (`standard_conforming_strings`): classify nothing after it until it has run.
+    barrier: bool,
 }
 
 impl ClientSide<'_> {
@@ -405,8 +418,14 @@ impl ClientSide<'_> {
     fn refuse_in_order(&mut self, reply: Reply, as_query: bool) -> Step {
         self.refusals += 1;
         let marker = format!("airlock_denied_{}_{}", self.nonce, self.refusals);
-        self.shared
-            .with(|s| s.denials.insert(marker.clone(), reply));
+        self.shared.with(|s| {
+            // A refusal the server skipped (it was already failing) is never claimed;
+            // keep the map small.
+            if s.denials.len() >= 256 {
+                s.denials.clear();
+            }
+            s.denials.insert(marker.clone(), reply)
+        });
         let mut replacement = BytesMut::new();
         if as_query {
             let mut body = marker.into_bytes();
@@ -506,6 +525,7 @@ impl ClientSide<'_> {
                 ));
                 match verdict.decision {
                     Decision::Allow => {
+                        self.barrier = actions.iter().any(changes_parsing);
                         self.apply(text, effects);
                         Step::Forward { sync: true }
                     }
@@ -543,7 +563,13 @@ impl ClientSide<'_> {
                     },
                 );
                 match verdict.decision {
-                    Decision::Allow => Step::Forward { sync: false },
+                    Decision::Allow => {
+                        self.barrier = self
+                            .statements
+                            .get(p.name)
+                            .is_some_and(|st| st.actions.iter().any(changes_parsing));
+                        Step::Forward { sync: false }
+                    }
                     _ => self.refuse_in_order(refusal(&verdict), false),
                 }
             }
@@ -633,6 +659,26 @@ impl ClientSide<'_> {
                 StatementEffect::Execute { .. } | StatementEffect::None => {}
             }
         }
+    }
+}
+
+/// Whether running the action can change how the server parses later text
+/// (`standard_conforming_strings`), so that nothing after it may be classified first.
+fn changes_parsing(action: &Action) -> bool {
+    let Action::Sql(sql) = action else {
+        return false;
+    };
+    match sql.kind.as_str() {
+        "set" => matches!(
+            sql.flags.variable.as_str(),
+            "standard_conforming_strings" | "all" | ""
+        ),
+        // RESET ALL / DISCARD ALL, and ROLLBACK undoing a SET inside the transaction.
+        "discard" | "transaction" => true,
+        "call" => {
+            matches!(&sql.object, airlock_model::SqlObject::Function { name, .. } if name == "set_config")
+        }
+        _ => false,
     }
 }
 
@@ -749,7 +795,17 @@ async fn server_to_client(
                             .chars()
                             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                             .collect();
-                        shared.with(|s| s.denials.remove(&marker))
+                        // A marker Airlock no longer knows still never reaches the client.
+                        Some(
+                            shared
+                                .with(|s| s.denials.remove(&marker))
+                                .unwrap_or_else(|| {
+                                    denial_reply(
+                                        "airlock: the statement was refused and not run".into(),
+                                        None,
+                                    )
+                                }),
+                        )
                     });
                     if let Some(r) = swap {
                         let mut bytes = BytesMut::new();
@@ -775,8 +831,6 @@ async fn server_to_client(
                 b's' => Ok(Some(Outcome::Suspended)),
                 b'Z' => backend::ready_for_query(body).map(|status| {
                     became_idle |= shared.with(|s| {
-                        // Past a sync point no pending refusal can still surface.
-                        s.denials.clear();
                         s.tx_status = status;
                         s.outstanding = s.outstanding.saturating_sub(1);
                         s.outstanding == 0

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use airlock_model::{SqlAction, SqlFlags, SqlObject};
-use pg_query::{FingerprintOptions, ParserOptions};
+use pg_query::ParserOptions;
 use serde_json::{Map, Value};
 
 use super::plpgsql;
@@ -98,8 +98,8 @@ const MAX_ESTIMATED_DEPTH: usize = 1500;
 /// Cached classifications kept; the cache is cleared when it fills.
 const CACHE_CAPACITY: usize = 4096;
 
-/// Fingerprint and `standard_conforming_strings`.
-type CacheKey = (u64, bool);
+/// Normalized text and `standard_conforming_strings`.
+type CacheKey = (String, bool);
 /// A single statement's kind and actions.
 type Cached = (String, Vec<SqlAction>);
 
@@ -125,16 +125,16 @@ impl Classifier {
         if estimated_depth(text) > MAX_ESTIMATED_DEPTH {
             return Err(SqlError::TooDeep);
         }
-        // The fingerprint covers relation names in full and with schema, and function
-        // names; only constants are left out, which never change a statement's actions
-        // for the cacheable kinds below.
-        let fp_options =
-            FingerprintOptions::RANGEVAR_INCLUDE_SCHEMA | FingerprintOptions::FULL_RELNAME;
-        let key = pg_query::fingerprint(text, options.parser(), fp_options)
+        // Keyed by the statement with its constants replaced by placeholders
+        // (`pg_query::normalize`): every identifier, alias and function name stays as
+        // written, so two statements share an entry only if they differ in constants
+        // alone, which never changes the actions of the cacheable kinds below.
+        let key = std::panic::catch_unwind(|| pg_query::normalize(text))
             .ok()
-            .map(|f| (f.value, options.standard_conforming_strings));
-        if let Some(key) = key
-            && let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned())
+            .and_then(Result::ok)
+            .map(|normalized| (normalized, options.standard_conforming_strings));
+        if let Some(key) = &key
+            && let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(key).cloned())
         {
             return Ok(vec![Statement {
                 text: text.trim().to_owned(),
@@ -145,6 +145,7 @@ impl Classifier {
         }
         let statements = classify_uncached(text, options)?;
         if let (Some(key), [only]) = (key, statements.as_slice())
+            && options.standard_conforming_strings
             && cacheable(only)
             && let Ok(mut cache) = self.cache.lock()
         {
@@ -377,10 +378,9 @@ fn kind_of(tag: &str, body: &Value) -> String {
         "ReindexStmt" => "reindex",
         "LoadStmt" => "load",
         "DeclareCursorStmt" => "declare",
-        "PLpgSQL_stmt_dynexecute" => "execute",
         "FetchStmt" => "fetch",
         "ClosePortalStmt" => "close",
-        "CreateTableAsStmt" | "ViewStmt" | "IndexStmt" | "CreateRuleStmt" | "CreateTrigStmt"
+        "CreateTableAsStmt" | "ViewStmt" | "IndexStmt" | "RuleStmt" | "CreateTrigStmt"
         | "DefineStmt" => "create",
         "RenameStmt" | "AlterSystemStmt" => "alter",
         "DropOwnedStmt"
@@ -478,9 +478,11 @@ fn name_list(v: &Value) -> Vec<String> {
 
 fn function_object(names: &[String]) -> Option<SqlObject> {
     let (name, rest) = names.split_last()?;
+    // Names are as the parser returns them: unquoted ones already folded to lower case,
+    // quoted ones exact ("Lower" is not lower).
     Some(SqlObject::Function {
         schema: rest.last().cloned(),
-        name: name.to_lowercase(),
+        name: name.clone(),
     })
 }
 
@@ -670,7 +672,7 @@ impl Walker {
                 }
                 skip.push("query");
             }
-            "CreateRuleStmt" => {
+            "RuleStmt" => {
                 if let Some(t) = body.get("relation").and_then(table_of) {
                     self.push("create", t, flags.clone());
                 }
@@ -718,7 +720,7 @@ impl Walker {
                 if skip.contains(&k.as_str()) || k == "with_clause" {
                     continue;
                 }
-                self.walk(v, &scope, true)?;
+                self.walk(v, &scope, nested)?;
             }
         }
         Ok(())
@@ -817,7 +819,7 @@ impl Walker {
     ) -> Result<(), SqlError> {
         // A bare relation (a RangeVar field that is not a tagged node).
         if obj.contains_key("relname") {
-            self.read(v, scope);
+            self.read(v, scope, nested);
             return Ok(());
         }
         if let Some((tag, body)) = tagged(v)
@@ -831,14 +833,14 @@ impl Walker {
         Ok(())
     }
 
-    fn read(&mut self, rangevar: &Value, scope: &[String]) {
+    fn read(&mut self, rangevar: &Value, scope: &[String], nested: bool) {
         let schema = str_field(rangevar, "schemaname");
         let name = str_field(rangevar, "relname");
         if schema.is_empty() && scope.iter().any(|c| c == name) {
             return; // a CTE in scope, not a table
         }
         if let Some(t) = table_of(rangevar) {
-            let flags = self.flags(true);
+            let flags = self.flags(nested);
             self.push("select", t, flags);
         }
     }
@@ -851,11 +853,11 @@ impl Walker {
         nested: bool,
     ) -> Result<(), SqlError> {
         match tag {
-            "RangeVar" => self.read(body, scope),
+            "RangeVar" => self.read(body, scope, nested),
             "FuncCall" => {
                 let names = name_list(body.get("funcname").unwrap_or(&Value::Null));
                 if let Some(f) = function_object(&names) {
-                    let flags = self.flags(true);
+                    let flags = self.flags(nested);
                     self.push("call", f, flags);
                 }
                 self.walk(body, scope, nested)?;

@@ -2,8 +2,8 @@
 //!
 //! The body is parsed with PostgreSQL's PL/pgSQL grammar (`pg_query::parse_plpgsql`),
 //! and every embedded SQL statement or expression is classified like a top-level one.
-//! Dynamic SQL (`EXECUTE 'text'`) cannot be known before it runs: it becomes an
-//! `execute` action with `variable = "dynamic_sql"`, which policy must permit explicitly.
+//! Dynamic SQL (`EXECUTE 'text'`) cannot be known before it runs: it becomes a `dynamic`
+//! action, which policy must permit explicitly (it is in no action group).
 //! A body in another language is opaque: only the `do` action itself is decided.
 
 use airlock_model::{SqlAction, SqlFlags, SqlObject};
@@ -87,7 +87,7 @@ fn collect(
                         if k != "PLpgSQL_stmt_open" || child.get("dynquery").is_some() =>
                     {
                         out.push(SqlAction {
-                            kind: "execute".into(),
+                            kind: "dynamic".into(),
                             object: SqlObject::Target,
                             flags: SqlFlags {
                                 statement: "do".into(),

@@ -214,6 +214,27 @@ fn ctes_are_not_tables_but_shadowing_is_seen_through() {
 }
 
 #[test]
+fn nested_is_set_only_inside_other_statements() {
+    let st = classify_uncached("select count(*) from orders", ParseOptions::default()).unwrap();
+    assert!(
+        st[0].actions.iter().all(|a| !a.flags.nested),
+        "{:?}",
+        st[0].actions
+    );
+    let st = classify_uncached(
+        "with d as (delete from orders returning *) select * from d",
+        ParseOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        st[0]
+            .actions
+            .iter()
+            .any(|a| a.kind == "delete" && a.flags.nested)
+    );
+}
+
+#[test]
 fn multi_statements_are_split() {
     let st = classify_uncached(
         "select 1; delete from orders; select 2",
@@ -261,7 +282,7 @@ fn do_blocks_are_seen_through() {
     ));
     assert!(has(
         "do $$ begin execute 'drop table x'; end $$",
-        "execute",
+        "dynamic",
         "target"
     ));
     assert!(has(
@@ -346,6 +367,43 @@ fn cache_keeps_schemas_and_relations_apart() {
         .classify("select * from orders_2024_02", ParseOptions::default())
         .unwrap();
     assert_ne!(x[0].actions, y[0].actions);
+    // Aliases do not hide the table behind them.
+    let a1 = c
+        .classify(
+            "select * from orders o where id = 1",
+            ParseOptions::default(),
+        )
+        .unwrap();
+    let a2 = c
+        .classify(
+            "select * from customers o where id = 1",
+            ParseOptions::default(),
+        )
+        .unwrap();
+    assert_ne!(a1[0].actions, a2[0].actions);
+    // Nesting deeper than a fingerprint looks does not merge different functions.
+    let wrap = |f: &str| format!("select {}{f}{}", "(select ".repeat(45), ")".repeat(45));
+    let d1 = c
+        .classify(&wrap("abs(1)"), ParseOptions::default())
+        .unwrap();
+    let d2 = c
+        .classify(&wrap("nextval('s')"), ParseOptions::default())
+        .unwrap();
+    assert!(
+        d2[0]
+            .actions
+            .iter()
+            .any(|a| matches!(&a.object, SqlObject::Function { name, .. } if name == "nextval")),
+        "{:?}",
+        d2[0].actions
+    );
+    assert_ne!(d1[0].actions, d2[0].actions);
+    // Quoted function names keep their case.
+    assert!(
+        has("select \"Lower\"('x')", "call", "fn Lower"),
+        "{:?}",
+        actions("select \"Lower\"('x')")
+    );
     let p = c.classify("select f(1)", ParseOptions::default()).unwrap();
     let q = c.classify("select g(1)", ParseOptions::default()).unwrap();
     assert_ne!(p[0].actions, q[0].actions);
@@ -364,4 +422,71 @@ fn cache_keeps_schemas_and_relations_apart() {
         .unwrap();
     assert_eq!(r[0].actions, s[0].actions);
     assert_eq!(s[0].text, "select * from orders where id = 100");
+}
+
+#[test]
+fn tricky_lexical_forms() {
+    // Comments, nested comments and quoting never hide or invent statements.
+    assert!(has(
+        "/* delete from orders; */ select 1",
+        "select",
+        "target"
+    ));
+    assert!(!has(
+        "/* delete from orders; */ select 1",
+        "delete",
+        "public.orders"
+    ));
+    assert!(!has(
+        "select 1 /* outer /* nested; delete from orders */ still comment */",
+        "delete",
+        "public.orders"
+    ));
+    assert!(!has(
+        "select '; delete from orders'",
+        "delete",
+        "public.orders"
+    ));
+    assert!(!has(
+        "select $tag$; delete from orders$tag$",
+        "delete",
+        "public.orders"
+    ));
+    assert!(!has(
+        "select E'\\'; delete from orders'",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "select E'\\\\'; delete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has(
+        "-- comment\ndelete from orders",
+        "delete",
+        "public.orders"
+    ));
+    assert!(has("SeLeCt * FrOm \"Orders\"", "select", "public.Orders"));
+    assert!(has(
+        "select * from \"ünïcødé\".\"täble\"",
+        "select",
+        "ünïcødé.täble"
+    ));
+    assert!(has(
+        "select * from U&\"d\\0061ta\"",
+        "select",
+        "public.data"
+    ));
+}
+
+#[test]
+fn a_one_megabyte_statement_is_classified() {
+    let values: Vec<String> = (0..60_000).map(|i| format!("({i}, 'x{i}')")).collect();
+    let sql = format!("insert into orders (id, note) values {}", values.join(","));
+    assert!(sql.len() > 1_000_000);
+    let st = Classifier::new()
+        .classify(&sql, ParseOptions::default())
+        .unwrap();
+    assert!(st[0].actions.iter().any(|a| a.kind == "insert"));
 }

@@ -189,6 +189,10 @@ pub async fn replay(
     let store = open_store(&config).await?;
     let cutoff = Timestamp::now().datetime() - time_duration(since);
     let classifier = Classifier::new();
+    // Function volatility from each target's catalog, as the gateway decided with it.
+    let runtime = Runtime::build(config.clone()).ok();
+    let mut catalogs: std::collections::HashMap<String, Arc<dyn FunctionCatalog>> =
+        std::collections::HashMap::new();
     let mut changes = Vec::new();
     let mut checked = 0u64;
     for session in store.list_sessions(&Default::default()).await? {
@@ -239,7 +243,7 @@ pub async fn replay(
                         .flat_map(|s| s.actions)
                         .map(Action::Sql)
                         .collect();
-                    engine.decide_all(&principal, &target, &actions, &NoCatalog)
+                    engine.decide_all(&principal, &target, &actions, catalog.as_ref())
                 }
                 Err(_) => continue,
             };

@@ -33,7 +33,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let (recorder, writer) = Recorder::start(store.clone(), key).await?;
-    let runtime = Runtime::build(config.clone()).context("cannot resolve the targets' secrets")?;
+    let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
     let gateway = Arc::new(Gateway::new(
         runtime,
         Identity::new(store.clone()),

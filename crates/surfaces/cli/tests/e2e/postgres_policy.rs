@@ -53,12 +53,7 @@ fn denied_statements_never_reach_the_server() {
         assert_eq!(orders(&f.db), "100", "{sql} changed data");
     }
     let out = psql(&f.conn(), &["delete from orders where id = 1"]);
-    assert!(
-        out.stderr
-            .contains("DELETE on public.orders is not permitted"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("DELETE on public.orders denied by policy \"agents-read-only\": this target allows SELECT only"), "{}", out.stderr);
     assert!(
         out.stderr.contains("permitted there: SELECT"),
         "{}",
@@ -147,7 +142,10 @@ fn a_denial_inside_begin_fails_the_transaction_on_both_sides() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not permitted"), "{stderr}");
+    assert!(
+        stderr.contains("denied by policy \"agents-read-only\""),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("current transaction is aborted"),
         "the server agrees the transaction failed: {stderr}"
@@ -279,4 +277,76 @@ fn standard_conforming_strings_off_is_followed() {
         "{out:?}"
     );
     assert_eq!(orders(&f.db), "100");
+}
+
+#[test]
+fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
+    use crate::raw::{Raw, message};
+    let policy = format!(
+        "{READ_ONLY}\n@id(\"scs\") permit(principal in Group::\"ai-agents\", action == Sql::Action::\"set\", resource in Target::\"shop\");\n@id(\"no-customers\") forbid(principal, action, resource == Table::\"public.customers\");"
+    );
+    let f = Fixture::with("pol_pipe", |b| {
+        b.policy(Some(&policy))
+            .listener("allow_plaintext_loopback = true")
+    });
+    let mut r = Raw::ready(f.gw.port, "shop", &f.token);
+    // SET and the trap in one write: the trap must be parsed with the new setting.
+    let mut batch = message(b'Q', b"set standard_conforming_strings = off\0");
+    batch.extend(message(
+        b'Q',
+        b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
+    ));
+    r.send(&batch);
+    let mut errors = Vec::new();
+    let mut readies = 0;
+    while readies < 2 {
+        let m = r.read().expect("answers");
+        match m.tag {
+            b'E' => errors.push((
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default(),
+            )),
+            b'Z' => readies += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "42501", "{errors:?}");
+    assert!(errors[0].1.contains("DROP on public.orders"), "{errors:?}");
+    assert_eq!(orders(&f.db), "100");
+
+    // A refusal pipelined behind an allowed query reaches the client as Airlock's error.
+    let mut batch = message(b'Q', b"select 1\0");
+    batch.extend(message(b'Q', b"delete from orders where id = 2\0"));
+    r.send(&batch);
+    let mut seen = Vec::new();
+    let mut readies = 0;
+    while readies < 2 {
+        let m = r.read().expect("answers");
+        if m.tag == b'E' {
+            seen.push((
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default(),
+            ));
+        }
+        if m.tag == b'Z' {
+            readies += 1;
+        }
+    }
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, "42501", "{seen:?}");
+    assert!(
+        !seen[0].1.contains("airlock_denied"),
+        "the marker leaked: {seen:?}"
+    );
+
+    // An alias does not let a forbidden table ride on a cached decision.
+    let ok = r.query("select * from orders o where id = 1");
+    assert!(ok.iter().any(|m| m.tag == b'D'));
+    let denied = r.query("select * from customers o where id = 1");
+    assert!(
+        denied.iter().any(|m| m.tag == b'E'),
+        "customers was read through a cached decision"
+    );
+    assert!(!denied.iter().any(|m| m.tag == b'D'));
 }
