@@ -222,6 +222,21 @@ pub async fn replay(
             name: session.target.clone(),
             kind: TargetKind::Postgres,
         };
+        if !catalogs.contains_key(&target.name) {
+            let loaded: Arc<dyn FunctionCatalog> =
+                match runtime.as_ref().and_then(|r| r.target(&target.name)) {
+                    Some(t) => match airlock_postgres::load_catalog(&t).await {
+                        Ok(c) => Arc::new(c),
+                        Err(_) => Arc::new(NoCatalog),
+                    },
+                    None => Arc::new(NoCatalog),
+                };
+            catalogs.insert(target.name.clone(), loaded);
+        }
+        let catalog = catalogs
+            .get(&target.name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(NoCatalog));
         for e in events
             .iter()
             .filter(|e| matches!(e.kind.as_str(), "query" | "parse"))
