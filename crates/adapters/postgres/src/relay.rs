@@ -787,7 +787,7 @@ async fn server_to_client(
                 b'E' => backend::error_fields(body).map(|f| {
                     saw_fatal |= f.severity == "FATAL" || f.severity == "PANIC";
                     // The server's failure at a refusal marker becomes Airlock's refusal.
-                    let swap = f.message.find(DENIAL_MARKER).and_then(|at| {
+                    let swap = f.message.find(DENIAL_MARKER).map(|at| {
                         let marker: String = f
                             .message
                             .get(at..)
@@ -796,16 +796,14 @@ async fn server_to_client(
                             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                             .collect();
                         // A marker Airlock no longer knows still never reaches the client.
-                        Some(
-                            shared
-                                .with(|s| s.denials.remove(&marker))
-                                .unwrap_or_else(|| {
-                                    denial_reply(
-                                        "airlock: the statement was refused and not run".into(),
-                                        None,
-                                    )
-                                }),
-                        )
+                        shared
+                            .with(|s| s.denials.remove(&marker))
+                            .unwrap_or_else(|| {
+                                denial_reply(
+                                    "airlock: the statement was refused and not run".into(),
+                                    None,
+                                )
+                            })
                     });
                     if let Some(r) = swap {
                         let mut bytes = BytesMut::new();
