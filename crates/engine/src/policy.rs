@@ -22,7 +22,7 @@ use cedar_policy::{
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
-pub use schema::{ACTION_GROUPS, SESSION_KINDS, schema_text};
+pub use schema::{ACTION_GROUPS, HARMLESS_SETTINGS, SESSION_KINDS, schema_text};
 
 use crate::sql::SQL_KINDS;
 
@@ -354,7 +354,8 @@ impl PolicyEngine {
         // Likewise session bookkeeping (BEGIN, PREPARE, EXECUTE...): what it runs is
         // decided as its own actions.
         let harmless = matches!(volatility, Some(Volatility::Immutable | Volatility::Stable))
-            || matches!(action, Action::Sql(sql) if SESSION_KINDS.contains(&sql.kind.as_str()));
+            || matches!(action, Action::Sql(sql) if SESSION_KINDS.contains(&sql.kind.as_str()))
+            || matches!(action, Action::Sql(sql) if matches!(sql.kind.as_str(), "set" | "show") && HARMLESS_SETTINGS.contains(&sql.flags.variable.as_str()));
         if harmless
             && matches!(verdict.decision, Decision::Deny { .. })
             && verdict.policies.is_empty()

@@ -370,6 +370,27 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
         .into_iter()
         .filter(|(k, _)| !RESERVED_PARAMS.contains(&k.as_str()) && !k.starts_with("_pq_."))
         .collect();
+    // Every startup parameter is a setting the server applies (`role`, `search_path`,
+    // and `options=-c name=value`): each is decided like a SQL SET before connecting.
+    if let Err(reason) = startup_settings_allowed(&session, &passthrough) {
+        let draft = EventDraft::new(
+            EventKind::Refused,
+            json!({ "message": "startup parameters", "reason": reason }),
+        );
+        let _ = session.record_later(vec![draft]).await;
+        session
+            .end(json!({ "reason": "refused_startup_parameters" }))
+            .await;
+        let r = Reply {
+            severity: "FATAL",
+            code: "42501",
+            message: format!("airlock: {reason}"),
+            detail: None,
+            hint: Some("Connect without that startup parameter (or `options` setting), or ask the operator to permit it.".into()),
+        };
+        let _ = send_fatal(&mut io, r).await;
+        return None;
+    }
     match upstream::connect(session.target(), &passthrough).await {
         Ok(upstream) => Some(Ready {
             session,
@@ -390,6 +411,88 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
             None
         }
     }
+}
+
+/// Decides the startup parameters as `set` actions. `options` may only carry
+/// `-c name=value` (or `--name=value`) settings; anything else in it is refused.
+fn startup_settings_allowed(session: &Session, params: &[(String, String)]) -> Result<(), String> {
+    let mut settings: Vec<String> = Vec::new();
+    for (name, value) in params {
+        if name == "options" {
+            let mut words = split_options(value).into_iter();
+            while let Some(w) = words.next() {
+                let setting = if w == "-c" {
+                    words.next().unwrap_or_default()
+                } else if let Some(rest) = w.strip_prefix("-c").or_else(|| w.strip_prefix("--")) {
+                    rest.to_owned()
+                } else {
+                    return Err(format!(
+                        "the startup `options` may only set parameters (-c name=value), not `{w}`"
+                    ));
+                };
+                let var = setting
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_lowercase()
+                    .replace('-', "_");
+                settings.push(var);
+            }
+        } else {
+            settings.push(name.to_lowercase());
+        }
+    }
+    let actions: Vec<airlock_model::Action> = settings
+        .into_iter()
+        .map(|variable| {
+            airlock_model::Action::Sql(airlock_model::SqlAction {
+                kind: "set".into(),
+                object: airlock_model::SqlObject::Target,
+                flags: airlock_model::SqlFlags {
+                    statement: "set".into(),
+                    variable,
+                    ..Default::default()
+                },
+            })
+        })
+        .collect();
+    match session
+        .decide(&actions, &airlock_engine::policy::NoCatalog)
+        .decision
+    {
+        airlock_model::Decision::Allow => Ok(()),
+        airlock_model::Decision::Deny { reason } | airlock_model::Decision::Hold { reason, .. } => {
+            Err(format!("a startup parameter is not permitted: {reason}"))
+        }
+    }
+}
+
+/// Splits a startup `options` value the way the server does: on spaces, with `\`
+/// escaping the next character.
+fn split_options(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
 }
 
 async fn cancel(state: &AdapterState, key: (i32, i32), peer: SocketAddr) {

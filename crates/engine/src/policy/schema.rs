@@ -40,6 +40,33 @@ pub const ACTION_GROUPS: &[(&str, &[&str])] = &[
     ("session", SESSION_KINDS),
 ];
 
+/// Settings a client may set without a permit (unless forbidden), by SQL `SET` or as a
+/// startup parameter: formatting, encoding and timeouts that change no data and no
+/// privilege. `role`, `session_authorization`, `search_path` and everything else need a
+/// permit for `Sql::Action::"set"`.
+pub const HARMLESS_SETTINGS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "bytea_output",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "client_min_messages",
+    "geqo",
+    "enable_seqscan",
+    "work_mem",
+    "jit",
+];
+
 /// Kinds that are permitted without a permit, unless a forbid applies: transaction
 /// control, prepared statement and cursor bookkeeping, plain EXPLAIN. Every one of them
 /// is harmless by itself; what they run is decided as its own actions.

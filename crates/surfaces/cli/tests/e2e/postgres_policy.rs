@@ -350,3 +350,35 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
     );
     assert!(!denied.iter().any(|m| m.tag == b'D'));
 }
+
+#[test]
+fn startup_parameters_are_decided_like_set() {
+    let f = read_only("pol_startup");
+    let out = psql(
+        &format!("{} options='-c role=postgres'", f.conn()),
+        &["select current_user"],
+    );
+    assert!(
+        !out.ok && out.stderr.contains("startup parameter is not permitted"),
+        "{out:?}"
+    );
+    let out = psql(
+        &format!("{} options='-c search_path=pg_catalog'", f.conn()),
+        &["select 1"],
+    );
+    assert!(!out.ok, "{out:?}");
+    let out = psql(&format!("{} options='-d 5'", f.conn()), &["select 1"]);
+    assert!(
+        !out.ok && out.stderr.contains("may only set parameters"),
+        "{out:?}"
+    );
+    // Harmless settings need no permit.
+    let out = psql(
+        &format!(
+            "{} application_name=crew options='-c statement_timeout=5s'",
+            f.conn()
+        ),
+        &["show statement_timeout"],
+    );
+    assert_eq!(out.stdout, "5s\n", "{out:?}");
+}
