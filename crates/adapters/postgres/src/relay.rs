@@ -180,6 +180,7 @@ pub async fn run(
         nonce: format!("{:016x}", rand::random::<u64>()),
         refusals: 0,
         barrier: false,
+        barrier_at_sync: false,
     };
     let c2s = client_to_server(client, client_rd, client_buf, up_wr);
     let s2c = server_to_client(&shared, session, up_rd, upstream_buf);
@@ -405,6 +406,9 @@ struct ClientSide<'a> {
     /// The frame just inspected may change how later text parses
     /// (`standard_conforming_strings`): classify nothing after it until it has run.
     barrier: bool,
+    /// An Execute that may change parsing was forwarded: the barrier goes after the
+    /// next Sync, when the server actually runs it.
+    barrier_at_sync: bool,
 }
 
 impl ClientSide<'_> {
@@ -563,13 +567,8 @@ impl ClientSide<'_> {
                     },
                 );
                 match verdict.decision {
-                    Decision::Allow => {
-                        self.barrier = self
-                            .statements
-                            .get(p.name)
-                            .is_some_and(|st| st.actions.iter().any(changes_parsing));
-                        Step::Forward { sync: false }
-                    }
+                    // A Parse runs nothing: a setting changes at Execute (see there).
+                    Decision::Allow => Step::Forward { sync: false },
                     _ => self.refuse_in_order(refusal(&verdict), false),
                 }
             }
@@ -620,7 +619,12 @@ impl ClientSide<'_> {
                     detail,
                 ));
                 match verdict.decision {
-                    Decision::Allow => Step::Forward { sync: false },
+                    Decision::Allow => {
+                        if actions.iter().any(changes_parsing) {
+                            self.barrier_at_sync = true;
+                        }
+                        Step::Forward { sync: false }
+                    }
                     _ => self.refuse_in_order(refusal(&verdict), false),
                 }
             }
@@ -629,7 +633,12 @@ impl ClientSide<'_> {
                 self.statements.closed(kind, name);
                 Step::Forward { sync: false }
             }
-            b'S' => Step::Forward { sync: true },
+            b'S' => {
+                // The server runs what came before at this Sync (or earlier): anything
+                // pipelined after it waits if a setting that changes parsing was executed.
+                self.barrier = std::mem::take(&mut self.barrier_at_sync);
+                Step::Forward { sync: true }
+            }
             b'D' | b'H' | b'c' | b'f' => Step::Forward { sync: false },
             b'X' => Step::Terminate,
             b'F' => {

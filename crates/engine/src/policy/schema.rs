@@ -52,7 +52,6 @@ pub const HARMLESS_SETTINGS: &[&str] = &[
     "intervalstyle",
     "extra_float_digits",
     "bytea_output",
-    "standard_conforming_strings",
     "statement_timeout",
     "lock_timeout",
     "idle_in_transaction_session_timeout",

@@ -355,3 +355,21 @@ fn the_starter_policies_validate_and_behave() {
         Decision::Allow
     );
 }
+
+#[test]
+fn dynamic_sql_can_be_permitted_explicitly() {
+    let e = engine(
+        "permit(principal, action in [Sql::Action::\"do\", Sql::Action::\"dynamic\", Sql::Action::\"read\"], resource);",
+    );
+    assert_eq!(
+        decide(&e, &[], "do $$ begin execute 'select 1'; end $$").decision,
+        Decision::Allow
+    );
+    let e = engine(
+        "permit(principal, action in [Sql::Action::\"do\", Sql::Action::\"read\"], resource);",
+    );
+    assert!(matches!(
+        decide(&e, &[], "do $$ begin execute 'select 1'; end $$").decision,
+        Decision::Deny { .. }
+    ));
+}

@@ -103,7 +103,7 @@ type CacheKey = (String, bool);
 /// A single statement's kind and actions.
 type Cached = (String, Vec<SqlAction>);
 
-/// Classifies statements, caching single statements by `pg_query` fingerprint so that
+/// Classifies statements, caching single statements by their normalized text so that
 /// literals do not defeat the cache.
 #[derive(Default)]
 pub struct Classifier {
@@ -121,7 +121,7 @@ impl Classifier {
         if text.contains('\0') {
             return Err(SqlError::Nul);
         }
-        // Before anything recursive (the fingerprint walks the tree too).
+        // Before anything recursive (normalizing parses the whole tree too).
         if estimated_depth(text) > MAX_ESTIMATED_DEPTH {
             return Err(SqlError::TooDeep);
         }
@@ -437,6 +437,7 @@ pub const SQL_KINDS: &[&str] = &[
     "declare",
     "fetch",
     "close",
+    "dynamic",
     "utility",
 ];
 

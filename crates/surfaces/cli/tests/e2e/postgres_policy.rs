@@ -315,6 +315,34 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
     assert!(errors[0].1.contains("DROP on public.orders"), "{errors:?}");
     assert_eq!(orders(&f.db), "100");
 
+    // The same through the extended protocol: SET runs at Execute/Sync, the trap after it.
+    r.query("set standard_conforming_strings = on");
+    let mut batch = message(b'P', b"\0set standard_conforming_strings = off\0\0\0");
+    batch.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    batch.extend(message(b'E', b"\0\0\0\0\0"));
+    batch.extend(message(b'S', b""));
+    batch.extend(message(
+        b'Q',
+        b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
+    ));
+    r.send(&batch);
+    let mut errors = Vec::new();
+    let mut readies = 0;
+    while readies < 2 {
+        let m = r.read().expect("answers");
+        match m.tag {
+            b'E' => errors.push((
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default(),
+            )),
+            b'Z' => readies += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].1.contains("DROP on public.orders"), "{errors:?}");
+    assert_eq!(orders(&f.db), "100");
+
     // A refusal pipelined behind an allowed query reaches the client as Airlock's error.
     let mut batch = message(b'Q', b"select 1\0");
     batch.extend(message(b'Q', b"delete from orders where id = 2\0"));
