@@ -30,12 +30,12 @@ use crate::sql::SQL_KINDS;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// A policy file or folder could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The path.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`, so that the chain does not print it twice).
+        error: std::io::Error,
     },
     /// A file is not valid Cedar.
     #[error("{path}: {message}")]
@@ -148,7 +148,7 @@ impl PolicyEngine {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|source| PolicyError::Read {
                 path: p.display().to_string(),
-                source,
+                error: source,
             })
         };
         let mut sources = Vec::new();
@@ -156,7 +156,7 @@ impl PolicyEngine {
             let mut files: Vec<_> = std::fs::read_dir(path)
                 .map_err(|source| PolicyError::Read {
                     path: path.display().to_string(),
-                    source,
+                    error: source,
                 })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "cedar"))

@@ -25,15 +25,21 @@ pub struct Target {
 pub enum RuntimeError {
     /// The policies could not be loaded.
     #[error("[policy] {0}")]
-    Policy(#[from] PolicyError),
+    Policy(PolicyError),
     /// A target's secret could not be resolved.
-    #[error("target `{target}`: {source}")]
+    #[error("target `{target}`: {error}")]
     Secret {
         /// The target.
         target: String,
-        /// Why.
-        source: VaultError,
+        /// Why (shown in the message, not chained, so it prints once).
+        error: VaultError,
     },
+}
+
+impl From<PolicyError> for RuntimeError {
+    fn from(e: PolicyError) -> Self {
+        RuntimeError::Policy(e)
+    }
 }
 
 /// One consistent view of the configuration.
@@ -59,7 +65,7 @@ impl Runtime {
             let password = airlock_vault::resolve(t.password.get_ref()).map_err(|source| {
                 RuntimeError::Secret {
                     target: t.name().to_owned(),
-                    source,
+                    error: source,
                 }
             })?;
             let kind = match t.kind {
