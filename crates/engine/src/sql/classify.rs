@@ -207,9 +207,12 @@ fn estimated_depth(text: &str) -> usize {
     const COMMA: i32 = 44;
     const SEMICOLON: i32 = 59;
     const OP: i32 = 265;
-    let Ok(tokens) = pg_query::scan_tokens(text) else {
+    // `scan` (protobuf), not `scan_tokens`: the latter builds a slice from a null
+    // pointer when there are no tokens (found by the classifier fuzz target).
+    let Ok(scanned) = pg_query::scan(text) else {
         return 0; // the parser will report the error
     };
+    let tokens = scanned.tokens;
     let mut chains: Vec<usize> = vec![0];
     let mut max = 0;
     for t in tokens {
