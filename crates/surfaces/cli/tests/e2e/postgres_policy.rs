@@ -297,19 +297,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
         b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
     ));
     r.send(&batch);
-    let mut errors = Vec::new();
-    let mut readies = 0;
-    while readies < 2 {
-        let m = r.read().expect("answers");
-        match m.tag {
-            b'E' => errors.push((
-                m.field(b'C').unwrap_or_default(),
-                m.field(b'M').unwrap_or_default(),
-            )),
-            b'Z' => readies += 1,
-            _ => {}
-        }
-    }
+    let errors = r.errors_until_ready(2);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].0, "42501", "{errors:?}");
     assert!(errors[0].1.contains("DROP on public.orders"), "{errors:?}");
@@ -326,19 +314,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
         b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
     ));
     r.send(&batch);
-    let mut errors = Vec::new();
-    let mut readies = 0;
-    while readies < 2 {
-        let m = r.read().expect("answers");
-        match m.tag {
-            b'E' => errors.push((
-                m.field(b'C').unwrap_or_default(),
-                m.field(b'M').unwrap_or_default(),
-            )),
-            b'Z' => readies += 1,
-            _ => {}
-        }
-    }
+    let errors = r.errors_until_ready(2);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].1.contains("DROP on public.orders"), "{errors:?}");
     assert_eq!(orders(&f.db), "100");
@@ -347,20 +323,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
     let mut batch = message(b'Q', b"select 1\0");
     batch.extend(message(b'Q', b"delete from orders where id = 2\0"));
     r.send(&batch);
-    let mut seen = Vec::new();
-    let mut readies = 0;
-    while readies < 2 {
-        let m = r.read().expect("answers");
-        if m.tag == b'E' {
-            seen.push((
-                m.field(b'C').unwrap_or_default(),
-                m.field(b'M').unwrap_or_default(),
-            ));
-        }
-        if m.tag == b'Z' {
-            readies += 1;
-        }
-    }
+    let seen = r.errors_until_ready(2);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0, "42501", "{seen:?}");
     assert!(

@@ -130,3 +130,24 @@ impl Raw {
         out
     }
 }
+
+impl Raw {
+    /// Reads until `readies` ReadyForQuery messages arrived; returns the errors seen on the
+    /// way as (SQLSTATE, message).
+    pub fn errors_until_ready(&mut self, readies: usize) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut seen = 0;
+        while seen < readies {
+            let m = self.read().expect("the server answers");
+            match m.tag {
+                b'E' => errors.push((
+                    m.field(b'C').unwrap_or_default(),
+                    m.field(b'M').unwrap_or_default(),
+                )),
+                b'Z' => seen += 1,
+                _ => {}
+            }
+        }
+        errors
+    }
+}
