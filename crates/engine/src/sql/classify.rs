@@ -88,6 +88,9 @@ pub struct Statement {
     pub effect: StatementEffect,
 }
 
+/// `OnConflictAction::ONCONFLICT_UPDATE` in pg_query's protobuf enum.
+const ON_CONFLICT_UPDATE: i64 = 3;
+
 /// Deepest parse tree walked (in serde levels, about three per expression level);
 /// deeper statements are refused.
 const MAX_DEPTH: usize = 6000;
@@ -285,6 +288,19 @@ pub(crate) fn statement(
         }
         "ExecuteStmt" => StatementEffect::Execute {
             name: str_field(body, "name").to_owned(),
+        },
+        // EXPLAIN ANALYZE EXECUTE p runs p: decided as p's actions too.
+        "ExplainStmt" => match body.get("query").and_then(tagged) {
+            Some(("ExecuteStmt", e))
+                if w.actions
+                    .iter()
+                    .any(|a| a.kind == "explain" && a.flags.analyze) =>
+            {
+                StatementEffect::Execute {
+                    name: str_field(e, "name").to_owned(),
+                }
+            }
+            _ => StatementEffect::None,
         },
         "DeallocateStmt" => {
             let name = str_field(body, "name");
@@ -537,6 +553,17 @@ impl Walker {
                 let kind = kind_of(tag, body);
                 flags.has_where = present(body, "where_clause");
                 if let Some(t) = body.get("relation").and_then(table_of) {
+                    // INSERT ... ON CONFLICT DO UPDATE also updates the table.
+                    let upsert = body
+                        .get("on_conflict_clause")
+                        .and_then(|c| c.get("action"))
+                        .and_then(Value::as_i64)
+                        .is_some_and(|a| a == ON_CONFLICT_UPDATE);
+                    if upsert {
+                        let mut update_flags = flags.clone();
+                        update_flags.has_where = true;
+                        self.push("update", t.clone(), update_flags);
+                    }
                     self.push(&kind, t, flags.clone());
                 }
                 skip.push("relation");

@@ -490,3 +490,26 @@ fn a_one_megabyte_statement_is_classified() {
         .unwrap();
     assert!(st[0].actions.iter().any(|a| a.kind == "insert"));
 }
+
+#[test]
+fn upserts_update_and_explain_analyze_execute_runs_the_prepared_statement() {
+    assert!(has(
+        "insert into orders values (1) on conflict (id) do update set total = 0",
+        "update",
+        "public.orders"
+    ));
+    assert!(has(
+        "insert into orders values (1) on conflict (id) do update set total = 0",
+        "insert",
+        "public.orders"
+    ));
+    assert!(!has(
+        "insert into orders values (1) on conflict do nothing",
+        "update",
+        "public.orders"
+    ));
+    let st = classify_uncached("explain analyze execute p(1)", ParseOptions::default()).unwrap();
+    assert_eq!(st[0].effect, StatementEffect::Execute { name: "p".into() });
+    let st = classify_uncached("explain execute p(1)", ParseOptions::default()).unwrap();
+    assert_eq!(st[0].effect, StatementEffect::None);
+}
