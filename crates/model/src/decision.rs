@@ -55,15 +55,3 @@ pub struct Verdict {
     /// being enforced.
     pub observed: Option<Decision>,
 }
-
-impl Verdict {
-    /// An allow by no policy (no policy engine configured).
-    pub fn allow_unconditionally() -> Self {
-        Verdict {
-            decision: Decision::Allow,
-            policies: Vec::new(),
-            policy_version: String::new(),
-            observed: None,
-        }
-    }
-}
