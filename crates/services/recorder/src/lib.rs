@@ -1,17 +1,27 @@
-//! The recorder: appends session starts, events and ends to the store through one writer
-//! task that commits whatever is queued in a single transaction (group commit), and links
-//! every event into an HMAC chain that `airlock audit verify` re-checks.
+//! The recorder: session starts, events and ends, linked into an HMAC chain that
+//! `airlock audit verify` re-checks.
 //!
-//! Invariant: a caller that holds a [`Receipt`] knows its events are durable. The writer
-//! never drops work: the queue is bounded, so a slow disk slows the sessions down instead
-//! of losing events, and a write that fails is reported to every waiting caller and
+//! Path of a record: a session submits it to the queue (`queue`); the writer thread
+//! (`writer`) chains everything queued, appends it to the journal (`journal`) and syncs
+//! once for the whole group (group commit), then acknowledges; the ingest thread
+//! (`ingest`) copies it into the store's tables for readers and deletes journal
+//! segments the store holds durably. At start-up, segments left by a crash are
+//! replayed into the store.
+//!
+//! Invariant: a caller that holds a [`Receipt`] knows its events are durable. Nothing
+//! is dropped: the queue is bounded, so a slow disk slows the sessions down instead of
+//! losing events, and a write that fails is reported to every waiting caller and
 //! leaves the recorder refusing further work (fail closed).
 
 mod chain;
+mod ingest;
+mod journal;
+mod queue;
 mod verify;
 mod writer;
 
 pub use chain::{GENESIS_HASH, chain_hash};
+pub use journal::JournalError;
 pub use verify::{ChainProblem, VerifyReport, verify_chain};
 pub use writer::{Pending, Receipt, Recorder};
 
@@ -65,4 +75,7 @@ pub enum RecorderError {
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
+    /// The journal cannot be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }

@@ -1,17 +1,28 @@
-//! The single writer task: batches queued records into one transaction per round.
+//! The writer thread: chains queued records, makes each group durable in the journal
+//! with one sync, acknowledges, and hands the records to the ingest thread.
+//!
+//! A dedicated OS thread, not a task: each round ends in an fsync, so nothing on the
+//! async runtime waits on the disk. While one round syncs, the next statements queue
+//! up and go together in the next round (group commit), which keeps "recorded before
+//! forwarded" cheap under load.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_store::{ChainedEvent, Store, StoreOp};
 use airlock_vault::Secret;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::ingest::{Ingest, Ingester};
+use crate::journal::{self, Journal};
+use crate::queue::{Batch, Queue};
 use crate::{GENESIS_HASH, Record, RecorderError, chain_hash};
 
-/// Proof that the records it was issued for are durable in the store. Only the recorder
-/// can make one, so an API that takes a `Receipt` cannot be called before recording.
+/// Proof that the records it was issued for are durable. Only the recorder can make
+/// one, so an API that takes a `Receipt` cannot be called before recording.
 #[derive(Debug)]
 pub struct Receipt {
     _private: (),
@@ -37,48 +48,108 @@ impl std::future::IntoFuture for Pending {
     }
 }
 
-struct Batch {
-    records: Vec<Record>,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
-}
-
-/// Handle to the writer task. Cheap to clone; every clone feeds the same chain.
-#[derive(Clone)]
-pub struct Recorder {
-    tx: mpsc::Sender<Batch>,
+/// Closes the queue when the last [`Recorder`] clone is dropped.
+struct Handle {
+    queue: Arc<Queue>,
     broken: Arc<Mutex<Option<String>>>,
 }
 
-/// Most batches merged into one transaction.
-const MAX_BATCHES_PER_COMMIT: usize = 1024;
-/// Queue depth: beyond it, callers wait (back-pressure) rather than anything being dropped.
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Handle to the writer. Cheap to clone; every clone feeds the same chain.
+#[derive(Clone)]
+pub struct Recorder {
+    handle: Arc<Handle>,
+}
+
+/// Submissions queued at most; beyond it, callers wait (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
+/// Journal commits the ingest thread may lag behind before the writer waits for it.
+const INGEST_DEPTH: usize = 1024;
 
 impl Recorder {
-    /// Starts the writer on the current runtime, continuing the chain found in `store`.
-    /// Returns the recorder and the writer task, which ends once every clone is dropped
-    /// and the queue is drained.
+    /// Replays journal segments an earlier run left in `journal_dir` into `store`,
+    /// then starts the writer and ingest threads, continuing the chain. Returns the
+    /// recorder and a receiver that completes once both threads have finished, which
+    /// happens after every clone is dropped and everything queued is stored.
     pub async fn start(
         store: Arc<dyn Store>,
         key: Secret,
-    ) -> Result<(Recorder, tokio::task::JoinHandle<()>), RecorderError> {
+        journal_dir: &Path,
+    ) -> Result<(Recorder, oneshot::Receiver<()>), RecorderError> {
+        let leftovers = journal::recover(journal_dir)?;
+        let mut log = store.event_log()?;
+        let mut next_segment = 1;
+        if let Some(last) = leftovers.last() {
+            next_segment = last.segment + 1;
+            let head = store.chain_head().await?.map_or(0, |e| e.id);
+            let ops: Vec<StoreOp> = leftovers
+                .iter()
+                .flat_map(|l| l.ops.iter())
+                .filter(|op| !matches!(op, StoreOp::Event(e) if e.id <= head))
+                .cloned()
+                .collect();
+            tracing::info!(
+                segments = leftovers.len(),
+                records = ops.len(),
+                "replaying the recorder journal left by the last run"
+            );
+            log.apply(&ops)?;
+            log.make_durable(last.segment)?;
+            for l in &leftovers {
+                journal::remove_segment(journal_dir, l.segment)?;
+            }
+        }
         let head = store.chain_head().await?;
         let (next_id, prev_hash) = match head {
             Some(e) => (e.id + 1, e.hash),
             None => (1, GENESIS_HASH.to_owned()),
         };
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let journal = Journal::create(journal_dir, next_segment)?;
+        let queue = Arc::new(Queue::new(QUEUE_DEPTH));
         let broken = Arc::new(Mutex::new(None));
+        let (ingest_tx, ingest_rx) = std::sync::mpsc::sync_channel(INGEST_DEPTH);
+        let ingester = Ingester {
+            log,
+            dir: journal_dir.to_owned(),
+            broken: broken.clone(),
+        };
         let writer = Writer {
-            store,
+            journal,
+            ingest: ingest_tx,
             key,
             next_id,
             prev_hash,
             seqs: HashMap::new(),
             broken: broken.clone(),
         };
-        let handle = tokio::spawn(writer.run(rx));
-        Ok((Recorder { tx, broken }, handle))
+        let (finished, done) = oneshot::channel();
+        let spawn_error =
+            |e: std::io::Error| RecorderError::Unavailable(format!("cannot start a thread: {e}"));
+        let ingest_thread = std::thread::Builder::new()
+            .name("airlock-ingest".into())
+            .spawn(move || ingester.run(ingest_rx))
+            .map_err(spawn_error)?;
+        let writer_queue = queue.clone();
+        std::thread::Builder::new()
+            .name("airlock-recorder".into())
+            .spawn(move || {
+                writer.run(&writer_queue);
+                // The writer dropped its sender on return: the ingester drains and ends.
+                let _ = ingest_thread.join();
+                let _ = finished.send(());
+            })
+            .map_err(spawn_error)?;
+        Ok((
+            Recorder {
+                handle: Arc::new(Handle { queue, broken }),
+            },
+            done,
+        ))
     }
 
     /// Records and waits until the records are durable.
@@ -91,28 +162,21 @@ impl Recorder {
     pub async fn submit(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
         self.check()?;
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Batch {
-                records,
-                ack: Some(ack),
-            })
-            .await
-            .map_err(|_| RecorderError::Stopped)?;
+        self.handle.queue.push(records, Some(ack)).await?;
         Ok(Pending { done })
     }
 
-    /// Queues records without waiting for the commit (results, disconnects). Waits only
-    /// when the queue is full. A later failure makes the recorder refuse further work.
+    /// Queues records without waiting for them to be durable (results, disconnects):
+    /// they are written with the next waited-for records, or within a few milliseconds.
+    /// Waits only when the queue is full. A later failure makes the recorder refuse
+    /// further work.
     pub async fn record_later(&self, records: Vec<Record>) -> Result<(), RecorderError> {
         self.check()?;
-        self.tx
-            .send(Batch { records, ack: None })
-            .await
-            .map_err(|_| RecorderError::Stopped)
+        self.handle.queue.push(records, None).await
     }
 
     fn check(&self) -> Result<(), RecorderError> {
-        match self.broken.lock() {
+        match self.handle.broken.lock() {
             Ok(g) => match g.as_ref() {
                 Some(msg) => Err(RecorderError::Unavailable(msg.clone())),
                 None => Ok(()),
@@ -123,7 +187,8 @@ impl Recorder {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    journal: Journal,
+    ingest: SyncSender<Ingest>,
     key: Secret,
     next_id: i64,
     prev_hash: String,
@@ -134,32 +199,34 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
-        while let Some(first) = rx.recv().await {
-            let mut batches = vec![first];
-            while batches.len() < MAX_BATCHES_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(b) => batches.push(b),
-                    Err(_) => break,
+    fn run(mut self, queue: &Queue) {
+        let mut batches = Vec::new();
+        loop {
+            let more = queue.take(&mut batches);
+            if !batches.is_empty() {
+                let result = self.commit(&batches);
+                if let Err(msg) = &result {
+                    tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+                    if let Ok(mut g) = self.broken.lock() {
+                        g.get_or_insert_with(|| msg.clone());
+                    }
+                }
+                for b in batches.drain(..) {
+                    if let Some(ack) = b.ack {
+                        // A caller that stopped waiting is fine: its records are written.
+                        let _ = ack.send(result.clone());
+                    }
                 }
             }
-            let result = self.commit(&batches).await;
-            if let Err(msg) = &result {
-                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
-                if let Ok(mut g) = self.broken.lock() {
-                    *g = Some(msg.clone());
-                }
-            }
-            for b in batches {
-                if let Some(ack) = b.ack {
-                    // A caller that stopped waiting is fine: its records are written either way.
-                    let _ = ack.send(result.clone());
-                }
+            if !more {
+                break;
             }
         }
+        // A clean stop: the ingest thread stores the last segment and deletes it.
+        let _ = self.ingest.send(Ingest::SegmentDone(self.journal.segment()));
     }
 
-    async fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
+    fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
         if let Ok(g) = self.broken.lock()
             && let Some(msg) = g.as_ref()
         {
@@ -205,20 +272,29 @@ impl Writer {
         }
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
-        loop {
-            match self.store.apply(&ops).await {
-                Ok(()) => break,
+        let closed = loop {
+            match self.journal.append(&ops) {
+                Ok(closed) => break closed,
                 Err(e) if attempt < 3 => {
-                    tracing::warn!(error = %e, attempt, "recorder write failed, retrying");
-                    tokio::time::sleep(delay).await;
+                    tracing::warn!(error = %e, attempt, "recorder journal write failed, retrying");
+                    std::thread::sleep(delay);
                     delay *= 4;
                     attempt += 1;
                 }
                 Err(e) => return Err(e.to_string()),
             }
-        }
+        };
         self.next_id = next_id;
         self.prev_hash = prev_hash;
+        // Durable from here on. The ingest thread stores them for readers; if it has
+        // stopped (a failed store write), it has already marked the recorder broken.
+        let mut sent = self.ingest.send(Ingest::Ops(ops)).is_ok();
+        if let Some(n) = closed {
+            sent &= self.ingest.send(Ingest::SegmentDone(n)).is_ok();
+        }
+        if !sent {
+            return Err("the recorder's ingest thread has stopped".into());
+        }
         Ok(())
     }
 }

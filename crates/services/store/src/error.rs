@@ -30,6 +30,9 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// The recorder's write path failed; nothing of the batch was stored.
+    #[error("store write failed: {0}")]
+    Write(String),
     /// Any other database failure.
     #[error("store query failed: {0}")]
     Database(#[from] sqlx::Error),

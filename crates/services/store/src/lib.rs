@@ -8,9 +8,21 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use records::{ChainedEvent, SessionFilter, StoreOp, TokenRecord};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteEventLog, SqliteStore};
 
 use airlock_model::{SessionSummary, Timestamp};
+
+/// The recorder's blocking ingest path, owned by one thread: copies records that the
+/// recorder's journal has already made durable into the tables readers use.
+pub trait EventLog: Send {
+    /// Applies session starts, events and session ends in one transaction, in order.
+    /// Either all of them are stored or none; durable only after
+    /// [`EventLog::make_durable`].
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// Makes everything applied so far durable and notes that journal `segment` is
+    /// fully stored, so that its file may be deleted.
+    fn make_durable(&mut self, segment: u64) -> Result<(), StoreError>;
+}
 
 /// Persistent state shared by the gateway and the CLI.
 #[async_trait::async_trait]
@@ -27,9 +39,8 @@ pub trait Store: Send + Sync {
     /// Records that the named token was used at `at`.
     async fn touch_token(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
 
-    /// Applies session starts, events and session ends in one durable transaction, in
-    /// order. Either all of them are stored or none.
-    async fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// A blocking writer for the recorder's ingest thread.
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError>;
     /// The last event of the chain (highest id), or `None` when the log is empty.
     async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError>;
     /// Up to `limit` events with id greater than `after_id`, in id order.

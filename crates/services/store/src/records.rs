@@ -1,6 +1,7 @@
 //! Rows the store reads and writes.
 
 use airlock_model::{SessionSummary, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// A service token as stored: its hash, never the token.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +23,7 @@ pub struct TokenRecord {
 }
 
 /// One event as stored in the chain.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainedEvent {
     /// Chain position, from 1, without gaps.
     pub id: i64,
@@ -46,8 +47,9 @@ pub struct ChainedEvent {
     pub hash: String,
 }
 
-/// One write of a recorder batch.
-#[derive(Debug, Clone)]
+/// One write of a recorder batch (also the recorder journal's line format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum StoreOp {
     /// A new session row.
     StartSession(SessionSummary),

@@ -9,10 +9,10 @@ use airlock_model::{SessionSummary, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
-use crate::{ChainedEvent, SessionFilter, Store, StoreError, StoreOp, TokenRecord};
+use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord};
 
-/// Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
-const EVENTS_PER_INSERT: usize = 1000;
+mod event_log;
+pub use event_log::SqliteEventLog;
 
 /// The store file's name inside `data_dir`.
 pub const STORE_FILE: &str = "airlock.db";
@@ -21,6 +21,7 @@ pub const STORE_FILE: &str = "airlock.db";
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -49,7 +50,10 @@ impl SqliteStore {
             .await
             .map_err(|source| StoreError::Open { location, source })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -190,72 +194,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut i = 0;
-        while let Some(op) = ops.get(i) {
-            match op {
-                StoreOp::StartSession(s) => {
-                    sqlx::query(
-                        "INSERT INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&s.id)
-                    .bind(&s.principal)
-                    .bind(&s.target)
-                    .bind(&s.protocol)
-                    .bind(&s.client_addr)
-                    .bind(s.started_at.to_string())
-                    .bind(s.ended_at.map(|t| t.to_string()))
-                    .execute(&mut *tx)
-                    .await?;
-                    i += 1;
-                }
-                StoreOp::Event(_) => {
-                    // Consecutive events go in one multi-row INSERT: one round trip to
-                    // SQLite's worker thread per batch instead of one per event.
-                    let run: Vec<&ChainedEvent> = ops
-                        .get(i..)
-                        .unwrap_or(&[])
-                        .iter()
-                        .take(EVENTS_PER_INSERT)
-                        .map_while(|op| match op {
-                            StoreOp::Event(e) => Some(e),
-                            _ => None,
-                        })
-                        .collect();
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash) ",
-                    );
-                    q.push_values(&run, |mut row, e| {
-                        row.push_bind(e.id)
-                            .push_bind(e.session_id.as_str())
-                            .push_bind(e.seq)
-                            .push_bind(e.at.as_str())
-                            .push_bind(e.kind.as_str())
-                            .push_bind(e.statement.as_deref())
-                            .push_bind(e.decision.as_deref())
-                            .push_bind(e.detail.as_str())
-                            .push_bind(e.prev_hash.as_str())
-                            .push_bind(e.hash.as_str());
-                    });
-                    q.build().execute(&mut *tx).await?;
-                    i += run.len();
-                }
-                StoreOp::EndSession { id, at } => {
-                    sqlx::query(
-                        "UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
-                    )
-                    .bind(at.to_string())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    i += 1;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+    fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
+        Ok(Box::new(SqliteEventLog::open(&self.path)?))
     }
 
     async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError> {
@@ -342,6 +282,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreOp;
 
     async fn temp_store() -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
@@ -408,7 +349,7 @@ mod tests {
                 ended_at: None,
             }));
         }
-        store.apply(&ops).await.unwrap();
+        store.event_log().unwrap().apply(&ops).unwrap();
         let all = store
             .list_sessions(&SessionFilter::default())
             .await

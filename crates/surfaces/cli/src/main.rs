@@ -11,10 +11,16 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // Parsing deeply nested SQL recurses (in libpg_query and in the tree walk); 64 MiB of
     // stack per runtime thread is reserved address space, touched only when used.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(64 << 20)
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_stack_size(64 << 20);
+    if let Some(n) = std::env::var("AIRLOCK_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.build()
     {
         Ok(rt) => rt,
         Err(e) => {

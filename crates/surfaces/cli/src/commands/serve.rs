@@ -25,6 +25,13 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;
     let key = audit_key(&config, true)?.context("no audit key")?;
+    // First the journal of an unclean stop is replayed, then what it left open is closed.
+    let (recorder, writer) = Recorder::start(
+        store.clone(),
+        key,
+        &config.server.data_dir.join("journal"),
+    )
+    .await?;
     let dangling = store.close_dangling_sessions(Timestamp::now()).await?;
     if dangling > 0 {
         tracing::warn!(
@@ -32,7 +39,6 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             "closed sessions left open by an unclean stop"
         );
     }
-    let (recorder, writer) = Recorder::start(store.clone(), key).await?;
     let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
     let gateway = Arc::new(Gateway::new(
         runtime,

@@ -1,0 +1,316 @@
+//! The recorder's journal: append-only segment files in `data_dir/journal/`, one JSON
+//! line per store operation, made durable with one `fdatasync` per group commit.
+//!
+//! This is what "recorded before forwarded" waits for. Appending a few hundred bytes to
+//! one file and syncing it costs one page write; committing the same records to SQLite
+//! with `synchronous = FULL` costs a dozen or more (table and index pages) on every
+//! statement. The ingest thread copies journalled records into SQLite afterwards, and a
+//! segment is deleted once the database holds all of it durably. After a crash the
+//! segments left are replayed into the database at start-up.
+//!
+//! A commit that was interrupted leaves at most a torn tail in the newest segment: a
+//! last line without its newline, or one that does not parse. Nothing in it was
+//! acknowledged, so nothing in it was forwarded; recovery drops it. A bad line anywhere
+//! else is corruption and stops the start-up with the file and line named.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use airlock_store::StoreOp;
+
+/// A segment is closed and a new one started once it reaches this size.
+pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why the journal cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file system refused.
+    #[error("recorder journal {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A complete line in the middle of the journal does not parse.
+    #[error(
+        "recorder journal {path} is corrupt at line {line}: {detail}; move the file aside to start (its records are not in the database)"
+    )]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The segment file for number `n`.
+pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}.jsonl"))
+}
+
+/// The numbers of the segments in `dir`, ascending.
+fn segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        if let Ok(n) = stem.parse::<u64>() {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// A segment left by an earlier run, with its records.
+pub(crate) struct Leftover {
+    pub(crate) segment: u64,
+    pub(crate) ops: Vec<StoreOp>,
+}
+
+/// Reads every segment in `dir` (creating `dir` if needed), dropping a torn tail of
+/// the newest one.
+pub(crate) fn recover(dir: &Path) -> Result<Vec<Leftover>, JournalError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let numbers = segments(dir)?;
+    let mut out = Vec::with_capacity(numbers.len());
+    for (i, &segment) in numbers.iter().enumerate() {
+        let newest = i + 1 == numbers.len();
+        let path = segment_path(dir, segment);
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let mut reader = BufReader::new(file);
+        let mut ops = Vec::new();
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_error(&path))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let parsed = if line.last() == Some(&b'\n') {
+                serde_json::from_slice::<StoreOp>(&line).map_err(|e| e.to_string())
+            } else {
+                Err("the line is incomplete".to_owned())
+            };
+            match parsed {
+                Ok(op) => ops.push(op),
+                // An unfinished commit: never acknowledged, so never acted on.
+                Err(_) if newest && is_tail(&mut reader).map_err(io_error(&path))? => break,
+                Err(detail) => {
+                    return Err(JournalError::Corrupt {
+                        path,
+                        line: number,
+                        detail,
+                    });
+                }
+            }
+        }
+        out.push(Leftover { segment, ops });
+    }
+    Ok(out)
+}
+
+/// Whether nothing but a torn remainder follows: no further complete, parseable line.
+fn is_tail(reader: &mut impl BufRead) -> io::Result<bool> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(true);
+        }
+        if line.last() == Some(&b'\n') && serde_json::from_slice::<StoreOp>(&line).is_ok() {
+            return Ok(false);
+        }
+    }
+}
+
+/// Deletes segment `n` (its records are durable in the database).
+pub(crate) fn remove_segment(dir: &Path, n: u64) -> Result<(), JournalError> {
+    let path = segment_path(dir, n);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The segment being appended to.
+pub(crate) struct Journal {
+    dir: PathBuf,
+    file: File,
+    segment: u64,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl Journal {
+    /// Starts segment `segment` in `dir` (which must exist).
+    pub(crate) fn create(dir: &Path, segment: u64) -> Result<Journal, JournalError> {
+        let path = segment_path(dir, segment);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        // The new file's name must survive a crash too, not just its contents.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(dir))?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            file,
+            segment,
+            len,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Appends `ops` and waits until they are on disk. Returns the number of the
+    /// segment just closed when this append filled it (a new one is started).
+    pub(crate) fn append(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
+        self.buf.clear();
+        for op in ops {
+            serde_json::to_writer(&mut self.buf, op).map_err(|e| JournalError::Io {
+                path: segment_path(&self.dir, self.segment),
+                source: io::Error::other(e),
+            })?;
+            self.buf.push(b'\n');
+        }
+        let path = segment_path(&self.dir, self.segment);
+        self.file.write_all(&self.buf).map_err(io_error(&path))?;
+        self.file.sync_data().map_err(io_error(&path))?;
+        self.len += self.buf.len() as u64;
+        if self.len < SEGMENT_BYTES {
+            return Ok(None);
+        }
+        let closed = self.segment;
+        *self = Journal::create(&self.dir, closed + 1)?;
+        Ok(Some(closed))
+    }
+
+    /// The segment being appended to.
+    pub(crate) fn segment(&self) -> u64 {
+        self.segment
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_model::Timestamp;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-journal-{name}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    fn end(id: &str) -> StoreOp {
+        StoreOp::EndSession {
+            id: id.into(),
+            at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn appended_records_are_recovered_in_order() {
+        let dir = temp_dir("order");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        j.append(&[end("a"), end("b")]).unwrap();
+        j.append(&[end("c")]).unwrap();
+        let got = recover(&dir).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].segment, 1);
+        let ids: Vec<_> = got[0]
+            .ops
+            .iter()
+            .map(|op| match op {
+                StoreOp::EndSession { id, .. } => id.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_torn_tail_of_the_newest_segment_is_dropped() {
+        let dir = temp_dir("torn");
+        let mut j = Journal::create(&dir, 7).unwrap();
+        j.append(&[end("a")]).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(segment_path(&dir, 7))
+            .unwrap();
+        f.write_all(br#"{"op":"end_session","id":"b","#).unwrap();
+        let got = recover(&dir).unwrap();
+        assert_eq!(got[0].ops.len(), 1);
+        // Garbage then zeros (pages written out of order) is also a torn tail.
+        f.write_all(b"\n\0\0\0\0\n").unwrap();
+        assert_eq!(recover(&dir).unwrap()[0].ops.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_line_before_good_ones_is_corruption() {
+        let dir = temp_dir("corrupt");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        j.append(&[end("a")]).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(segment_path(&dir, 1))
+            .unwrap();
+        f.write_all(b"not json\n").unwrap();
+        drop(f);
+        j.append(&[end("b")]).unwrap();
+        let err = recover(&dir).err().unwrap();
+        assert!(
+            matches!(err, JournalError::Corrupt { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_full_segment_is_closed_and_the_next_one_started() {
+        let dir = temp_dir("rotate");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        j.len = SEGMENT_BYTES - 1;
+        assert_eq!(j.append(&[end("a")]).unwrap(), Some(1));
+        assert_eq!(j.segment(), 2);
+        assert_eq!(j.append(&[end("b")]).unwrap(), None);
+        let got = recover(&dir).unwrap();
+        assert_eq!(
+            got.iter().map(|l| l.segment).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        remove_segment(&dir, 1).unwrap();
+        assert_eq!(recover(&dir).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,193 @@
+//! The submission queue between sessions (async) and the writer thread (blocking).
+//!
+//! Two kinds of submissions: *urgent* ones, whose caller waits for durability (a
+//! statement about to be forwarded), wake the writer at once; *lazy* ones (results,
+//! disconnects) do not wake it, and ride along with the next urgent commit or are
+//! written after [`LAZY_FLUSH`] at the latest. Under load that saves a thread wake-up
+//! per statement. Capacity is bounded by a semaphore: a full queue makes submitters
+//! wait (back-pressure); nothing is ever dropped.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::{Record, RecorderError};
+
+/// The longest a lazy submission waits before the writer commits it on its own.
+pub(crate) const LAZY_FLUSH: Duration = Duration::from_millis(5);
+
+/// One submission: records in order, and who to tell once they are durable.
+pub(crate) struct Batch {
+    pub(crate) records: Vec<Record>,
+    pub(crate) ack: Option<oneshot::Sender<Result<(), String>>>,
+    /// Returned to the queue's capacity when the batch is dropped after its commit.
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct State {
+    batches: Vec<Batch>,
+    /// An urgent batch is queued.
+    urgent: bool,
+    /// When the oldest lazy batch still queued arrived.
+    lazy_since: Option<Instant>,
+    /// Every handle is gone: drain and stop.
+    closed: bool,
+}
+
+/// The shared queue.
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    wake: Condvar,
+    capacity: Arc<Semaphore>,
+}
+
+impl Queue {
+    pub(crate) fn new(depth: usize) -> Self {
+        Queue {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            capacity: Arc::new(Semaphore::new(depth)),
+        }
+    }
+
+    /// Queues `records`; waits only while the queue is full.
+    pub(crate) async fn push(
+        &self,
+        records: Vec<Record>,
+        ack: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> Result<(), RecorderError> {
+        let permit = self
+            .capacity
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RecorderError::Stopped)?;
+        let urgent = ack.is_some();
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| RecorderError::Unavailable("recorder queue poisoned".into()))?;
+        if state.closed {
+            return Err(RecorderError::Stopped);
+        }
+        state.batches.push(Batch {
+            records,
+            ack,
+            _permit: permit,
+        });
+        let wake = if urgent {
+            // Wake the writer only on the first urgent batch; later ones find it busy
+            // or about to look.
+            !std::mem::replace(&mut state.urgent, true)
+        } else {
+            // The first lazy batch starts the writer's flush timer.
+            state.lazy_since.get_or_insert_with(Instant::now);
+            state.batches.len() == 1
+        };
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Blocks until there is work to commit: an urgent batch, lazy batches older than
+    /// [`LAZY_FLUSH`], or anything left once closed. Moves the batches into `into`.
+    /// Returns `false` when the queue is closed and empty: the writer's cue to stop.
+    pub(crate) fn take(&self, into: &mut Vec<Batch>) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        loop {
+            if state.urgent || state.closed {
+                break;
+            }
+            match state.lazy_since {
+                Some(since) => {
+                    let waited = since.elapsed();
+                    if waited >= LAZY_FLUSH {
+                        break;
+                    }
+                    match self.wake.wait_timeout(state, LAZY_FLUSH - waited) {
+                        Ok((s, _)) => state = s,
+                        Err(_) => return false,
+                    }
+                }
+                None => match self.wake.wait(state) {
+                    Ok(s) => state = s,
+                    Err(_) => return false,
+                },
+            }
+        }
+        std::mem::swap(into, &mut state.batches);
+        state.urgent = false;
+        state.lazy_since = None;
+        !(state.closed && into.is_empty())
+    }
+
+    /// No more submissions: the writer drains what is queued and stops.
+    pub(crate) fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.capacity.close();
+        self.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urgent_batches_are_taken_at_once_and_lazy_ones_after_the_flush_delay() {
+        let queue = Arc::new(Queue::new(8));
+        queue.push(Vec::new(), None).await.unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        assert!(queue.take(&mut got));
+        assert_eq!(got.len(), 1);
+        assert!(started.elapsed() >= LAZY_FLUSH, "a lazy batch waits for the flush delay");
+
+        got.clear();
+        queue.push(Vec::new(), None).await.unwrap();
+        let (ack, _done) = oneshot::channel();
+        queue.push(Vec::new(), Some(ack)).await.unwrap();
+        assert!(queue.take(&mut got));
+        assert_eq!(got.len(), 2, "the lazy batch rides with the urgent one");
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_drains_then_stops_and_refuses_more() {
+        let queue = Queue::new(8);
+        queue.push(Vec::new(), None).await.unwrap();
+        queue.close();
+        let mut got = Vec::new();
+        assert!(queue.take(&mut got));
+        assert_eq!(got.len(), 1);
+        got.clear();
+        assert!(!queue.take(&mut got));
+        assert!(matches!(
+            queue.push(Vec::new(), None).await,
+            Err(RecorderError::Stopped)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_submitters_wait_until_a_commit_frees_room() {
+        let queue = Arc::new(Queue::new(1));
+        queue.push(Vec::new(), None).await.unwrap();
+        let second = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.push(Vec::new(), None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "no room: the second submitter waits");
+        let mut got = Vec::new();
+        assert!(queue.take(&mut got));
+        drop(got); // the commit is done: its permit returns
+        second.await.unwrap().unwrap();
+    }
+}
