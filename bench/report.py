@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Turn bench/run's raw results (a TSV file) into a markdown report.
+
+Usage: report.py RESULTS.tsv META.env OUT.md  -- prints the report and writes it to OUT.md.
+
+Rows of RESULTS.tsv (tab-separated):
+  pgbench TEST PATH ROUND TPS LATENCY_MS TRANSACTIONS PROXY_TICKS
+  bigrow  PATH ROUND WALL_SECONDS OK
+  peak    PATH VMHWM_KB
+  idle    PATH JSON
+Missing or unparsable numbers count as 0; a path with no result shows "–".
+"""
+import json
+import statistics
+import sys
+
+PATHS = ["direct", "pgbouncer", "airlock"]
+TESTS = [
+    ("select", "select-only `-S`"),
+    ("tpcb", "TPC-B-like (default script)"),
+    ("connect", "select-only, new connection per transaction `-S -C`"),
+]
+
+
+def num(s, kind=float):
+    try:
+        v = kind(s)
+        return v if v == v else 0  # NaN -> 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def median(xs):
+    return statistics.median(xs) if xs else 0.0
+
+
+def fmt(v, digits=0, dash_if_zero=True):
+    if v is None or (dash_if_zero and not v):
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "–"
+
+
+def main():
+    results_path, meta_path, out_path = sys.argv[1:4]
+    meta = {}
+    with open(meta_path) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    hz = num(meta.get("clk_tck", "100"), int) or 100
+
+    pg = {}      # (test, path) -> list of (tps, lat, tx, ticks)
+    big = {}     # path -> list of (wall, ok)
+    peak = {}    # path -> kB
+    idle = {}    # path -> dict
+    with open(results_path) as f:
+        for line in f:
+            c = line.rstrip("\n").split("\t")
+            if c[0] == "pgbench" and len(c) >= 8:
+                pg.setdefault((c[1], c[2]), []).append(
+                    (num(c[4]), num(c[5]), num(c[6], int), num(c[7], int)))
+            elif c[0] == "bigrow" and len(c) >= 5:
+                big.setdefault(c[1], []).append((num(c[3]), num(c[4], int)))
+            elif c[0] == "peak" and len(c) >= 3:
+                peak[c[1]] = num(c[2], int)
+            elif c[0] == "idle" and len(c) >= 3:
+                try:
+                    idle[c[1]] = json.loads(c[2])
+                except ValueError:
+                    idle[c[1]] = {"first_error": "unparsable output: " + c[2][:200]}
+
+    out = []
+    w = out.append
+    w("# Airlock benchmark")
+    w("")
+    w(f"- date: {meta.get('date', '?')}")
+    w(f"- machine: kernel {meta.get('kernel', '?')}, {meta.get('nproc', '?')} CPUs, "
+      f"{meta.get('memory', '?')} memory")
+    w(f"- PostgreSQL: {meta.get('pg_version', '?')}; pgbouncer: {meta.get('pgbouncer_version', '?')}")
+    w(f"- airlock: commit {meta.get('commit', '?')}, binary `{meta.get('airlock_bin', '?')}` "
+      f"({meta.get('airlock_version', '?')})")
+    extra = meta.get("extra_target_toml", "")
+    if extra:
+        w(f"- extra `[[targets]]` lines: `{extra}`")
+    w(f"- command: `{meta.get('command', '?')}`")
+    w(f"- settings: ROUNDS={meta.get('rounds')} T={meta.get('t')}s SCALE={meta.get('scale')}, "
+      "TLS on every client leg (`sslmode=require`) and from both proxies to PostgreSQL; "
+      "pgbouncer in session mode; airlock records every statement")
+    w("")
+
+    ran_pg = [(t, label) for t, label in TESTS if any((t, p) in pg for p in PATHS)]
+    if ran_pg:
+        w(f"## pgbench `-c 8 -j 2 -T {meta.get('t')}`, median of {meta.get('rounds')} round(s), paths alternated")
+        w("")
+        w("| test | path | tps | latency avg (ms) | tps vs direct | proxy CPU µs/tx | tps per round |")
+        w("|---|---|---:|---:|---:|---:|---|")
+        for t, label in ran_pg:
+            runs_d = pg.get((t, "direct"), [])
+            d_tps = median([r[0] for r in runs_d])
+            for p in PATHS:
+                runs = pg.get((t, p))
+                if runs is None:
+                    continue
+                tps = median([r[0] for r in runs])
+                lat = median([r[1] for r in runs])
+                tx = sum(r[2] for r in runs)
+                ticks = sum(r[3] for r in runs)
+                cpu = "–" if p == "direct" else (f"{ticks / hz * 1e6 / tx:.1f}" if tx else "–")
+                rounds = ", ".join(f"{r[0]:.0f}" for r in runs)
+                bad = sum(1 for r in runs if not r[0])
+                if bad:
+                    rounds += f" ({bad} failed)"
+                w(f"| {label} | {p} | {fmt(tps)} | {fmt(lat, 3)} | {ratio(tps, d_tps) if p != 'direct' else '1.00' if tps else '–'} "
+                  f"| {cpu} | {rounds} |")
+        w("")
+        w("Proxy CPU is the proxy process's user+system time (`/proc/PID/stat`) over all rounds "
+          "divided by the transactions pgbench processed through it.")
+        w("")
+
+    if big:
+        w(f"## 1,000,000-row SELECT (`psql -X -At`, wall time), median of {meta.get('rounds')} round(s)")
+        w("")
+        w("| path | wall (s) | vs direct | peak RSS of the proxy (VmHWM) | wall per round (s) |")
+        w("|---|---:|---:|---:|---|")
+        d_wall = median([r[0] for r in big.get("direct", []) if r[1]])
+        for p in PATHS:
+            runs = big.get(p)
+            if runs is None:
+                continue
+            ok = [r[0] for r in runs if r[1]]
+            wall = median(ok)
+            rss = f"{peak[p] / 1024:.1f} MB" if peak.get(p) else "–"
+            rounds = ", ".join(f"{r[0]:.2f}" if r[1] else "failed" for r in runs)
+            w(f"| {p} | {fmt(wall, 2)} | {ratio(wall, d_wall) if p != 'direct' else '1.00' if wall else '–'} "
+              f"| {rss} | {rounds} |")
+        w("")
+        w("Peak RSS is the proxy's VmHWM over its whole life up to the end of this test.")
+        w("")
+
+    if idle:
+        w("## Idle TLS connections")
+        w("")
+        w("| path | requested | open and alive | failed | RSS before | RSS with them open | per connection | time to open |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        notes = []
+        for p in PATHS:
+            r = idle.get(p)
+            if r is None:
+                continue
+            opened, before, after = r.get("alive", 0), r.get("rss_before_kb", 0), r.get("rss_after_kb", 0)
+            per = f"{(after - before) / opened:.1f} kB" if opened and after else "–"
+            w(f"| {p} | {r.get('requested', '?')} | {opened} | {r.get('failed', '?')} "
+              f"| {fmt(before / 1024, 1)} MB | {fmt(after / 1024, 1)} MB | {per} | {fmt(r.get('open_seconds', 0), 1)} s |")
+            if r.get("first_error"):
+                notes.append(f"- {p}: first error: `{r['first_error']}`")
+        w("")
+        w("Airlock holds one upstream PostgreSQL connection per client session; pgbouncer in session "
+          "mode assigns a server connection only when a client sends its first query, so its idle "
+          "clients hold none.")
+        if notes:
+            w("")
+            out.extend(notes)
+        w("")
+
+    text = "\n".join(out)
+    with open(out_path, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
