@@ -17,6 +17,9 @@ pub enum PostgresError {
     /// TLS could not be set up.
     #[error("tls: {0}")]
     Tls(String),
+    /// A statement's record could not be made durable, so its answer was withheld.
+    #[error("the session recorder failed: {0}")]
+    Recorder(#[from] airlock_session::RecorderError),
     /// The client took too long to finish the handshake.
     #[error("the client did not finish the startup handshake in time")]
     HandshakeTimeout,

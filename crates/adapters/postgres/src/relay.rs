@@ -1,10 +1,13 @@
 //! The relay: after startup, one future per direction inside the connection's task.
 //!
 //! Client → server: frames are scanned where they sit in the read buffer. Statement
-//! messages (Query, Parse, Bind, Execute) are decided and recorded — durably, one
-//! recorder round per read — and only then is the whole run of frames written upstream
-//! in one write, without copying. COPY data is streamed through without buffering a
-//! whole frame.
+//! messages (Query, Parse, Bind, Execute) are decided and recorded, one recorder round
+//! per read, and the whole run of frames is written upstream in one write, without
+//! copying. A run that may change anything is written only once its records are
+//! durable. A run of plain reads (`airlock_engine::effects`) is written while its
+//! records sync, and its answer is held back until they are durable (the *gate*): so
+//! neither an effect nor an answer ever precedes its record. COPY data is streamed
+//! through without buffering a whole frame.
 //!
 //! Server → client: frames are scanned for the few that matter (command completions,
 //! errors, ReadyForQuery); data rows are counted and streamed through however large, so
@@ -20,10 +23,11 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use airlock_engine::effects::changes_nothing;
 use airlock_engine::policy::FunctionCatalog;
 use airlock_engine::sql::{Classifier, ParseOptions, SqlError, StatementEffect};
 use airlock_model::{Action, Decision, EventKind, Verdict};
-use airlock_session::{EventDraft, Session};
+use airlock_session::{EventDraft, Pending, Session};
 use bytes::BytesMut;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -89,6 +93,10 @@ struct State {
     standard_conforming_strings: bool,
     /// Refusals waiting for the server's error at their marker (see `refuse_in_order`).
     denials: std::collections::HashMap<String, Reply>,
+    /// Records of reads already sent to the server but not yet durable: nothing more
+    /// reaches the client until they are. Only the newest is kept; the recorder
+    /// commits in order, so it being durable means every earlier one is.
+    gate: Option<Pending>,
 }
 
 struct Shared {
@@ -105,7 +113,16 @@ impl Shared {
         }
     }
 
+    /// Waits until the records of reads already forwarded are durable.
+    async fn pass_gate(&self) -> Result<(), PostgresError> {
+        if let Some(pending) = self.with(|s| s.gate.take()) {
+            pending.await?;
+        }
+        Ok(())
+    }
+
     async fn write_client(&self, bytes: &[u8]) -> Result<(), PostgresError> {
+        self.pass_gate().await?;
         let mut w = self.client_wr.lock().await;
         w.write_all(bytes).await?;
         w.flush().await?;
@@ -167,6 +184,7 @@ pub async fn run(
             mid_frame: false,
             standard_conforming_strings: context.standard_conforming_strings,
             denials: std::collections::HashMap::new(),
+            gate: None,
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
@@ -181,6 +199,7 @@ pub async fn run(
         refusals: 0,
         barrier: false,
         barrier_at_sync: false,
+        may_change: false,
     };
     let c2s = client_to_server(client, client_rd, client_buf, up_wr);
     let s2c = server_to_client(&shared, session, up_rd, upstream_buf);
@@ -306,11 +325,24 @@ async fn client_to_server(
                 Err(e) => return End::Failed(e.into()),
             }
         }
+        let strict = std::mem::take(&mut client.may_change) || after.is_some();
         if !drafts.is_empty() {
-            // Recorded before forwarded: nothing below runs until the events are durable.
-            if let Err(e) = session.record(drafts).await {
-                tracing::error!(error = %e, "statement not forwarded: recording failed");
-                return End::RecorderFailed;
+            if strict {
+                // Recorded before forwarded: nothing below runs until the events are
+                // durable.
+                if let Err(e) = session.record(drafts).await {
+                    tracing::error!(error = %e, "statement not forwarded: recording failed");
+                    return End::RecorderFailed;
+                }
+            } else {
+                // Plain reads: forwarded now, answered once durable (the gate).
+                match session.submit(drafts).await {
+                    Ok(pending) => shared.with(|s| s.gate = Some(pending)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "statement not forwarded: recording failed");
+                        return End::RecorderFailed;
+                    }
+                }
             }
         }
         if forward > 0 {
@@ -351,7 +383,7 @@ async fn client_to_server(
                 let _ = buf.split_to(skip.min(buf.len()));
                 shared.wait_idle().await;
                 if let Err(e) = shared.reply(&[reply], ready).await {
-                    return End::Failed(e);
+                    return ended_by(e);
                 }
             }
         }
@@ -409,6 +441,9 @@ struct ClientSide<'a> {
     /// An Execute that may change parsing was forwarded: the barrier goes after the
     /// next Sync, when the server actually runs it.
     barrier_at_sync: bool,
+    /// A statement inspected in the current run may change something: the run waits
+    /// for its records before it is forwarded.
+    may_change: bool,
 }
 
 impl ClientSide<'_> {
@@ -530,6 +565,7 @@ impl ClientSide<'_> {
                 match verdict.decision {
                     Decision::Allow => {
                         self.barrier = actions.iter().any(changes_parsing);
+                        self.may_change |= !changes_nothing(&actions, self.catalog);
                         self.apply(text, effects);
                         Step::Forward { sync: true }
                     }
@@ -623,6 +659,7 @@ impl ClientSide<'_> {
                         if actions.iter().any(changes_parsing) {
                             self.barrier_at_sync = true;
                         }
+                        self.may_change |= !changes_nothing(&actions, self.catalog);
                         Step::Forward { sync: false }
                     }
                     _ => self.refuse_in_order(refusal(&verdict), false),
@@ -725,6 +762,17 @@ fn refusal(verdict: &Verdict) -> Reply {
                 "The statement was not run: it needs approval by a member of group \"{group}\", and approvals are not enabled on this gateway yet."
             )),
         ),
+    }
+}
+
+/// How a relay ends after a failed write to the client.
+fn ended_by(e: PostgresError) -> End {
+    match e {
+        PostgresError::Recorder(e) => {
+            tracing::error!(error = %e, "answer withheld: recording failed");
+            End::RecorderFailed
+        }
+        other => End::Failed(other),
     }
 }
 
@@ -874,7 +922,7 @@ async fn server_to_client(
                 chunk.truncate(forward);
                 chunk.extend_from_slice(&bytes);
                 if let Err(e) = shared.write_client(&chunk).await {
-                    return End::Failed(e);
+                    return ended_by(e);
                 }
                 forward = 0;
                 continue;
@@ -889,9 +937,12 @@ async fn server_to_client(
             let chunk = buf.split_to(forward);
             // Until the write completes the client may hold a partial frame (this future
             // can be dropped mid-write when the session ends).
+            if let Err(e) = shared.pass_gate().await {
+                return ended_by(e);
+            }
             shared.with(|s| s.mid_frame = true);
             if let Err(e) = shared.write_client(&chunk).await {
-                return End::Failed(e);
+                return ended_by(e);
             }
             shared.with(|s| s.mid_frame = passthrough > 0);
         }

@@ -125,7 +125,7 @@ impl Classifier {
             return Err(SqlError::Nul);
         }
         // Before anything recursive (normalizing parses the whole tree too).
-        if estimated_depth(text) > MAX_ESTIMATED_DEPTH {
+        if too_deep(text) {
             return Err(SqlError::TooDeep);
         }
         // Keyed by the statement with its constants replaced by placeholders
@@ -178,7 +178,7 @@ pub(crate) fn classify_uncached(
     text: &str,
     options: ParseOptions,
 ) -> Result<Vec<Statement>, SqlError> {
-    if estimated_depth(text) > MAX_ESTIMATED_DEPTH {
+    if too_deep(text) {
         return Err(SqlError::TooDeep);
     }
     // A panic inside the parser binding must refuse the statement, not kill the session.
@@ -198,6 +198,13 @@ pub(crate) fn classify_uncached(
         out.push(statement(&value, stmt_text, options)?);
     }
     Ok(out)
+}
+
+/// Whether `text` may nest deeper than the parser is allowed to go. Every token takes
+/// at least one byte and the estimate is at most one more than the number of tokens,
+/// so text shorter than the limit cannot exceed it and is not scanned at all.
+fn too_deep(text: &str) -> bool {
+    text.len() >= MAX_ESTIMATED_DEPTH && estimated_depth(text) > MAX_ESTIMATED_DEPTH
 }
 
 /// An upper-bound estimate of expression nesting: parentheses, plus chains of binary

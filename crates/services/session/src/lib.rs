@@ -13,4 +13,4 @@ pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
 pub use runtime::{Runtime, RuntimeError, Target};
 pub use session::{EventDraft, Session};
 
-pub use airlock_recorder::{Receipt, RecorderError};
+pub use airlock_recorder::{Pending, Receipt, RecorderError};

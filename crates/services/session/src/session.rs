@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use airlock_engine::policy::FunctionCatalog;
 use airlock_model::{Action, Decision, EventKind, Principal, Timestamp, Verdict};
-use airlock_recorder::{NewEvent, Receipt, Record, Recorder, RecorderError};
+use airlock_recorder::{NewEvent, Pending, Receipt, Record, Recorder, RecorderError};
 use arc_swap::ArcSwap;
 
 use crate::{Runtime, Target};
@@ -116,14 +116,18 @@ impl Session {
 
     /// Records events and returns once they are durable. Fails once the session ended.
     pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
+        self.submit(drafts).await?.await
+    }
+
+    /// Queues events in order and returns what resolves once they are durable, so
+    /// that a caller can do something else meanwhile (send a read to the target) and
+    /// wait before the outcome matters (its answer to the client).
+    pub async fn submit(&self, drafts: Vec<EventDraft>) -> Result<Pending, RecorderError> {
         let ended = self.ended.lock().await;
         if *ended {
             return Err(RecorderError::SessionEnded);
         }
-        // Queue while holding the lock, then wait for durability without it.
-        let pending = self.recorder.submit(self.to_records(drafts)).await;
-        drop(ended);
-        pending?.await
+        self.recorder.submit(self.to_records(drafts)).await
     }
 
     /// Queues events without waiting for them to be durable. Fails once the session ended.

@@ -513,3 +513,27 @@ fn upserts_update_and_explain_analyze_execute_runs_the_prepared_statement() {
     let st = classify_uncached("explain execute p(1)", ParseOptions::default()).unwrap();
     assert_eq!(st[0].effect, StatementEffect::None);
 }
+
+/// `too_deep` skips the scan for short text on the grounds that the estimate never
+/// exceeds the number of bytes plus one.
+#[test]
+fn the_depth_estimate_never_exceeds_the_length_plus_one() {
+    for text in [
+        "((((((((((1))))))))))",
+        "1+1+1+1+1+1+1+1",
+        "select a||b||c||d from t where x = ((y))",
+        "((((((((((",
+        "-------- +",
+        "select (((1 + (2 * (3 - 4)))))",
+    ] {
+        assert!(
+            estimated_depth(text) <= text.len() + 1,
+            "{text}: {}",
+            estimated_depth(text)
+        );
+    }
+    let deep = "(".repeat(MAX_ESTIMATED_DEPTH - 1);
+    assert!(!too_deep(&deep));
+    let deeper = format!("select {}1{}", "(".repeat(2000), ")".repeat(2000));
+    assert!(too_deep(&deeper));
+}
