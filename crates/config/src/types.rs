@@ -106,6 +106,16 @@ pub struct TargetConfig {
     /// How long connecting and authenticating to the server may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
+    /// Reuse authenticated server connections between sessions (reset with
+    /// `DISCARD ALL` before reuse); `false` opens one per session.
+    #[serde(default = "default_true")]
+    pub pool: bool,
+    /// Idle server connections kept for reuse, at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long an idle server connection is kept for reuse.
+    #[serde(default = "default_pool_idle_timeout", with = "humantime_serde_compat")]
+    pub pool_idle_timeout: Duration,
 }
 
 impl Config {
@@ -170,6 +180,18 @@ pub struct AuditConfig {
 
 fn default_pg_port() -> u16 {
     5432
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_pool_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_connect_timeout() -> Duration {

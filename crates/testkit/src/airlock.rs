@@ -64,6 +64,15 @@ impl AirlockBuilder {
         self.raw_target(&t).env(&var, APP_PASSWORD)
     }
 
+    /// Appends a line to the last target added.
+    pub fn target_extra(mut self, toml: &str) -> Self {
+        if let Some(t) = self.targets.last_mut() {
+            t.push_str(toml);
+            t.push('\n');
+        }
+        self
+    }
+
     /// Adds a `[[targets]]` block written out in full.
     pub fn raw_target(mut self, toml: &str) -> Self {
         self.targets.push(toml.to_string());

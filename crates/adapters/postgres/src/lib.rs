@@ -9,6 +9,7 @@ mod cancel;
 pub mod catalog;
 pub mod codec;
 mod error;
+mod pool;
 mod relay;
 pub mod reply;
 mod session;
@@ -47,6 +48,7 @@ pub(crate) struct AdapterState {
     cancels: Arc<cancel::CancelRegistry>,
     classifier: airlock_engine::sql::Classifier,
     catalogs: catalog::CatalogCache,
+    pool: pool::Pool,
 }
 
 /// A bound PostgreSQL listener.
@@ -74,6 +76,7 @@ impl PostgresAdapter {
                 cancels: Arc::default(),
                 classifier: airlock_engine::sql::Classifier::new(),
                 catalogs: catalog::CatalogCache::default(),
+                pool: pool::Pool::default(),
             }),
         })
     }
@@ -88,6 +91,7 @@ impl PostgresAdapter {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let sessions_shutdown = shutdown.clone();
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -102,6 +106,10 @@ impl PostgresAdapter {
                     }
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = sweep.tick() => {
+                    let runtime = self.state.gateway.runtime();
+                    self.state.pool.sweep(|name| runtime.target(name));
+                }
                 _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             }
         }

@@ -93,6 +93,9 @@ struct State {
     standard_conforming_strings: bool,
     /// Refusals waiting for the server's error at their marker (see `refuse_in_order`).
     denials: std::collections::HashMap<String, Reply>,
+    /// The server→client side is waiting for the server with no partial frame in
+    /// hand: the connection could be handed to another session.
+    upstream_clean: bool,
     /// Records of reads already sent to the server but not yet durable: nothing more
     /// reaches the client until they are. Only the newest is kept; the recorder
     /// commits in order, so it being durable means every earlier one is.
@@ -161,10 +164,16 @@ pub struct RelayContext<'a> {
     pub catalog: &'a dyn FunctionCatalog,
     /// The server's `standard_conforming_strings` at startup.
     pub standard_conforming_strings: bool,
+    /// Keep the server connection for reuse: a client's Terminate is not passed on, and
+    /// the connection is returned when the session ends with the server owing nothing.
+    pub keep_upstream: bool,
 }
 
 /// Runs the relay until either side ends, the gateway shuts down, or recording fails.
 /// `client_buf` holds bytes the client sent after its password (normally none).
+/// Returns why it ended and, when `keep_upstream` is set and the client left with the
+/// server owing nothing and no transaction open, the server connection and the bytes
+/// read from it but not yet handled (normally none).
 pub async fn run(
     context: RelayContext<'_>,
     session: &Session,
@@ -173,9 +182,10 @@ pub async fn run(
     upstream: BoxIo,
     upstream_buf: BytesMut,
     mut shutdown: watch::Receiver<bool>,
-) -> End {
+) -> (End, Option<(BoxIo, BytesMut)>) {
     let (client_rd, client_wr) = tokio::io::split(client);
-    let (up_rd, up_wr) = tokio::io::split(upstream);
+    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
+    let mut upstream_buf = upstream_buf;
     let shared = Shared {
         state: Mutex::new(State {
             outstanding: 0,
@@ -185,6 +195,7 @@ pub async fn run(
             standard_conforming_strings: context.standard_conforming_strings,
             denials: std::collections::HashMap::new(),
             gate: None,
+            upstream_clean: true,
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
@@ -200,14 +211,18 @@ pub async fn run(
         barrier: false,
         barrier_at_sync: false,
         may_change: false,
+        keep_upstream: context.keep_upstream,
     };
-    let c2s = client_to_server(client, client_rd, client_buf, up_wr);
-    let s2c = server_to_client(&shared, session, up_rd, upstream_buf);
+    let c2s = client_to_server(client, client_rd, client_buf, &mut up_wr);
+    let s2c = server_to_client(&shared, session, &mut up_rd, &mut upstream_buf);
     let end = tokio::select! {
         e = c2s => e,
         e = s2c => e,
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => End::Shutdown,
     };
+    let reusable = context.keep_upstream
+        && matches!(end, End::ClientTerminated | End::ClientClosed)
+        && shared.with(|s| s.outstanding == 0 && s.tx_status == b'I' && s.upstream_clean);
     let last_words = match &end {
         _ if shared.with(|s| s.mid_frame) => None,
         End::RecorderFailed => Some(reply::recorder_unavailable("FATAL")),
@@ -234,7 +249,8 @@ pub async fn run(
     }
     let mut w = shared.client_wr.lock().await;
     let _ = w.shutdown().await;
-    end
+    let kept = reusable.then(|| (up_rd.unsplit(up_wr), upstream_buf));
+    (end, kept)
 }
 
 // === client → server ===
@@ -243,7 +259,7 @@ async fn client_to_server(
     mut client: ClientSide<'_>,
     mut rd: ReadHalf<BoxIo>,
     mut buf: BytesMut,
-    mut up: WriteHalf<BoxIo>,
+    up: &mut WriteHalf<BoxIo>,
 ) -> End {
     let shared = client.shared;
     let session = client.session;
@@ -302,7 +318,12 @@ async fn client_to_server(
                     }
                 }
                 Ok(Step::Terminate) => {
-                    forward += h.frame_len;
+                    if client.keep_upstream {
+                        // The server connection outlives this client.
+                        let _ = buf.split_off(forward);
+                    } else {
+                        forward += h.frame_len;
+                    }
                     after = Some(After::Terminate);
                     break;
                 }
@@ -351,7 +372,7 @@ async fn client_to_server(
                 s.mark = Instant::now();
             });
             let chunk = buf.split_to(forward);
-            if let Err(e) = write_all_flush(&mut up, &chunk).await {
+            if let Err(e) = write_all_flush(up, &chunk).await {
                 return End::Failed(e);
             }
         }
@@ -375,7 +396,7 @@ async fn client_to_server(
             }) => {
                 let _ = buf.split_to(skip.min(buf.len()));
                 shared.with(|s| s.outstanding += u64::from(sync));
-                if let Err(e) = write_all_flush(&mut up, &replacement).await {
+                if let Err(e) = write_all_flush(up, &replacement).await {
                     return End::Failed(e);
                 }
             }
@@ -444,6 +465,8 @@ struct ClientSide<'a> {
     /// A statement inspected in the current run may change something: the run waits
     /// for its records before it is forwarded.
     may_change: bool,
+    /// The server connection may be reused: the client's Terminate is not passed on.
+    keep_upstream: bool,
 }
 
 impl ClientSide<'_> {
@@ -787,8 +810,8 @@ async fn write_all_flush(w: &mut WriteHalf<BoxIo>, bytes: &[u8]) -> Result<(), P
 async fn server_to_client(
     shared: &Shared,
     session: &Session,
-    mut rd: ReadHalf<BoxIo>,
-    mut buf: BytesMut,
+    rd: &mut ReadHalf<BoxIo>,
+    buf: &mut BytesMut,
 ) -> End {
     let mut passthrough: usize = 0;
     let mut rows: u64 = 0;
@@ -950,7 +973,11 @@ async fn server_to_client(
             shared.idle.notify_waiters();
         }
         buf.reserve(READ_CHUNK);
-        match rd.read_buf(&mut buf).await {
+        let clean = buf.is_empty() && passthrough == 0;
+        shared.with(|s| s.upstream_clean = clean);
+        let read = rd.read_buf(buf).await;
+        shared.with(|s| s.upstream_clean = false);
+        match read {
             Ok(0) => {
                 return End::UpstreamClosed {
                     explained: saw_fatal,

@@ -64,6 +64,7 @@ pub async fn handle(
             client,
             client_buf,
             upstream,
+            params: startup_params,
         } = ready;
         tracing::Span::current().record("session", session.id());
         tracing::Span::current().record("principal", session.principal().name.as_str());
@@ -125,18 +126,34 @@ pub async fn handle(
             return;
         }
         tracing::info!(target = %session.target().model.name, "session open");
+        let pooled = session.target().config.pool;
         let context = relay::RelayContext {
             classifier: &state.classifier,
             catalog: catalog.as_ref(),
             standard_conforming_strings,
+            keep_upstream: pooled,
         };
-        let end = relay::run(
+        let (end, kept) = relay::run(
             context, &session, client, client_buf, io, leftover, shutdown,
         )
         .await;
         drop(guard);
         tracing::info!(reason = %end.reason(), "session closed");
         session.end(json!({ "reason": end.reason() })).await;
+        if let Some((io, leftover)) = kept {
+            let mut upstream = upstream::Upstream {
+                io,
+                key,
+                startup_frames: BytesMut::new(),
+                params,
+                tls,
+                leftover,
+            };
+            match upstream::reset(&mut upstream).await {
+                Ok(()) => state.pool.put(session.target(), &startup_params, upstream),
+                Err(e) => tracing::debug!(error = %e, "server connection not reusable; closed"),
+            }
+        }
     }
     .instrument(span)
     .await
@@ -160,6 +177,8 @@ struct Ready {
     client: BoxIo,
     client_buf: BytesMut,
     upstream: upstream::Upstream,
+    /// The startup parameters passed to the server (the pool's key).
+    params: Vec<(String, String)>,
 }
 
 async fn send_fatal(io: &mut BoxIo, r: Reply) -> Result<(), PostgresError> {
@@ -391,12 +410,24 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
         let _ = send_fatal(&mut io, r).await;
         return None;
     }
+    if let Some(mut upstream) = state.pool.take(session.target(), &passthrough) {
+        tracing::debug!("reusing a pooled server connection");
+        upstream.startup_frames = upstream.status_frames();
+        return Some(Ready {
+            session,
+            client: io,
+            client_buf,
+            upstream,
+            params: passthrough,
+        });
+    }
     match upstream::connect(session.target(), &passthrough).await {
         Ok(upstream) => Some(Ready {
             session,
             client: io,
             client_buf,
             upstream,
+            params: passthrough,
         }),
         Err(e) => {
             tracing::warn!(target = %target, error = %e, "could not connect to the target");

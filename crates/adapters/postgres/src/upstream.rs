@@ -280,3 +280,73 @@ pub async fn cancel(target: &TargetConfig, key: (i32, i32)) -> Result<(), Upstre
             })
         })
 }
+
+/// How long resetting a connection for reuse may take before it is closed instead.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes a connection a finished session leaves behind fit for another session:
+/// `DISCARD ALL` (settings, role, prepared statements, cursors, temporary tables,
+/// LISTENs, advisory locks, cached plans). Everything the server sends until its
+/// ReadyForQuery is read and dropped; new parameter values update `up.params`.
+/// Any error, a transaction left open or a timeout means the connection must be closed.
+pub async fn reset(up: &mut Upstream) -> Result<(), UpstreamError> {
+    match tokio::time::timeout(RESET_TIMEOUT, reset_inner(up)).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Protocol("DISCARD ALL timed out".into())),
+    }
+}
+
+async fn reset_inner(up: &mut Upstream) -> Result<(), UpstreamError> {
+    let mut out = BytesMut::new();
+    frontend::query("DISCARD ALL", &mut out).map_err(proto)?;
+    send(&mut up.io, &mut out).await?;
+    let mut discarded = false;
+    loop {
+        let (tag, body, _) = read_frame(&mut up.io, &mut up.leftover).await?;
+        match tag {
+            b'C' => discarded = backend::command_complete(&body).map_err(proto)? == "DISCARD ALL",
+            b'E' => {
+                let f = backend::error_fields(&body).map_err(proto)?;
+                return Err(UpstreamError::Protocol(format!(
+                    "DISCARD ALL failed: {} ({})",
+                    f.message, f.code
+                )));
+            }
+            b'S' => {
+                let (name, value) = backend::parameter_status(&body).map_err(proto)?;
+                match up.params.iter_mut().find(|(n, _)| n == name) {
+                    Some(p) => p.1 = value.to_owned(),
+                    None => up.params.push((name.to_owned(), value.to_owned())),
+                }
+            }
+            b'Z' => {
+                let status = backend::ready_for_query(&body).map_err(proto)?;
+                if !discarded || status != b'I' || !up.leftover.is_empty() {
+                    return Err(UpstreamError::Protocol(
+                        "the connection was not idle after DISCARD ALL".into(),
+                    ));
+                }
+                return Ok(());
+            }
+            // Notices and notifications that were still on their way.
+            _ => {}
+        }
+    }
+}
+
+impl Upstream {
+    /// The `ParameterStatus` frames a client is sent at startup, from the server's
+    /// current values (a reused connection's startup notices are long gone).
+    pub fn status_frames(&self) -> BytesMut {
+        let mut out = BytesMut::new();
+        for (name, value) in &self.params {
+            let mut body = Vec::with_capacity(name.len() + value.len() + 2);
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+            codec::put_message(&mut out, b'S', &body);
+        }
+        out
+    }
+}

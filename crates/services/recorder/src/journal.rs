@@ -306,10 +306,7 @@ mod tests {
         assert_eq!(j.segment(), 2);
         assert_eq!(j.append(&[end("b")]).unwrap(), None);
         let got = recover(&dir).unwrap();
-        assert_eq!(
-            got.iter().map(|l| l.segment).collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(got.iter().map(|l| l.segment).collect::<Vec<_>>(), [1, 2]);
         remove_segment(&dir, 1).unwrap();
         assert_eq!(recover(&dir).unwrap().len(), 1);
     }

@@ -149,7 +149,10 @@ mod tests {
         let mut got = Vec::new();
         assert!(queue.take(&mut got));
         assert_eq!(got.len(), 1);
-        assert!(started.elapsed() >= LAZY_FLUSH, "a lazy batch waits for the flush delay");
+        assert!(
+            started.elapsed() >= LAZY_FLUSH,
+            "a lazy batch waits for the flush delay"
+        );
 
         got.clear();
         queue.push(Vec::new(), None).await.unwrap();

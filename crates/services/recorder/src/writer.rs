@@ -223,7 +223,9 @@ impl Writer {
             }
         }
         // A clean stop: the ingest thread stores the last segment and deletes it.
-        let _ = self.ingest.send(Ingest::SegmentDone(self.journal.segment()));
+        let _ = self
+            .ingest
+            .send(Ingest::SegmentDone(self.journal.segment()));
     }
 
     fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {

@@ -20,8 +20,7 @@ fn main() -> std::process::ExitCode {
     {
         builder.worker_threads(n);
     }
-    let runtime = match builder.build()
-    {
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("airlock: cannot start the async runtime: {e}");

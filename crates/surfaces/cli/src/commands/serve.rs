@@ -26,12 +26,8 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
     let key = audit_key(&config, true)?.context("no audit key")?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
-    let (recorder, writer) = Recorder::start(
-        store.clone(),
-        key,
-        &config.server.data_dir.join("journal"),
-    )
-    .await?;
+    let (recorder, writer) =
+        Recorder::start(store.clone(), key, &config.server.data_dir.join("journal")).await?;
     let dangling = store.close_dangling_sessions(Timestamp::now()).await?;
     if dangling > 0 {
         tracing::warn!(

@@ -118,11 +118,11 @@ fn audit_verify_detects_and_names_edits_deletions_and_reordering() {
 /// restart, replayed from the recorder's journal, and the chain still verifies.
 #[test]
 fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
-    let mut f = Fixture::with("crash", |b| {
-        b.listener("allow_plaintext_loopback = true")
-    });
+    let mut f = Fixture::with("crash", |b| b.listener("allow_plaintext_loopback = true"));
     let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
-    let markers: Vec<String> = (0..20).map(|i| format!("select 'crash-marker-{i}'")).collect();
+    let markers: Vec<String> = (0..20)
+        .map(|i| format!("select 'crash-marker-{i}'"))
+        .collect();
     for m in &markers {
         let answer = r.query(m);
         assert!(answer.iter().any(|m| m.tag == b'C'), "{m} ran");
@@ -145,7 +145,10 @@ fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
         .filter_map(|e| e["statement"].as_str())
         .collect();
     for m in &markers {
-        assert!(recorded.contains(&m.as_str()), "{m} missing from {recorded:?}");
+        assert!(
+            recorded.contains(&m.as_str()),
+            "{m} missing from {recorded:?}"
+        );
     }
     assert!(
         session["ended_at"].is_string(),

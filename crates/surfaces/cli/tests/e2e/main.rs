@@ -14,6 +14,7 @@ mod postgres_auth;
 mod postgres_failures;
 mod postgres_malformed;
 mod postgres_policy;
+mod postgres_pool;
 mod postgres_relay;
 mod postgres_reload;
 mod postgres_stream;
