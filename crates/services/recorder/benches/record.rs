@@ -1,0 +1,89 @@
+//! Recording in isolation: the CPU work per event (chain hash, journal encoding), and a
+//! whole durable round (submit, journal append + fdatasync, acknowledgement) for one
+//! statement and for a group of concurrent ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use airlock_model::{EventKind, Timestamp};
+use airlock_recorder::{GENESIS_HASH, NewEvent, Record, Recorder, chain_hash};
+use airlock_store::{ChainedEvent, SqliteStore, Store, StoreOp};
+use airlock_vault::Secret;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn event() -> ChainedEvent {
+    ChainedEvent {
+        id: 123_456,
+        session_id: "01a21606-8021-70d6-b927-1a9d108b5c6d".into(),
+        seq: 42,
+        at: "2026-11-26T04:04:14.498963Z".into(),
+        kind: "query".into(),
+        statement: Some("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;".into()),
+        decision: Some("allow".into()),
+        detail: r#"{"actions":[{"kind":"select","object":"public.pgbench_accounts"}],"policies":["agents-read-only"],"policy_version":"3f2a"}"#.into(),
+        prev_hash: GENESIS_HASH.into(),
+        hash: String::new(),
+    }
+}
+
+fn new_event(session: &str) -> Record {
+    Record::Event(NewEvent {
+        session_id: session.into(),
+        at: Timestamp::now(),
+        kind: EventKind::Query,
+        statement: Some("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;".into()),
+        decision: Some("allow"),
+        detail: serde_json::json!({ "actions": [{ "kind": "select" }] }),
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let e = event();
+    c.bench_function("record/chain_hash", |b| {
+        b.iter(|| black_box(chain_hash(b"an audit key of 32 bytes........", black_box(&e))))
+    });
+    let op = StoreOp::Event(e.clone());
+    c.bench_function("record/journal_line", |b| {
+        let mut buf = Vec::with_capacity(1024);
+        b.iter(|| {
+            buf.clear();
+            serde_json::to_writer(&mut buf, black_box(&op)).unwrap();
+            black_box(buf.len())
+        })
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("airlock-bench-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (recorder, _done) = rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
+        Recorder::start(store, Secret::new("k".repeat(32)), &dir.join("journal"))
+            .await
+            .unwrap()
+    });
+    c.bench_function("record/durable_round_1_statement", |b| {
+        b.iter(|| rt.block_on(recorder.record(vec![new_event("s1")])).unwrap())
+    });
+    c.bench_function("record/durable_round_8_concurrent_statements", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut tasks = Vec::new();
+                for i in 0..8 {
+                    let r = recorder.clone();
+                    tasks.push(tokio::spawn(async move {
+                        r.record(vec![new_event(&format!("s{i}"))]).await
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap().unwrap();
+                }
+            })
+        })
+    });
+    drop(recorder);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
