@@ -41,7 +41,12 @@ fn new_event(session: &str) -> Record {
 fn bench(c: &mut Criterion) {
     let e = event();
     c.bench_function("record/chain_hash", |b| {
-        b.iter(|| black_box(chain_hash(b"an audit key of 32 bytes........", black_box(&e))))
+        b.iter(|| {
+            black_box(chain_hash(
+                b"an audit key of 32 bytes........",
+                black_box(&e),
+            ))
+        })
     });
     let op = StoreOp::Event(e.clone());
     c.bench_function("record/journal_line", |b| {

@@ -164,3 +164,57 @@ fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
     let left: Vec<_> = std::fs::read_dir(&journal).unwrap().collect();
     assert_eq!(left.len(), 1, "replayed segments are deleted: {left:?}");
 }
+
+/// Makes the journal's files immutable (`chattr +i`) for as long as it lives.
+struct FrozenJournal(Vec<std::path::PathBuf>);
+
+impl FrozenJournal {
+    /// `None` where the file system has no immutable flag (tmpfs...).
+    fn freeze(dir: &std::path::Path) -> Option<FrozenJournal> {
+        let files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .args(&files)
+            .status()
+            .is_ok_and(|s| s.success());
+        let frozen = FrozenJournal(files);
+        ok.then_some(frozen)
+    }
+}
+
+impl Drop for FrozenJournal {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+    }
+}
+
+/// Fail closed: when the journal cannot be written, a read sent to the server is not
+/// answered, the session ends with 58000, and no further session is served.
+#[test]
+fn when_recording_fails_no_answer_reaches_the_agent_and_nothing_more_is_served() {
+    let f = Fixture::with("recfail", |b| b.listener("allow_plaintext_loopback = true"));
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    assert!(r.query("select 1").iter().any(|m| m.tag == b'D'));
+    let journal = f.gw.store_path().with_file_name("journal");
+    let Some(_frozen) = FrozenJournal::freeze(&journal) else {
+        eprintln!("chattr +i is not supported here; recorder failure not exercised");
+        return;
+    };
+    let answer = r.query("select 'must-not-arrive'");
+    assert!(
+        !answer.iter().any(|m| m.tag == b'D'),
+        "a row reached the agent although its record failed: {answer:?}"
+    );
+    let error = answer
+        .iter()
+        .find(|m| m.tag == b'E')
+        .expect("an error is sent");
+    assert_eq!(error.field(b'C').as_deref(), Some("58000"), "{error:?}");
+    assert!(r.closed(), "the session ends");
+    let next = psql(&f.conn(), &["select 1"]);
+    assert!(!next.ok, "a new session is not served: {}", next.stdout);
+    assert!(next.stderr.contains("record"), "{}", next.stderr);
+}

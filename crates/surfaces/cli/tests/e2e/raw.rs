@@ -10,6 +10,7 @@ pub struct Raw {
 }
 
 /// A message read back: tag and body.
+#[derive(Debug)]
 pub struct Msg {
     pub tag: u8,
     pub body: Vec<u8>,
