@@ -96,6 +96,10 @@ struct State {
     /// The server→client side is waiting for the server with no partial frame in
     /// hand: the connection could be handed to another session.
     upstream_clean: bool,
+    /// Extended-protocol messages were sent since the last Sync: the server holds an
+    /// implicit transaction that a later simple query could commit, so the connection
+    /// is not reused.
+    extended_open: bool,
     /// Records of reads already sent to the server but not yet durable: nothing more
     /// reaches the client until they are. Only the newest is kept; the recorder
     /// commits in order, so it being durable means every earlier one is.
@@ -196,6 +200,7 @@ pub async fn run(
             denials: std::collections::HashMap::new(),
             gate: None,
             upstream_clean: true,
+            extended_open: false,
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
@@ -222,7 +227,9 @@ pub async fn run(
     };
     let reusable = context.keep_upstream
         && matches!(end, End::ClientTerminated | End::ClientClosed)
-        && shared.with(|s| s.outstanding == 0 && s.tx_status == b'I' && s.upstream_clean);
+        && shared.with(|s| {
+            s.outstanding == 0 && s.tx_status == b'I' && s.upstream_clean && !s.extended_open
+        });
     let last_words = match &end {
         _ if shared.with(|s| s.mid_frame) => None,
         End::RecorderFailed => Some(reply::recorder_unavailable("FATAL")),
@@ -310,6 +317,13 @@ async fn client_to_server(
                 Ok(Step::Forward { sync }) => {
                     forward += h.frame_len;
                     syncs += u64::from(sync);
+                    match h.tag {
+                        b'S' => shared.with(|s| s.extended_open = false),
+                        b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => {
+                            shared.with(|s| s.extended_open = true)
+                        }
+                        _ => {}
+                    }
                     if client.barrier {
                         // What follows may parse differently once this has run.
                         client.barrier = false;
@@ -336,6 +350,9 @@ async fn client_to_server(
                     break;
                 }
                 Ok(Step::Substitute { replacement, sync }) => {
+                    if !sync {
+                        shared.with(|s| s.extended_open = true);
+                    }
                     after = Some(After::Substitute {
                         replacement,
                         skip: h.frame_len,

@@ -115,3 +115,43 @@ fn a_reload_retires_pooled_connections() {
         "connections made with the old configuration (and secret) are not reused"
     );
 }
+
+#[test]
+fn a_session_that_leaves_extended_protocol_messages_unsynced_does_not_hand_its_connection_on() {
+    use crate::raw::message;
+    let f = Fixture::with("pool_unsynced", |b| {
+        b.listener("allow_plaintext_loopback = true")
+    });
+    let conn = f.conn();
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    let pid = r
+        .query("select pg_backend_pid()")
+        .iter()
+        .find(|m| m.tag == b'D')
+        .map(|m| String::from_utf8_lossy(&m.body[6..]).into_owned())
+        .unwrap();
+    // Parse, Bind, Execute of an INSERT, then Terminate without Sync: the server ran it
+    // in an implicit transaction that must not be committed by anything that follows.
+    let mut parse = b"\0insert into orders(customer_id, total) values (1, 777777)\0".to_vec();
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut execute = b"\0".to_vec();
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    r.send(&message(b'P', &parse));
+    r.send(&message(b'B', &bind));
+    r.send(&message(b'E', &execute));
+    r.send(&message(b'H', &[]));
+    let answer = r.read_until(b'C');
+    assert!(answer.is_some(), "the INSERT ran");
+    r.send(&message(b'X', &[]));
+    drop(r);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let rows = psql(&conn, &["select count(*) from orders where total = 777777"]);
+    assert_eq!(
+        rows.stdout.trim(),
+        "0",
+        "the unsynced INSERT was not committed"
+    );
+    assert_ne!(backend_pid(&conn), pid, "its connection was not reused");
+}
