@@ -7,6 +7,12 @@
 //! statement that might change data, schema, settings, sequences or session state waits
 //! for its record before it is sent. When in doubt, the answer here is "it may change
 //! something".
+//!
+//! Inside a transaction block the same holds for plain data changes
+//! ([`undone_unless_committed`]): if the gateway dies before their record is durable,
+//! its connection to the server drops and the server rolls the transaction back, so the
+//! change never takes effect. `COMMIT` itself always waits, and the journal is written in
+//! order, so every record of the transaction is durable before it commits.
 
 use airlock_model::{Action, SqlAction, SqlObject};
 
@@ -17,6 +23,20 @@ use crate::policy::{FunctionCatalog, Volatility};
 pub fn changes_nothing(actions: &[Action], catalog: &dyn FunctionCatalog) -> bool {
     actions.iter().all(|action| match action {
         Action::Sql(sql) => sql_changes_nothing(sql, catalog),
+        _ => false,
+    })
+}
+
+/// `true` only when every action is a plain read (see [`changes_nothing`]) or a data
+/// change (`INSERT`, `UPDATE`, `DELETE`, `MERGE`) that calls no volatile function: what
+/// a transaction block's rollback undoes entirely. Sequences advanced by column
+/// defaults are not rolled back, and effects hidden in triggers are not seen here.
+pub fn undone_unless_committed(actions: &[Action], catalog: &dyn FunctionCatalog) -> bool {
+    actions.iter().all(|action| match action {
+        Action::Sql(sql) => {
+            matches!(sql.kind.as_str(), "insert" | "update" | "delete" | "merge")
+                || sql_changes_nothing(sql, catalog)
+        }
         _ => false,
     })
 }
@@ -100,6 +120,46 @@ mod tests {
             "select 1; delete from t",
         ] {
             assert!(!check(sql), "{sql}");
+        }
+    }
+
+    fn in_transaction(sql: &str) -> bool {
+        let actions: Vec<Action> = Classifier::new()
+            .classify(sql, ParseOptions::default())
+            .unwrap()
+            .into_iter()
+            .flat_map(|s| s.actions)
+            .map(Action::Sql)
+            .collect();
+        undone_unless_committed(&actions, &Catalog)
+    }
+
+    #[test]
+    fn data_changes_are_undone_by_a_rollback_but_commits_and_side_effects_are_not() {
+        for sql in [
+            "update t set a = a + 1 where id = 3",
+            "insert into t values (1, now())",
+            "delete from t where id = 1",
+            "with x as (delete from t returning *) insert into u select * from x",
+            "select * from t",
+        ] {
+            assert!(in_transaction(sql), "{sql}");
+        }
+        for sql in [
+            "commit",
+            "end",
+            "prepare transaction 'x'",
+            "rollback",
+            "begin",
+            "update t set a = nextval('s')",
+            "insert into t select pg_terminate_backend(1)",
+            "copy t from stdin",
+            "create table x (a int)",
+            "set search_path = x",
+            "select * into t2 from t",
+            "lock table t",
+        ] {
+            assert!(!in_transaction(sql), "{sql}");
         }
     }
 

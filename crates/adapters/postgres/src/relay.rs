@@ -23,7 +23,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use airlock_engine::effects::changes_nothing;
+use airlock_engine::effects::{changes_nothing, undone_unless_committed};
 use airlock_engine::policy::FunctionCatalog;
 use airlock_engine::sql::{Classifier, ParseOptions, SqlError, StatementEffect};
 use airlock_model::{Action, Decision, EventKind, Verdict};
@@ -120,7 +120,7 @@ impl Shared {
         }
     }
 
-    /// Waits until the records of reads already forwarded are durable.
+    /// Waits until the records of statements already forwarded are durable.
     async fn pass_gate(&self) -> Result<(), PostgresError> {
         if let Some(pending) = self.with(|s| s.gate.take()) {
             pending.await?;
@@ -128,8 +128,8 @@ impl Shared {
         Ok(())
     }
 
+    /// Writes to the client. Callers pass the gate first when `bytes` may carry data.
     async fn write_client(&self, bytes: &[u8]) -> Result<(), PostgresError> {
-        self.pass_gate().await?;
         let mut w = self.client_wr.lock().await;
         w.write_all(bytes).await?;
         w.flush().await?;
@@ -145,6 +145,8 @@ impl Shared {
             let status = self.with(|s| s.tx_status);
             backend::put_ready(&mut out, status);
         }
+        // Airlock's own words carry no data: they never wait at the gate (the last
+        // words after a recorder failure must get out even though the gate failed).
         self.write_client(&out).await
     }
 
@@ -217,6 +219,7 @@ pub async fn run(
         barrier_at_sync: false,
         may_change: false,
         keep_upstream: context.keep_upstream,
+        in_block: false,
     };
     let c2s = client_to_server(client, client_rd, client_buf, &mut up_wr);
     let s2c = server_to_client(&shared, session, &mut up_rd, &mut upstream_buf);
@@ -277,6 +280,7 @@ async fn client_to_server(
         let mut syncs = 0u64;
         let mut forward = 0usize;
         let mut after: Option<After> = None;
+        client.in_block = shared.with(|s| s.outstanding == 0 && s.tx_status == b'T');
         loop {
             let rest = buf.get(forward..).unwrap_or(&[]);
             if passthrough > 0 {
@@ -484,6 +488,9 @@ struct ClientSide<'a> {
     may_change: bool,
     /// The server connection may be reused: the client's Terminate is not passed on.
     keep_upstream: bool,
+    /// The current run starts inside a transaction block: the server is idle with
+    /// status `T`, so nothing in flight can end the block before the run arrives.
+    in_block: bool,
 }
 
 impl ClientSide<'_> {
@@ -579,6 +586,17 @@ impl ClientSide<'_> {
         Ok((actions, effects))
     }
 
+    /// Whether an allowed statement may be sent before its record is durable (its
+    /// answer then waits at the gate): a plain read, or inside a transaction block a
+    /// data change that the server rolls back if Airlock dies before the record is.
+    fn may_defer(&self, actions: &[Action]) -> bool {
+        if self.in_block {
+            undone_unless_committed(actions, self.catalog)
+        } else {
+            changes_nothing(actions, self.catalog)
+        }
+    }
+
     fn verdict_for(&self, actions: &[Action]) -> Verdict {
         self.session.decide(actions, self.catalog)
     }
@@ -605,7 +623,7 @@ impl ClientSide<'_> {
                 match verdict.decision {
                     Decision::Allow => {
                         self.barrier = actions.iter().any(changes_parsing);
-                        self.may_change |= !changes_nothing(&actions, self.catalog);
+                        self.may_change |= !self.may_defer(&actions);
                         self.apply(text, effects);
                         Step::Forward { sync: true }
                     }
@@ -699,7 +717,7 @@ impl ClientSide<'_> {
                         if actions.iter().any(changes_parsing) {
                             self.barrier_at_sync = true;
                         }
-                        self.may_change |= !changes_nothing(&actions, self.catalog);
+                        self.may_change |= !self.may_defer(&actions);
                         Step::Forward { sync: false }
                     }
                     _ => self.refuse_in_order(refusal(&verdict), false),
@@ -805,6 +823,19 @@ fn refusal(verdict: &Verdict) -> Reply {
     }
 }
 
+/// Server messages that carry nothing of the data: completions (a command tag such as
+/// `UPDATE 1`), readiness, parameter and statement bookkeeping. A run of only these may
+/// reach the client before the records of the statements it answers are durable: those
+/// statements are either plain reads, whose rows (never bookkeeping) wait at the gate,
+/// or changes inside a transaction block, which the server rolls back if Airlock dies
+/// before the records are durable (and `COMMIT` waits for them).
+fn is_bookkeeping(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'C' | b'Z' | b'1' | b'2' | b'3' | b'n' | b's' | b'I' | b't' | b'S'
+    )
+}
+
 /// How a relay ends after a failed write to the client.
 fn ended_by(e: PostgresError) -> End {
     match e {
@@ -837,6 +868,9 @@ async fn server_to_client(
         let mut forward = 0usize;
         let mut drafts: Vec<EventDraft> = Vec::new();
         let mut became_idle = false;
+        // The run holds something beyond protocol bookkeeping (rows, errors, notices):
+        // it may only reach the client once the records before it are durable.
+        let mut carries_data = false;
         loop {
             let rest = buf.get(forward..).unwrap_or(&[]);
             if passthrough > 0 {
@@ -856,6 +890,7 @@ async fn server_to_client(
                 }
             };
             if matches!(h.tag, b'D' | b'd') {
+                carries_data = true;
                 rows += 1;
                 let n = h.frame_len.min(rest.len());
                 forward += n;
@@ -872,6 +907,7 @@ async fn server_to_client(
             let Some(body) = rest.get(5..h.frame_len) else {
                 break;
             };
+            carries_data |= !is_bookkeeping(h.tag);
             let mut replacement: Option<BytesMut> = None;
             let outcome = match h.tag {
                 b'C' => backend::command_complete(body).map(|t| {
@@ -961,6 +997,9 @@ async fn server_to_client(
                 let mut chunk = buf.split_to(forward + h.frame_len);
                 chunk.truncate(forward);
                 chunk.extend_from_slice(&bytes);
+                if let Err(e) = shared.pass_gate().await {
+                    return ended_by(e);
+                }
                 if let Err(e) = shared.write_client(&chunk).await {
                     return ended_by(e);
                 }
@@ -977,7 +1016,7 @@ async fn server_to_client(
             let chunk = buf.split_to(forward);
             // Until the write completes the client may hold a partial frame (this future
             // can be dropped mid-write when the session ends).
-            if let Err(e) = shared.pass_gate().await {
+            if carries_data && let Err(e) = shared.pass_gate().await {
                 return ended_by(e);
             }
             shared.with(|s| s.mid_frame = true);

@@ -305,7 +305,10 @@ mod tests {
         // A torn line followed by a complete one (the pages of one write reached the
         // disk out of order) is a torn tail too: both belong to the unfinished commit.
         j.file
-            .write_all_at(b"\0\0\0\n{\"op\":\"end_session\",\"id\":\"c\",\"at\":\"2026-11-26T00:00:00Z\"}\n", at)
+            .write_all_at(
+                b"\0\0\0\n{\"op\":\"end_session\",\"id\":\"c\",\"at\":\"2026-11-26T00:00:00Z\"}\n",
+                at,
+            )
             .unwrap();
         assert_eq!(recover(&dir).unwrap()[0].ops.len(), 1);
     }

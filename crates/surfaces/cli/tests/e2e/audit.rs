@@ -218,3 +218,50 @@ fn when_recording_fails_no_answer_reaches_the_agent_and_nothing_more_is_served()
     assert!(!next.ok, "a new session is not served: {}", next.stdout);
     assert!(next.stderr.contains("record"), "{}", next.stderr);
 }
+
+/// Inside a transaction block a data change is sent while its record syncs (its
+/// command tag may even come back): when the record cannot be written, COMMIT is never
+/// forwarded, the session ends with 58000, and the server rolls the change back.
+#[test]
+fn when_recording_fails_inside_a_transaction_the_change_is_rolled_back() {
+    let f = Fixture::with("recfail_tx", |b| {
+        b.listener("allow_plaintext_loopback = true")
+    });
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    r.query("begin");
+    assert!(
+        r.query("update orders set total = 31337 where id = 1")
+            .iter()
+            .any(|m| m.tag == b'C')
+    );
+    let journal = f.gw.store_path().with_file_name("journal");
+    let Some(frozen) = FrozenJournal::freeze(&journal) else {
+        eprintln!("chattr +i is not supported here; recorder failure not exercised");
+        return;
+    };
+    // The update's command tag may come back (it carries no data); the failure shows
+    // at the latest when the transaction tries to commit.
+    let mut seen = r.query("update orders set total = 424242 where id = 2");
+    seen.extend(r.query("commit"));
+    let error = seen
+        .iter()
+        .find(|m| m.tag == b'E')
+        .unwrap_or_else(|| panic!("an error is sent: {seen:?}"));
+    assert_eq!(error.field(b'C').as_deref(), Some("58000"), "{error:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m.tag == b'C' && m.body.starts_with(b"COMMIT")),
+        "{seen:?}"
+    );
+    assert!(r.closed(), "the session ends");
+    drop(frozen);
+    let pg = airlock_testkit::Postgres::shared();
+    let total = pg
+        .superuser_sql(
+            &f.db,
+            "select count(*) from orders where total in (31337, 424242)",
+        )
+        .unwrap();
+    assert_eq!(total.trim(), "0", "the open transaction was rolled back");
+}
