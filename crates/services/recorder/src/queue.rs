@@ -2,8 +2,9 @@
 //!
 //! Two kinds of submissions: *urgent* ones, whose caller waits for durability (a
 //! statement about to be forwarded), wake the writer at once; *lazy* ones (results,
-//! disconnects) do not wake it, and ride along with the next urgent commit or are
-//! written after [`LAZY_FLUSH`] at the latest. Under load that saves a thread wake-up
+//! disconnects) never wake it, and ride along with the next urgent commit or are
+//! written within [`LAZY_FLUSH`] (the writer looks that often while it has nothing
+//! urgent). Under load that saves a thread wake-up
 //! per statement. Capacity is bounded by a semaphore: a full queue makes submitters
 //! wait (back-pressure); nothing is ever dropped.
 
@@ -82,9 +83,9 @@ impl Queue {
             // or about to look.
             !std::mem::replace(&mut state.urgent, true)
         } else {
-            // The first lazy batch starts the writer's flush timer.
+            // Never woken for: the writer looks every LAZY_FLUSH anyway.
             state.lazy_since.get_or_insert_with(Instant::now);
-            state.batches.len() == 1
+            false
         };
         drop(state);
         if wake {
@@ -104,21 +105,16 @@ impl Queue {
             if state.urgent || state.closed {
                 break;
             }
-            match state.lazy_since {
-                Some(since) => {
-                    let waited = since.elapsed();
-                    if waited >= LAZY_FLUSH {
-                        break;
-                    }
-                    match self.wake.wait_timeout(state, LAZY_FLUSH - waited) {
-                        Ok((s, _)) => state = s,
-                        Err(_) => return false,
-                    }
-                }
-                None => match self.wake.wait(state) {
-                    Ok(s) => state = s,
-                    Err(_) => return false,
-                },
+            // Lazy batches do not wake the writer (that would cost a thread switch per
+            // statement's result): it looks every LAZY_FLUSH instead.
+            let left = match state.lazy_since {
+                Some(since) if since.elapsed() >= LAZY_FLUSH => break,
+                Some(since) => LAZY_FLUSH - since.elapsed(),
+                None => LAZY_FLUSH,
+            };
+            match self.wake.wait_timeout(state, left) {
+                Ok((s, _)) => state = s,
+                Err(_) => return false,
             }
         }
         std::mem::swap(into, &mut state.batches);
