@@ -55,6 +55,17 @@ def error_text(body):
     return f"{fields.get(b'S', 'ERROR')} {fields.get(b'C', '')}: {fields.get(b'M', '')}"
 
 
+def read_auth(sock, expected_code, name):
+    """Reads an authentication message with `expected_code`; its body after the code."""
+    kind, body = read_msg(sock)
+    if kind == b"E":
+        raise PgError(error_text(body))
+    code = struct.unpack("!I", body[:4])[0]
+    if kind != b"R" or code != expected_code:
+        raise PgError(f"expected {name}, got {kind!r} {code}")
+    return body
+
+
 def scram_sha_256(sock, user, password, mechanisms):
     if "SCRAM-SHA-256" not in mechanisms:
         raise PgError(f"no supported SASL mechanism in {mechanisms}")
@@ -63,12 +74,7 @@ def scram_sha_256(sock, user, password, mechanisms):
     gs2 = "n,,"
     first = (gs2 + client_first_bare).encode()
     send_msg(sock, b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first)
-    kind, body = read_msg(sock)
-    if kind == b"E":
-        raise PgError(error_text(body))
-    code = struct.unpack("!I", body[:4])[0]
-    if kind != b"R" or code != 11:
-        raise PgError(f"expected SASLContinue, got {kind!r} {code}")
+    body = read_auth(sock, 11, "SASLContinue")
     server_first = body[4:].decode()
     attrs = dict(item.split("=", 1) for item in server_first.split(","))
     if not attrs["r"].startswith(nonce):
@@ -82,12 +88,7 @@ def scram_sha_256(sock, user, password, mechanisms):
     proof = bytes(a ^ b for a, b in zip(client_key, signature))
     final = f"{final_without_proof},p={base64.b64encode(proof).decode()}".encode()
     send_msg(sock, b"p", final)
-    kind, body = read_msg(sock)
-    if kind == b"E":
-        raise PgError(error_text(body))
-    code = struct.unpack("!I", body[:4])[0]
-    if kind != b"R" or code != 12:
-        raise PgError(f"expected SASLFinal, got {kind!r} {code}")
+    body = read_auth(sock, 12, "SASLFinal")
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     expected = base64.b64encode(hmac.new(server_key, auth_message, hashlib.sha256).digest()).decode()
     if body[4:].decode() != f"v={expected}":

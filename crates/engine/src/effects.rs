@@ -74,15 +74,18 @@ mod tests {
         }
     }
 
-    fn check(sql: &str) -> bool {
-        let actions: Vec<Action> = Classifier::new()
+    fn actions_of(sql: &str) -> Vec<Action> {
+        Classifier::new()
             .classify(sql, ParseOptions::default())
             .unwrap()
             .into_iter()
             .flat_map(|s| s.actions)
             .map(Action::Sql)
-            .collect();
-        changes_nothing(&actions, &Catalog)
+            .collect()
+    }
+
+    fn check(sql: &str) -> bool {
+        changes_nothing(&actions_of(sql), &Catalog)
     }
 
     #[test]
@@ -124,14 +127,7 @@ mod tests {
     }
 
     fn in_transaction(sql: &str) -> bool {
-        let actions: Vec<Action> = Classifier::new()
-            .classify(sql, ParseOptions::default())
-            .unwrap()
-            .into_iter()
-            .flat_map(|s| s.actions)
-            .map(Action::Sql)
-            .collect();
-        undone_unless_committed(&actions, &Catalog)
+        undone_unless_committed(&actions_of(sql), &Catalog)
     }
 
     #[test]
@@ -165,13 +161,9 @@ mod tests {
 
     #[test]
     fn an_unknown_function_may_change_something() {
-        let actions: Vec<Action> = Classifier::new()
-            .classify("select lower('A')", ParseOptions::default())
-            .unwrap()
-            .into_iter()
-            .flat_map(|s| s.actions)
-            .map(Action::Sql)
-            .collect();
-        assert!(!changes_nothing(&actions, &NoCatalog));
+        assert!(!changes_nothing(
+            &actions_of("select lower('A')"),
+            &NoCatalog
+        ));
     }
 }
