@@ -10,4 +10,6 @@
 mod classify;
 mod plpgsql;
 
-pub use classify::{Classifier, ParseOptions, SQL_KINDS, SqlError, Statement, StatementEffect};
+pub use classify::{
+    Classifier, ParseOptions, SQL_KINDS, SqlError, Statement, StatementEffect, TxControl,
+};

@@ -432,6 +432,17 @@ async fn client_to_server(
     }
 }
 
+/// A statement string as the relay understands it.
+#[derive(Default)]
+struct Understood {
+    /// The actions of all its statements (and of prepared statements it executes).
+    actions: Vec<Action>,
+    /// Session effects to apply if it is allowed.
+    effects: Vec<StatementEffect>,
+    /// It may be sent before its record is durable (see `ClientSide::understand`).
+    deferrable: bool,
+}
+
 /// What to do after forwarding the frames before the current one.
 enum After {
     Terminate,
@@ -532,8 +543,10 @@ impl ClientSide<'_> {
     }
 
     /// Classifies `text` into the actions of all its statements; an EXECUTE adds the
-    /// prepared statement's actions. Returns the effects to apply if it is allowed.
-    fn understand(&self, text: &str) -> Result<(Vec<Action>, Vec<StatementEffect>), String> {
+    /// prepared statement's actions. Returns the effects to apply if it is allowed, and
+    /// whether every statement may be sent before its record is durable (`may_defer`,
+    /// or transaction control that leaves nothing behind if the session dies).
+    fn understand(&self, text: &str) -> Result<Understood, String> {
         let statements = self
             .classifier
             .classify(text, self.parse_options())
@@ -547,10 +560,16 @@ impl ClientSide<'_> {
             })?;
         let mut actions = Vec::new();
         let mut effects = Vec::new();
+        let mut deferrable = true;
         // PREPARE earlier in the same string counts for an EXECUTE later in it.
         let mut prepared_here: Vec<(String, Vec<Action>)> = Vec::new();
         for st in statements {
-            actions.extend(st.actions.into_iter().map(Action::Sql));
+            let own: Vec<Action> = st.actions.into_iter().map(Action::Sql).collect();
+            deferrable &= match &st.effect {
+                StatementEffect::Transaction(control) => !control.lasting(),
+                _ => self.may_defer(&own),
+            };
+            actions.extend(own);
             if let StatementEffect::Prepare {
                 name,
                 actions: inner,
@@ -583,7 +602,11 @@ impl ClientSide<'_> {
             }
             effects.push(st.effect);
         }
-        Ok((actions, effects))
+        Ok(Understood {
+            actions,
+            effects,
+            deferrable,
+        })
     }
 
     /// Whether an allowed statement may be sent before its record is durable (its
@@ -610,10 +633,15 @@ impl ClientSide<'_> {
         Ok(match tag {
             b'Q' => {
                 let text = frontend::query(body)?;
-                let (verdict, actions, effects) = match self.understand(text) {
-                    Ok((actions, effects)) => (self.verdict_for(&actions), actions, effects),
-                    Err(reason) => (refused_verdict(reason), Vec::new(), Vec::new()),
+                let (verdict, u) = match self.understand(text) {
+                    Ok(u) => (self.verdict_for(&u.actions), u),
+                    Err(reason) => (refused_verdict(reason), Understood::default()),
                 };
+                let Understood {
+                    actions,
+                    effects,
+                    deferrable,
+                } = u;
                 drafts.push(translate::statement_draft(
                     EventKind::Query,
                     Some(text),
@@ -622,8 +650,15 @@ impl ClientSide<'_> {
                 ));
                 match verdict.decision {
                     Decision::Allow => {
-                        self.barrier = actions.iter().any(changes_parsing);
-                        self.may_change |= !self.may_defer(&actions);
+                        // Transaction control is judged by what it is: BEGIN or a
+                        // savepoint cannot change how later text parses.
+                        self.barrier = actions
+                            .iter()
+                            .any(|a| changes_parsing(a) && !is_transaction_control(a))
+                            || effects.iter().any(|e| {
+                                matches!(e, StatementEffect::Transaction(c) if c.may_change_settings())
+                            });
+                        self.may_change |= !deferrable;
                         self.apply(text, effects);
                         Step::Forward { sync: true }
                     }
@@ -633,7 +668,7 @@ impl ClientSide<'_> {
             b'P' => {
                 let p = frontend::parse(body)?;
                 let (verdict, actions) = match self.understand(p.text) {
-                    Ok((actions, _)) => (self.verdict_for(&actions), actions),
+                    Ok(u) => (self.verdict_for(&u.actions), u.actions),
                     Err(reason) => (refused_verdict(reason), Vec::new()),
                 };
                 let detail = translate::verdict_detail(
@@ -760,7 +795,9 @@ impl ClientSide<'_> {
                     },
                 ),
                 StatementEffect::Deallocate { name } => self.statements.deallocate(name.as_deref()),
-                StatementEffect::Execute { .. } | StatementEffect::None => {}
+                StatementEffect::Execute { .. }
+                | StatementEffect::Transaction(_)
+                | StatementEffect::None => {}
             }
         }
     }
@@ -784,6 +821,10 @@ fn changes_parsing(action: &Action) -> bool {
         }
         _ => false,
     }
+}
+
+fn is_transaction_control(action: &Action) -> bool {
+    matches!(action, Action::Sql(sql) if sql.kind == "transaction")
 }
 
 /// A verdict for something that could not be decided at all (fail closed).

@@ -73,6 +73,55 @@ pub enum StatementEffect {
         /// Statement name, or `None` for all.
         name: Option<String>,
     },
+    /// Transaction control.
+    Transaction(TxControl),
+}
+
+/// Which transaction-control statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxControl {
+    /// `BEGIN`, `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `END` (also `AND CHAIN`).
+    Commit,
+    /// `ROLLBACK`, `ABORT`.
+    Rollback,
+    /// `SAVEPOINT`.
+    Savepoint,
+    /// `RELEASE SAVEPOINT`.
+    Release,
+    /// `ROLLBACK TO SAVEPOINT`.
+    RollbackTo,
+    /// `PREPARE TRANSACTION`.
+    Prepare,
+    /// `COMMIT PREPARED`.
+    CommitPrepared,
+    /// `ROLLBACK PREPARED`.
+    RollbackPrepared,
+}
+
+impl TxControl {
+    /// Whether its effect outlives the session if the session dies right after it:
+    /// commits and the two-phase commands do; `BEGIN`, `ROLLBACK` and savepoints are
+    /// undone or made moot by a dropped connection.
+    pub fn lasting(self) -> bool {
+        matches!(
+            self,
+            TxControl::Commit
+                | TxControl::Prepare
+                | TxControl::CommitPrepared
+                | TxControl::RollbackPrepared
+        )
+    }
+
+    /// Whether it can change settings (`SET LOCAL` reverts when a transaction ends, a
+    /// rollback undoes `SET`), and so how later text parses.
+    pub fn may_change_settings(self) -> bool {
+        !matches!(
+            self,
+            TxControl::Begin | TxControl::Savepoint | TxControl::Release
+        )
+    }
 }
 
 /// One top-level statement of a query string.
@@ -309,6 +358,32 @@ pub(crate) fn statement(
             }
             _ => StatementEffect::None,
         },
+        "TransactionStmt" => {
+            use pg_query::protobuf::TransactionStmtKind as Tx;
+            let kind = body.get("kind").and_then(Value::as_i64).unwrap_or(0);
+            let is = |k: Tx| k as i64 == kind;
+            let control = if is(Tx::TransStmtBegin) || is(Tx::TransStmtStart) {
+                TxControl::Begin
+            } else if is(Tx::TransStmtRollback) {
+                TxControl::Rollback
+            } else if is(Tx::TransStmtSavepoint) {
+                TxControl::Savepoint
+            } else if is(Tx::TransStmtRelease) {
+                TxControl::Release
+            } else if is(Tx::TransStmtRollbackTo) {
+                TxControl::RollbackTo
+            } else if is(Tx::TransStmtPrepare) {
+                TxControl::Prepare
+            } else if is(Tx::TransStmtCommitPrepared) {
+                TxControl::CommitPrepared
+            } else if is(Tx::TransStmtRollbackPrepared) {
+                TxControl::RollbackPrepared
+            } else {
+                // COMMIT, and anything unknown is treated as the strictest.
+                TxControl::Commit
+            };
+            StatementEffect::Transaction(control)
+        }
         "DeallocateStmt" => {
             let name = str_field(body, "name");
             let all =

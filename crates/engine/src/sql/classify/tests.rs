@@ -537,3 +537,29 @@ fn the_depth_estimate_never_exceeds_the_length_plus_one() {
     let deeper = format!("select {}1{}", "(".repeat(2000), ")".repeat(2000));
     assert!(too_deep(&deeper));
 }
+
+#[test]
+fn transaction_control_is_told_apart() {
+    for (sql, control) in [
+        ("begin", TxControl::Begin),
+        ("start transaction read only", TxControl::Begin),
+        ("rollback", TxControl::Rollback),
+        ("abort", TxControl::Rollback),
+        ("savepoint a", TxControl::Savepoint),
+        ("release savepoint a", TxControl::Release),
+        ("rollback to savepoint a", TxControl::RollbackTo),
+        ("commit", TxControl::Commit),
+        ("end", TxControl::Commit),
+        ("commit and chain", TxControl::Commit),
+        ("prepare transaction 'x'", TxControl::Prepare),
+        ("commit prepared 'x'", TxControl::CommitPrepared),
+        ("rollback prepared 'x'", TxControl::RollbackPrepared),
+    ] {
+        let st = classify_uncached(sql, ParseOptions::default()).unwrap();
+        assert_eq!(st[0].effect, StatementEffect::Transaction(control), "{sql}");
+    }
+    assert!(TxControl::Commit.lasting() && TxControl::Prepare.lasting());
+    assert!(!TxControl::Begin.lasting() && !TxControl::Rollback.lasting());
+    assert!(TxControl::Commit.may_change_settings() && TxControl::RollbackTo.may_change_settings());
+    assert!(!TxControl::Begin.may_change_settings());
+}

@@ -340,6 +340,28 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
         "customers was read through a cached decision"
     );
     assert!(!denied.iter().any(|m| m.tag == b'D'));
+
+    // Ending a transaction reverts SET LOCAL (and a rollback undoes SET): what is
+    // pipelined behind COMMIT or ROLLBACK is parsed with the setting restored.
+    for end in ["commit", "rollback"] {
+        r.query("set standard_conforming_strings = off");
+        r.query("begin");
+        r.query("set local standard_conforming_strings = on");
+        let mut batch = message(b'Q', format!("{end}\0").as_bytes());
+        batch.extend(message(
+            b'Q',
+            b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
+        ));
+        r.send(&batch);
+        let errors = r.errors_until_ready(2);
+        assert_eq!(errors.len(), 1, "{end}: {errors:?}");
+        assert!(
+            errors[0].1.contains("DROP on public.orders"),
+            "{end}: {errors:?}"
+        );
+        assert_eq!(orders(&f.db), "100");
+        r.query("set standard_conforming_strings = on");
+    }
 }
 
 #[test]
