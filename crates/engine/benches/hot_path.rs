@@ -38,6 +38,11 @@ fn bench(c: &mut Criterion) {
             classifier.classify(black_box(&q), opts).unwrap()
         })
     });
+    let parameterized = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+    classifier.classify(parameterized, opts).unwrap();
+    c.bench_function("classify/parameterized/cached_same_text", |b| {
+        b.iter(|| classifier.classify(black_box(parameterized), opts).unwrap())
+    });
     c.bench_function("classify/join/uncached", |b| {
         b.iter(|| Classifier::new().classify(black_box(JOIN), opts).unwrap())
     });

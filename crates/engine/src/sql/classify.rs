@@ -155,11 +155,35 @@ type CacheKey = (String, bool);
 /// A single statement's kind and actions.
 type Cached = (String, Vec<SqlAction>);
 
+/// Longest statement text remembered verbatim by the exact-text cache.
+const EXACT_MAX_LEN: usize = 4096;
+
 /// Classifies statements, caching single statements by their normalized text so that
-/// literals do not defeat the cache.
+/// literals do not defeat the cache, and in front of that by their exact text: a
+/// parameterized statement (`$1`), which clients using the extended protocol send
+/// with every execution, then costs a hash lookup instead of a parse to normalize it.
 #[derive(Default)]
 pub struct Classifier {
     cache: Mutex<HashMap<CacheKey, Arc<Cached>>>,
+    exact: Mutex<HashMap<CacheKey, Arc<Cached>>>,
+}
+
+fn remember(cache: &Mutex<HashMap<CacheKey, Arc<Cached>>>, key: CacheKey, value: Arc<Cached>) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, value);
+    }
+}
+
+fn from_cache(text: &str, hit: &Cached) -> Vec<Statement> {
+    vec![Statement {
+        text: text.trim().to_owned(),
+        kind: hit.0.clone(),
+        actions: hit.1.clone(),
+        effect: StatementEffect::None,
+    }]
 }
 
 impl Classifier {
@@ -177,6 +201,13 @@ impl Classifier {
         if too_deep(text) {
             return Err(SqlError::TooDeep);
         }
+        let exact_key = (text.len() <= EXACT_MAX_LEN)
+            .then(|| (text.to_owned(), options.standard_conforming_strings));
+        if let Some(k) = &exact_key
+            && let Some(hit) = self.exact.lock().ok().and_then(|c| c.get(k).cloned())
+        {
+            return Ok(from_cache(text, &hit));
+        }
         // Keyed by the statement with its constants replaced by placeholders
         // (`pg_query::normalize`): every identifier, alias and function name stays as
         // written, so two statements share an entry only if they differ in constants
@@ -185,26 +216,27 @@ impl Classifier {
             .ok()
             .and_then(Result::ok)
             .map(|normalized| (normalized, options.standard_conforming_strings));
+        // Only text without constants goes into the exact cache: it is what repeats
+        // verbatim (`... WHERE id = $1`); text with literals would only churn it.
+        let exact_key = exact_key.filter(|_| key.as_ref().is_some_and(|(n, _)| n == text));
         if let Some(key) = &key
             && let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(key).cloned())
         {
-            return Ok(vec![Statement {
-                text: text.trim().to_owned(),
-                kind: hit.0.clone(),
-                actions: hit.1.clone(),
-                effect: StatementEffect::None,
-            }]);
+            if let Some(k) = exact_key {
+                remember(&self.exact, k, hit.clone());
+            }
+            return Ok(from_cache(text, &hit));
         }
         let statements = classify_uncached(text, options)?;
         if let (Some(key), [only]) = (key, statements.as_slice())
             && options.standard_conforming_strings
             && cacheable(only)
-            && let Ok(mut cache) = self.cache.lock()
         {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
+            let value = Arc::new((only.kind.clone(), only.actions.clone()));
+            if let Some(k) = exact_key {
+                remember(&self.exact, k, value.clone());
             }
-            cache.insert(key, Arc::new((only.kind.clone(), only.actions.clone())));
+            remember(&self.cache, key, value);
         }
         Ok(statements)
     }

@@ -563,3 +563,27 @@ fn transaction_control_is_told_apart() {
     assert!(TxControl::Commit.may_change_settings() && TxControl::RollbackTo.may_change_settings());
     assert!(!TxControl::Begin.may_change_settings());
 }
+
+#[test]
+fn the_exact_text_cache_keeps_only_text_without_constants_and_never_mixes_settings() {
+    let c = Classifier::new();
+    let on = ParseOptions::default();
+    let off = ParseOptions {
+        standard_conforming_strings: false,
+    };
+    let q = "select a from t where id = $1";
+    let first = c.classify(q, on).unwrap();
+    assert_eq!(c.classify(q, on).unwrap(), first);
+    assert_eq!(c.exact.lock().unwrap().len(), 1);
+    c.classify("select a from t where id = 7", on).unwrap();
+    assert_eq!(c.exact.lock().unwrap().len(), 1, "literals stay out");
+    // Another setting is another key: nothing cached under `on` answers for `off`.
+    assert!(
+        !c.exact
+            .lock()
+            .unwrap()
+            .contains_key(&(q.to_owned(), off.standard_conforming_strings))
+    );
+    let other = c.classify("select b from u where id = $1", on).unwrap();
+    assert_ne!(other[0].actions, first[0].actions);
+}
