@@ -292,10 +292,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
     let mut r = Raw::ready(f.gw.port, "shop", &f.token);
     // SET and the trap in one write: the trap must be parsed with the new setting.
     let mut batch = message(b'Q', b"set standard_conforming_strings = off\0");
-    batch.extend(message(
-        b'Q',
-        b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
-    ));
+    batch.extend(trap_query());
     r.send(&batch);
     let errors = r.errors_until_ready(2);
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -309,10 +306,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
     batch.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
     batch.extend(message(b'E', b"\0\0\0\0\0"));
     batch.extend(message(b'S', b""));
-    batch.extend(message(
-        b'Q',
-        b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
-    ));
+    batch.extend(trap_query());
     r.send(&batch);
     let errors = r.errors_until_ready(2);
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -348,10 +342,7 @@ fn pipelined_statements_are_decided_as_the_server_will_parse_them() {
         r.query("begin");
         r.query("set local standard_conforming_strings = on");
         let mut batch = message(b'Q', format!("{end}\0").as_bytes());
-        batch.extend(message(
-            b'Q',
-            b"SELECT '\\', $$'; DROP TABLE orders; --$$\0",
-        ));
+        batch.extend(trap_query());
         r.send(&batch);
         let errors = r.errors_until_ready(2);
         assert_eq!(errors.len(), 1, "{end}: {errors:?}");
@@ -394,4 +385,10 @@ fn startup_parameters_are_decided_like_set() {
         &["show statement_timeout"],
     );
     assert_eq!(out.stdout, "5s\n", "{out:?}");
+}
+
+/// A Query that is harmless with `standard_conforming_strings = on` and drops `orders`
+/// with it off: whoever parses it must use the setting the server will use.
+fn trap_query() -> Vec<u8> {
+    crate::raw::message(b'Q', b"SELECT '\\', $$'; DROP TABLE orders; --$$\0")
 }
