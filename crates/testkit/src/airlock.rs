@@ -262,14 +262,27 @@ impl Airlock {
     }
 
     /// The events of the newest session of `principal` on `target`.
+    /// The gateway records a session's end after it sees the client go, and readers see
+    /// records a few milliseconds after they are journalled: this waits (up to 5 s) for
+    /// the session to show as ended, and returns it as it is then.
     pub fn last_session_of(&self, principal: &str, target: &str) -> serde_json::Value {
-        let s = self
-            .sessions()
-            .into_iter()
-            .rev()
-            .find(|s| s["principal"] == principal && s["target"] == target)
-            .unwrap_or_else(|| panic!("no session of {principal} on {target}"));
-        self.session(s["id"].as_str().unwrap())
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self
+                .sessions()
+                .into_iter()
+                .rev()
+                .find(|s| s["principal"] == principal && s["target"] == target);
+            if let Some(s) = s
+                && (s["ended_at"].is_string() || std::time::Instant::now() >= deadline)
+            {
+                return self.session(s["id"].as_str().unwrap());
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!("no session of {principal} on {target}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A libpq connection string to the gateway for `target` with `token`.

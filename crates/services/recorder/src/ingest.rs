@@ -25,6 +25,17 @@ pub(crate) enum Ingest {
     SegmentDone(u64),
 }
 
+impl Ingest {
+    fn is_prompt(&self) -> bool {
+        match self {
+            Ingest::SegmentDone(_) => true,
+            Ingest::Ops(ops) => ops
+                .iter()
+                .any(|op| matches!(op, StoreOp::StartSession(_) | StoreOp::EndSession { .. })),
+        }
+    }
+}
+
 pub(crate) struct Ingester {
     pub(crate) log: Box<dyn EventLog>,
     pub(crate) dir: PathBuf,
@@ -37,9 +48,10 @@ impl Ingester {
         let mut ops = Vec::new();
         let mut last = Instant::now();
         while let Ok(first) = rx.recv() {
-            // Let a little more gather; a segment end is stored without delay.
+            // Let a little more gather; a segment end and sessions starting or ending
+            // (what `airlock sessions` readers look for) are stored without delay.
             let since = last.elapsed();
-            if since < INGEST_INTERVAL && !matches!(first, Ingest::SegmentDone(_)) {
+            if since < INGEST_INTERVAL && !first.is_prompt() {
                 std::thread::sleep(INGEST_INTERVAL - since);
             }
             let mut next = Some(first);

@@ -53,11 +53,13 @@ impl Queue {
         }
     }
 
-    /// Queues `records`; waits only while the queue is full.
+    /// Queues `records`; waits only while the queue is full. `urgent` wakes the writer
+    /// now (always so when someone waits for the `ack`).
     pub(crate) async fn push(
         &self,
         records: Vec<Record>,
         ack: Option<oneshot::Sender<Result<(), String>>>,
+        urgent: bool,
     ) -> Result<(), RecorderError> {
         let permit = self
             .capacity
@@ -65,7 +67,7 @@ impl Queue {
             .acquire_owned()
             .await
             .map_err(|_| RecorderError::Stopped)?;
-        let urgent = ack.is_some();
+        let urgent = urgent || ack.is_some();
         let mut state = self
             .state
             .lock()
@@ -140,7 +142,7 @@ mod tests {
     #[tokio::test]
     async fn urgent_batches_are_taken_at_once_and_lazy_ones_after_the_flush_delay() {
         let queue = Arc::new(Queue::new(8));
-        queue.push(Vec::new(), None).await.unwrap();
+        queue.push(Vec::new(), None, false).await.unwrap();
         let started = Instant::now();
         let mut got = Vec::new();
         assert!(queue.take(&mut got));
@@ -151,9 +153,9 @@ mod tests {
         );
 
         got.clear();
-        queue.push(Vec::new(), None).await.unwrap();
+        queue.push(Vec::new(), None, false).await.unwrap();
         let (ack, _done) = oneshot::channel();
-        queue.push(Vec::new(), Some(ack)).await.unwrap();
+        queue.push(Vec::new(), Some(ack), false).await.unwrap();
         assert!(queue.take(&mut got));
         assert_eq!(got.len(), 2, "the lazy batch rides with the urgent one");
     }
@@ -161,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_queue_drains_then_stops_and_refuses_more() {
         let queue = Queue::new(8);
-        queue.push(Vec::new(), None).await.unwrap();
+        queue.push(Vec::new(), None, false).await.unwrap();
         queue.close();
         let mut got = Vec::new();
         assert!(queue.take(&mut got));
@@ -169,7 +171,7 @@ mod tests {
         got.clear();
         assert!(!queue.take(&mut got));
         assert!(matches!(
-            queue.push(Vec::new(), None).await,
+            queue.push(Vec::new(), None, false).await,
             Err(RecorderError::Stopped)
         ));
     }
@@ -177,10 +179,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_submitters_wait_until_a_commit_frees_room() {
         let queue = Arc::new(Queue::new(1));
-        queue.push(Vec::new(), None).await.unwrap();
+        queue.push(Vec::new(), None, false).await.unwrap();
         let second = {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.push(Vec::new(), None).await })
+            tokio::spawn(async move { queue.push(Vec::new(), None, false).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "no room: the second submitter waits");

@@ -162,7 +162,7 @@ impl Recorder {
     pub async fn submit(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
         self.check()?;
         let (ack, done) = oneshot::channel();
-        self.handle.queue.push(records, Some(ack)).await?;
+        self.handle.queue.push(records, Some(ack), true).await?;
         Ok(Pending { done })
     }
 
@@ -172,7 +172,15 @@ impl Recorder {
     /// further work.
     pub async fn record_later(&self, records: Vec<Record>) -> Result<(), RecorderError> {
         self.check()?;
-        self.handle.queue.push(records, None).await
+        self.handle.queue.push(records, None, false).await
+    }
+
+    /// Queues records without waiting for them to be durable, but has them written
+    /// now rather than with the next statement: for records readers look for promptly
+    /// (a session's end).
+    pub async fn record_soon(&self, records: Vec<Record>) -> Result<(), RecorderError> {
+        self.check()?;
+        self.handle.queue.push(records, None, true).await
     }
 
     fn check(&self) -> Result<(), RecorderError> {

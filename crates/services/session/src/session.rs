@@ -151,7 +151,7 @@ impl Session {
             id: self.id.clone(),
             at: Timestamp::now(),
         });
-        if let Err(e) = self.recorder.record_later(records).await {
+        if let Err(e) = self.recorder.record_soon(records).await {
             tracing::error!(session = %self.id, error = %e, "could not record the end of a session");
         }
     }
