@@ -24,6 +24,7 @@ pub async fn verify(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCod
         }
     };
     let report = airlock_recorder::verify_chain(store.as_ref(), key.expose().as_bytes()).await?;
+    warn_about_unreplayed_journal(&config.server.data_dir);
     if as_json {
         output::json(&json!({
             "ok": report.ok(),
@@ -52,4 +53,37 @@ pub async fn verify(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCod
     } else {
         ExitCode::from(1)
     })
+}
+
+/// After an unclean stop the newest events may still be only in the recorder's journal,
+/// which `airlock serve` replays into the store when it starts. Says so (on standard
+/// error) when no gateway is running and journal segments are left.
+fn warn_about_unreplayed_journal(data_dir: &Path) {
+    let lock = data_dir.join("airlock.lock");
+    let serving = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock)
+        .is_ok_and(|f| f.try_lock().is_err());
+    if serving {
+        return;
+    }
+    let journal = data_dir.join("journal");
+    let left = std::fs::read_dir(&journal)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.path().extension().is_some_and(|x| x == "jsonl")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    if left > 0 {
+        eprintln!(
+            "note: {} recorder journal segment(s) in {} are not yet in the store (the gateway stopped uncleanly); `airlock serve` replays them when it starts, and until then the newest events are not checked here",
+            left,
+            journal.display()
+        );
+    }
 }

@@ -131,6 +131,12 @@ fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
     f.gw.signal("KILL");
     std::thread::sleep(std::time::Duration::from_millis(300));
     drop(r);
+    let before = f.gw.cli(&["audit", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&before.stderr).contains("not yet in the store"),
+        "audit verify says the journal is not replayed yet: {}",
+        String::from_utf8_lossy(&before.stderr)
+    );
     f.gw.start().unwrap();
     assert!(
         f.gw.log().contains("replaying the recorder journal"),
@@ -159,6 +165,10 @@ fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not yet in the store"),
+        "a running gateway's journal is not reported"
     );
     let journal = f.gw.store_path().with_file_name("journal");
     let left: Vec<_> = std::fs::read_dir(&journal).unwrap().collect();
