@@ -215,19 +215,22 @@ fn ctrl_c_in_psql_cancels_the_running_query() {
     let f = Fixture::new("relay_ctrlc");
     let child = std::process::Command::new("psql")
         .arg(f.conn())
-        .args(["-X", "-At", "-c", "select pg_sleep(60)"])
+        .args(["-X", "-At", "-c", "select pg_sleep(60) -- ctrl-c test"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the statement is running at the server before pressing Ctrl-C.
+    // Wait until the statement is running at the server before pressing Ctrl-C: this
+    // one, in this test's database (other tests run pg_sleep(60) at the same time).
     let pg = airlock_testkit::Postgres::shared();
     let mut running = false;
+    let probe = format!(
+        "select count(*) from pg_stat_activity where query = 'select pg_sleep(60) -- ctrl-c test' and state = 'active' and datname = '{}'",
+        f.db
+    );
     for _ in 0..200 {
-        let n = pg
-            .superuser_sql("postgres", "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")
-            .unwrap();
+        let n = pg.superuser_sql("postgres", &probe).unwrap();
         if n == "1" {
             running = true;
             break;
