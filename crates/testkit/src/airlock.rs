@@ -249,10 +249,22 @@ impl Airlock {
         out.lines().last().unwrap().trim().to_string()
     }
 
-    /// `sessions list --json`, parsed.
+    /// `sessions list --json`, parsed, once it has settled: the store lags the
+    /// recorder's journal by a few milliseconds, so this reads until two reads 50 ms
+    /// apart agree (up to 3 s). A session's end is stored after its events, so an
+    /// ended session listed here has all its events stored too.
     pub fn sessions(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.cli_ok(&["sessions", "list", "--json"]))
-            .expect("sessions list --json is JSON")
+        let read = || self.cli_ok(&["sessions", "list", "--json"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = read();
+            if now == last || std::time::Instant::now() >= deadline {
+                return serde_json::from_str(&now).expect("sessions list --json is JSON");
+            }
+            last = now;
+        }
     }
 
     /// `sessions show ID --json`, parsed.

@@ -220,6 +220,7 @@ pub async fn run(
         may_change: false,
         keep_upstream: context.keep_upstream,
         in_block: false,
+        extended_open: false,
     };
     let c2s = client_to_server(client, client_rd, client_buf, &mut up_wr);
     let s2c = server_to_client(&shared, session, &mut up_rd, &mut upstream_buf);
@@ -322,10 +323,8 @@ async fn client_to_server(
                     forward += h.frame_len;
                     syncs += u64::from(sync);
                     match h.tag {
-                        b'S' => shared.with(|s| s.extended_open = false),
-                        b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => {
-                            shared.with(|s| s.extended_open = true)
-                        }
+                        b'S' => client.extended_open = false,
+                        b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => client.extended_open = true,
                         _ => {}
                     }
                     if client.barrier {
@@ -354,9 +353,7 @@ async fn client_to_server(
                     break;
                 }
                 Ok(Step::Substitute { replacement, sync }) => {
-                    if !sync {
-                        shared.with(|s| s.extended_open = true);
-                    }
+                    client.extended_open |= !sync;
                     after = Some(After::Substitute {
                         replacement,
                         skip: h.frame_len,
@@ -387,11 +384,16 @@ async fn client_to_server(
                 }
             }
         }
-        if forward > 0 {
-            shared.with(|s| {
+        let extended_open = client.extended_open;
+        shared.with(|s| {
+            // Published once per run: the pool reads it when the session ends.
+            s.extended_open = extended_open;
+            if forward > 0 {
                 s.outstanding += syncs;
                 s.mark = Instant::now();
-            });
+            }
+        });
+        if forward > 0 {
             let chunk = buf.split_to(forward);
             if let Err(e) = write_all_flush(up, &chunk).await {
                 return End::Failed(e);
@@ -441,6 +443,8 @@ struct Understood {
     effects: Vec<StatementEffect>,
     /// It may be sent before its record is durable (see `ClientSide::understand`).
     deferrable: bool,
+    /// Running it may change how later text parses (see `changes_parsing`).
+    changes_parsing: bool,
 }
 
 /// What to do after forwarding the frames before the current one.
@@ -502,6 +506,8 @@ struct ClientSide<'a> {
     /// The current run starts inside a transaction block: the server is idle with
     /// status `T`, so nothing in flight can end the block before the run arrives.
     in_block: bool,
+    /// Extended-protocol messages were forwarded since the last Sync.
+    extended_open: bool,
 }
 
 impl ClientSide<'_> {
@@ -561,14 +567,23 @@ impl ClientSide<'_> {
         let mut actions = Vec::new();
         let mut effects = Vec::new();
         let mut deferrable = true;
+        let mut parsing = false;
         // PREPARE earlier in the same string counts for an EXECUTE later in it.
         let mut prepared_here: Vec<(String, Vec<Action>)> = Vec::new();
         for st in statements {
             let own: Vec<Action> = st.actions.into_iter().map(Action::Sql).collect();
-            deferrable &= match &st.effect {
-                StatementEffect::Transaction(control) => !control.lasting(),
-                _ => self.may_defer(&own),
-            };
+            // Transaction control is judged by what it is: BEGIN or a savepoint cannot
+            // change settings and leaves nothing behind if the session dies.
+            match &st.effect {
+                StatementEffect::Transaction(control) => {
+                    deferrable &= !control.lasting();
+                    parsing |= control.may_change_settings();
+                }
+                _ => {
+                    deferrable &= self.may_defer(&own);
+                    parsing |= own.iter().any(changes_parsing);
+                }
+            }
             actions.extend(own);
             if let StatementEffect::Prepare {
                 name,
@@ -582,12 +597,16 @@ impl ClientSide<'_> {
             }
             if let StatementEffect::Execute { name } = &st.effect {
                 if let Some((_, inner)) = prepared_here.iter().rev().find(|(n, _)| n == name) {
+                    parsing |= inner.iter().any(changes_parsing);
                     actions.extend(inner.iter().cloned());
                     effects.push(st.effect);
                     continue;
                 }
                 match self.statements.get(name) {
-                    Some(p) if p.refused.is_none() => actions.extend(p.actions.iter().cloned()),
+                    Some(p) if p.refused.is_none() => {
+                        parsing |= p.actions.iter().any(changes_parsing);
+                        actions.extend(p.actions.iter().cloned());
+                    }
                     Some(_) => {
                         return Err(format!(
                             "prepared statement \"{name}\" was refused when it was prepared"
@@ -606,6 +625,7 @@ impl ClientSide<'_> {
             actions,
             effects,
             deferrable,
+            changes_parsing: parsing,
         })
     }
 
@@ -641,6 +661,7 @@ impl ClientSide<'_> {
                     actions,
                     effects,
                     deferrable,
+                    changes_parsing: parsing,
                 } = u;
                 drafts.push(translate::statement_draft(
                     EventKind::Query,
@@ -650,14 +671,7 @@ impl ClientSide<'_> {
                 ));
                 match verdict.decision {
                     Decision::Allow => {
-                        // Transaction control is judged by what it is: BEGIN or a
-                        // savepoint cannot change how later text parses.
-                        self.barrier = actions
-                            .iter()
-                            .any(|a| changes_parsing(a) && !is_transaction_control(a))
-                            || effects.iter().any(|e| {
-                                matches!(e, StatementEffect::Transaction(c) if c.may_change_settings())
-                            });
+                        self.barrier = parsing;
                         self.may_change |= !deferrable;
                         self.apply(text, effects);
                         Step::Forward { sync: true }
@@ -821,10 +835,6 @@ fn changes_parsing(action: &Action) -> bool {
         }
         _ => false,
     }
-}
-
-fn is_transaction_control(action: &Action) -> bool {
-    matches!(action, Action::Sql(sql) if sql.kind == "transaction")
 }
 
 /// A verdict for something that could not be decided at all (fail closed).

@@ -392,28 +392,23 @@ pub(crate) fn statement(
         },
         "TransactionStmt" => {
             use pg_query::protobuf::TransactionStmtKind as Tx;
+            const KINDS: [(Tx, TxControl); 9] = [
+                (Tx::TransStmtBegin, TxControl::Begin),
+                (Tx::TransStmtStart, TxControl::Begin),
+                (Tx::TransStmtRollback, TxControl::Rollback),
+                (Tx::TransStmtSavepoint, TxControl::Savepoint),
+                (Tx::TransStmtRelease, TxControl::Release),
+                (Tx::TransStmtRollbackTo, TxControl::RollbackTo),
+                (Tx::TransStmtPrepare, TxControl::Prepare),
+                (Tx::TransStmtCommitPrepared, TxControl::CommitPrepared),
+                (Tx::TransStmtRollbackPrepared, TxControl::RollbackPrepared),
+            ];
             let kind = body.get("kind").and_then(Value::as_i64).unwrap_or(0);
-            let is = |k: Tx| k as i64 == kind;
-            let control = if is(Tx::TransStmtBegin) || is(Tx::TransStmtStart) {
-                TxControl::Begin
-            } else if is(Tx::TransStmtRollback) {
-                TxControl::Rollback
-            } else if is(Tx::TransStmtSavepoint) {
-                TxControl::Savepoint
-            } else if is(Tx::TransStmtRelease) {
-                TxControl::Release
-            } else if is(Tx::TransStmtRollbackTo) {
-                TxControl::RollbackTo
-            } else if is(Tx::TransStmtPrepare) {
-                TxControl::Prepare
-            } else if is(Tx::TransStmtCommitPrepared) {
-                TxControl::CommitPrepared
-            } else if is(Tx::TransStmtRollbackPrepared) {
-                TxControl::RollbackPrepared
-            } else {
-                // COMMIT, and anything unknown is treated as the strictest.
-                TxControl::Commit
-            };
+            // COMMIT, and anything unknown, is treated as the strictest.
+            let control = KINDS
+                .iter()
+                .find(|(k, _)| *k as i64 == kind)
+                .map_or(TxControl::Commit, |(_, c)| *c);
             StatementEffect::Transaction(control)
         }
         "DeallocateStmt" => {

@@ -212,7 +212,7 @@ impl Writer {
         loop {
             let more = queue.take(&mut batches);
             if !batches.is_empty() {
-                let result = self.commit(&batches);
+                let result = self.commit(&mut batches);
                 if let Err(msg) = &result {
                     tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
                     if let Ok(mut g) = self.broken.lock() {
@@ -236,7 +236,9 @@ impl Writer {
             .send(Ingest::SegmentDone(self.journal.segment()));
     }
 
-    fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
+    /// Chains the batches' records (moved out: only the acks are needed afterwards),
+    /// makes them durable in the journal and hands them to the ingest thread.
+    fn commit(&mut self, batches: &mut [Batch]) -> Result<(), String> {
         if let Ok(g) = self.broken.lock()
             && let Some(msg) = g.as_ref()
         {
@@ -245,29 +247,32 @@ impl Writer {
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();
         let mut ops = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
-        for record in batches.iter().flat_map(|b| &b.records) {
+        let records = batches
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.records));
+        for record in records {
             ops.push(match record {
                 Record::StartSession(s) => {
                     self.seqs.insert(s.id.clone(), 0);
-                    StoreOp::StartSession(s.clone())
+                    StoreOp::StartSession(s)
                 }
                 Record::EndSession { id, at } => {
-                    self.seqs.remove(id);
-                    StoreOp::EndSession {
-                        id: id.clone(),
-                        at: *at,
-                    }
+                    self.seqs.remove(&id);
+                    StoreOp::EndSession { id, at }
                 }
                 Record::Event(e) => {
-                    let seq = self.seqs.entry(e.session_id.clone()).or_insert(0);
+                    let seq = match self.seqs.get_mut(&e.session_id) {
+                        Some(seq) => seq,
+                        None => self.seqs.entry(e.session_id.clone()).or_insert(0),
+                    };
                     *seq += 1;
                     let mut chained = ChainedEvent {
                         id: next_id,
-                        session_id: e.session_id.clone(),
                         seq: *seq,
+                        session_id: e.session_id,
                         at: e.at.to_string(),
                         kind: e.kind.as_str().to_owned(),
-                        statement: e.statement.clone(),
+                        statement: e.statement,
                         decision: e.decision.map(str::to_owned),
                         detail: e.detail.to_string(),
                         prev_hash: std::mem::take(&mut prev_hash),

@@ -36,18 +36,21 @@ fn policy_schema_check_and_explain() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
 
-    let out = f.gw.cli_ok(&[
-        "policy",
-        "explain",
-        "--principal",
-        "agent",
-        "--group",
-        "ai-agents",
-        "--target",
-        "shop",
-        "--json",
-        "delete from orders; select count(*) from orders",
-    ]);
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--principal",
+            "agent",
+            "--group",
+            "ai-agents",
+            "--target",
+            "shop",
+        ];
+        args.extend_from_slice(extra);
+        f.gw.cli_ok(&args)
+    };
+    let out = explain(&["--json", "delete from orders; select count(*) from orders"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verdict"]["decision"], "deny");
     assert!(
@@ -61,17 +64,7 @@ fn policy_schema_check_and_explain() {
         v["catalog"].as_str().unwrap().contains("catalog"),
         "volatility from the live target: {v}"
     );
-    let out = f.gw.cli_ok(&[
-        "policy",
-        "explain",
-        "--principal",
-        "agent",
-        "--group",
-        "ai-agents",
-        "--target",
-        "shop",
-        "select count(*) from orders",
-    ]);
+    let out = explain(&["select count(*) from orders"]);
     assert!(out.contains("decision: allow"), "{out}");
 }
 
@@ -79,6 +72,8 @@ fn policy_schema_check_and_explain() {
 fn policy_replay_lists_what_the_current_policies_decide_differently() {
     let f = Fixture::with("cli_replay", |b| b.policy(Some(READ_ONLY)));
     psql(&f.conn(), &["select 1", "delete from orders where id = 1"]);
+    // Until the session's end is stored, its events may not all be.
+    f.gw.last_session_of("agent", "shop");
     let out =
         f.gw.cli_ok(&["policy", "replay", "--since", "1h", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
