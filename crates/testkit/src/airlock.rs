@@ -165,6 +165,10 @@ impl Airlock {
         if let Err(e) = wait_port(self.port, Duration::from_secs(20)) {
             bail!("{e}; log:\n{}", self.log());
         }
+        // Something answering on the port is only this gateway if it is still running.
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            bail!("airlock serve exited ({status}); log:\n{}", self.log());
+        }
         Ok(())
     }
 

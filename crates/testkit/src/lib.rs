@@ -15,15 +15,23 @@ pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
 pub use postgres::{Postgres, unrelated_ca_pem};
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 below the ephemeral range.
+///
+/// A port is never handed out twice in one test process: two tests that drew the same
+/// port before either bound it would otherwise both "find" one gateway listening.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let port = 20_000 + rand::random::<u16>() % 12_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }

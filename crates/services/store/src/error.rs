@@ -11,6 +11,14 @@ pub enum StoreError {
         /// The database error.
         source: sqlx::Error,
     },
+    /// The lock that serialises schema migrations between processes could not be taken.
+    #[error("cannot lock {location} to migrate the store: {source}")]
+    Lock {
+        /// The lock file.
+        location: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Migrating the schema failed.
     #[error("cannot migrate the store schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -44,17 +44,46 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Held while the first connection is made (it may switch a new file to WAL) and
+        // while migrating; see [`lock_for_migration`].
+        let lock = lock_for_migration(path).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { location, source })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        drop(lock);
         Ok(SqliteStore {
             pool,
             path: path.to_owned(),
         })
     }
+}
+
+/// Takes an exclusive lock on `<store>.migrate-lock`, waiting for another process's.
+///
+/// sqlx's SQLite migrator takes no lock of its own: two processes opening a fresh store at
+/// the same moment (`airlock serve` starting while `airlock token create` runs) would both
+/// see migration 1 as pending and the second would fail on "table already exists"; the
+/// switch of a new file to WAL can fail the same way with "database is locked". With the
+/// lock the second process waits, then finds nothing left to do.
+async fn lock_for_migration(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = path.with_extension("migrate-lock");
+    let lock_error = |source: std::io::Error| StoreError::Lock {
+        location: lock_path.display().to_string(),
+        source,
+    };
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_error)?;
+    tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+        .await
+        .map_err(|e| lock_error(std::io::Error::other(e)))?
+        .map_err(lock_error)
 }
 
 fn parse_ts(what: &'static str, text: &str) -> Result<Timestamp, StoreError> {
@@ -310,6 +339,29 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_used_at: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_opening_a_fresh_store_at_once_all_succeed() {
+        // Each open has its own pool and its own lock file handle, as separate processes do.
+        for _ in 0..5 {
+            let dir = std::env::temp_dir().join(format!(
+                "airlock-store-race-{}-{}",
+                std::process::id(),
+                uuid_like()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = dir.join(STORE_FILE);
+                    tokio::spawn(async move { SqliteStore::open_file(&path).await })
+                })
+                .collect();
+            for open in opens {
+                open.await.unwrap().unwrap();
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
         }
     }
 
