@@ -14,6 +14,6 @@ pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use secret_ref::SecretRef;
 pub use types::{
-    AuditConfig, Config, LogFormat, PolicyConfig, PostgresListenerConfig, ServerConfig, SslMode,
-    TargetConfig, TargetKindConfig,
+    AuditConfig, Config, LogFormat, MaskStyleConfig, MaskingRuleConfig, PolicyConfig,
+    PostgresListenerConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
 };

@@ -60,6 +60,11 @@ fn rebase(config: &mut Config, base: &Path) {
     if let Some(p) = config.policy.as_mut() {
         join(&mut p.path);
     }
+    for rule in &mut config.masking {
+        if let Some(k) = rule.hash_key.as_mut() {
+            k.rebase(base);
+        }
+    }
     if let Some(k) = config.audit.key.as_mut() {
         k.rebase(base);
     }
@@ -120,6 +125,55 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                     "target `{name}`: sslmode = \"verify-full\" needs ca_file, the PEM bundle that signs the server's certificate"
                 ),
             ));
+        }
+    }
+    let mut rule_names = HashSet::new();
+    for rule in &config.masking {
+        let line = line_col(text, rule.name.span().start).0;
+        let name = rule.name();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                line,
+                format!(
+                    "masking rule name `{name}` must be non-empty and use only letters, digits, '-', '_' and '.'"
+                ),
+            ));
+        }
+        if !rule_names.insert(name.to_owned()) {
+            return Err(invalid(
+                line,
+                format!("masking rule `{name}` is defined twice"),
+            ));
+        }
+        for t in &rule.targets {
+            if !seen.contains(t) {
+                return Err(invalid(
+                    line,
+                    format!("masking rule `{name}` names target `{t}`, which is not defined"),
+                ));
+            }
+        }
+        if rule.columns.is_empty() && rule.detectors.is_empty() && rule.regexes.is_empty() {
+            return Err(invalid(
+                line,
+                format!(
+                    "masking rule `{name}` masks nothing: give it `columns`, `detectors` or `regexes`"
+                ),
+            ));
+        }
+        for c in &rule.columns {
+            if c.is_empty() || c.split('.').count() > 3 || c.split('.').any(str::is_empty) {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "masking rule `{name}`: column pattern `{c}` must be `column`, `table.column` or `schema.table.column`"
+                    ),
+                ));
+            }
         }
     }
     Ok(())

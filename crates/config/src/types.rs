@@ -26,6 +26,66 @@ pub struct Config {
     /// Cedar policies. Without this section every statement is denied (default deny).
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// `[[masking]]` rules: what of a result an agent may not see.
+    #[serde(default)]
+    pub masking: Vec<MaskingRuleConfig>,
+}
+
+/// `[[masking]]`: one masking rule.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingRuleConfig {
+    /// Unique name, shown in the counts recorded per session.
+    pub name: toml::Spanned<String>,
+    /// Targets it applies to; empty means every target.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Principals it applies to. With `groups` also empty it applies to everyone.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Groups it applies to (a principal in any of them).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Column name patterns: `password`, `*_token`, `customers.email`,
+    /// `public.customers.email`; `*` matches any run of characters.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Built-in detectors by name (`email`, `card`, ...; `secrets` for every key and
+    /// token detector; `default` for the default set).
+    #[serde(default)]
+    pub detectors: Vec<String>,
+    /// Detectors of your own: name → regular expression.
+    #[serde(default)]
+    pub regexes: std::collections::BTreeMap<String, String>,
+    /// How a found value is replaced.
+    #[serde(default)]
+    pub style: MaskStyleConfig,
+    /// `false`: count what would be masked, but pass it through (observe only).
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    /// Key of `style = "hash"`; the generated `data_dir/masking.key` when absent.
+    #[serde(default)]
+    pub hash_key: Option<SecretRef>,
+}
+
+impl MaskingRuleConfig {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+/// How a masked value is replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskStyleConfig {
+    /// `[REDACTED:email]`.
+    #[default]
+    Redact,
+    /// Part kept: `****1111`, `****@example.com`.
+    Partial,
+    /// A keyed hash: the same input always gives the same output.
+    Hash,
 }
 
 /// `[policy]`.
@@ -116,6 +176,10 @@ pub struct TargetConfig {
     /// How long an idle server connection is kept for reuse.
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde_compat")]
     pub pool_idle_timeout: Duration,
+    /// Apply the built-in default masking rule (common detectors and sensitive column
+    /// names) to every session on this target.
+    #[serde(default = "default_true")]
+    pub default_masking: bool,
 }
 
 impl Config {

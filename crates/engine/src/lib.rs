@@ -1,8 +1,10 @@
 //! The engine: pure, synchronous decisions over the model. SQL understanding (`sql`)
 //! turns statements into actions; Cedar policy (`policy`) is the one decision point
 //! every action of every protocol passes through; `effects` tells whether actions can
-//! change anything beyond their answer.
+//! change anything beyond their answer; `masking` finds PII and secrets in results and
+//! rewrites them.
 
 pub mod effects;
+pub mod masking;
 pub mod policy;
 pub mod sql;

@@ -11,5 +11,6 @@ mod classify;
 mod plpgsql;
 
 pub use classify::{
-    Classifier, ParseOptions, SQL_KINDS, SqlError, Statement, StatementEffect, TxControl,
+    Classifier, CopyOut, CopySource, ParseOptions, ResultShape, SQL_KINDS, SqlError, Statement,
+    StatementEffect, TxControl,
 };

@@ -148,5 +148,29 @@ def policy_extended():
     out(out_)
 
 
+def masking():
+    """Results under the default masking rule, in text and binary formats, through the
+    extended protocol: plain columns, aliases, JSON, arrays, computed values."""
+    res = {}
+    with psycopg.connect(CONN) as c:
+        q = "select id, name, email, ssn, card, password from customers order by id"
+        res["text"] = [list(r) for r in c.execute(q).fetchall()]
+        with c.cursor(binary=True) as cur:
+            cur.execute(q)
+            res["binary"] = [list(r) for r in cur.fetchall()]
+            cur.execute("select password as p, id::int8 * 0 + 4111111111111111 as n from customers order by id")
+            res["binary_alias_int8"] = [list(r) for r in cur.fetchall()]
+            cur.execute("select array_agg(email order by id) from customers")
+            res["binary_array"] = cur.fetchone()[0]
+            cur.execute("select jsonb_agg(c order by id) from customers c")
+            res["binary_jsonb"] = cur.fetchone()[0]
+        res["json"] = c.execute("select row_to_json(c) from customers c order by id").fetchall()[0][0]
+        res["text_array"] = c.execute("select array_agg(email order by id) from customers").fetchone()[0]
+        res["prepared"] = [list(r) for r in c.execute("select email, password from customers where id = %s", (1,), prepare=True).fetchall()]
+        res["prepared_again"] = [list(r) for r in c.execute("select email, password from customers where id = %s", (2,), prepare=True).fetchall()]
+        res["unicode"] = c.execute("select 'Zoë Müller <' || email || '> 北京' from customers where id = 1").fetchone()[0]
+    out(res)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

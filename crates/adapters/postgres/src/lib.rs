@@ -9,6 +9,7 @@ mod cancel;
 pub mod catalog;
 pub mod codec;
 mod error;
+mod masking;
 mod pool;
 mod relay;
 pub mod reply;
@@ -48,6 +49,7 @@ pub(crate) struct AdapterState {
     cancels: Arc<cancel::CancelRegistry>,
     classifier: airlock_engine::sql::Classifier,
     catalogs: catalog::CatalogCache,
+    tables: masking::columns::TableCache,
     pool: pool::Pool,
 }
 
@@ -76,6 +78,7 @@ impl PostgresAdapter {
                 cancels: Arc::default(),
                 classifier: airlock_engine::sql::Classifier::new(),
                 catalogs: catalog::CatalogCache::default(),
+                tables: masking::columns::TableCache::default(),
                 pool: pool::Pool::default(),
             }),
         })

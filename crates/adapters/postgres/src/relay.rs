@@ -35,9 +35,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::codec::{self, CodecError, backend, frontend};
 use crate::error::PostgresError;
+use crate::masking::columns::TableCache;
+use crate::masking::{self, MAX_MASKED_FRAME, ResultMasking, messages, rows};
 use crate::reply::{self, Reply};
 use crate::stream::BoxIo;
 use crate::translate::{self, Outcome, Prepared, Statements};
+use airlock_engine::masking::rules::Apply;
+use airlock_engine::sql::{CopyOut, ResultShape};
 
 /// Every refusal marker starts with this (see `ClientSide::refuse_in_order`).
 const DENIAL_MARKER: &str = "airlock_denied_";
@@ -104,6 +108,38 @@ struct State {
     /// reaches the client until they are. Only the newest is kept; the recorder
     /// commits in order, so it being durable means every earlier one is.
     gate: Option<Pending>,
+    /// Masking sessions only: the messages forwarded whose answers say which result
+    /// description is current (see [`Expect`]).
+    expect: std::collections::VecDeque<Expect>,
+}
+
+/// A forwarded message whose answer the server→client side must place, when masking:
+/// every Execute is preceded by a Describe of its portal that Airlock adds, so the rows
+/// that follow are always described by the last RowDescription; the answer to an added
+/// Describe is dropped. After an error the server skips to the Sync, so the entries
+/// before it are dropped at the ReadyForQuery.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// A Describe, answered by RowDescription or NoData; `added` by Airlock before an
+    /// Execute, with what that execution's result is made of.
+    Describe {
+        added: bool,
+        made_of: Option<ResultFacts>,
+    },
+    /// A Sync, answered by ReadyForQuery.
+    Sync,
+    /// A simple Query: its RowDescriptions pass, ReadyForQuery ends it.
+    Query(ResultFacts),
+}
+
+/// What the masking side needs to know of the statements behind a result.
+#[derive(Debug, Clone, Default)]
+struct ResultFacts {
+    /// The rule that masks computed columns (made from a masked column), if any.
+    computed: Option<Apply>,
+    /// The `COPY ... TO STDOUT` statements, in order, each with the rule for its
+    /// computed columns.
+    copies: std::collections::VecDeque<(CopyOut, Option<Apply>)>,
 }
 
 struct Shared {
@@ -168,6 +204,8 @@ pub struct RelayContext<'a> {
     pub classifier: &'a Classifier,
     /// The target's functions.
     pub catalog: &'a dyn FunctionCatalog,
+    /// Tables looked up for masking.
+    pub tables: &'a TableCache,
     /// The server's `standard_conforming_strings` at startup.
     pub standard_conforming_strings: bool,
     /// Keep the server connection for reuse: a client's Terminate is not passed on, and
@@ -203,6 +241,7 @@ pub async fn run(
             gate: None,
             upstream_clean: true,
             extended_open: false,
+            expect: std::collections::VecDeque::new(),
         }),
         idle: Notify::new(),
         client_wr: tokio::sync::Mutex::new(client_wr),
@@ -221,9 +260,20 @@ pub async fn run(
         keep_upstream: context.keep_upstream,
         in_block: false,
         extended_open: false,
+        masking: session.masker().is_some(),
+        added: Vec::new(),
+        facts: ResultFacts::default(),
     };
     let c2s = client_to_server(client, client_rd, client_buf, &mut up_wr);
-    let s2c = server_to_client(&shared, session, &mut up_rd, &mut upstream_buf);
+    let masking = session.masker().cloned().map(ResultMasking::new);
+    let s2c = server_to_client(
+        &shared,
+        session,
+        &mut up_rd,
+        &mut upstream_buf,
+        masking,
+        context.tables,
+    );
     let end = tokio::select! {
         e = c2s => e,
         e = s2c => e,
@@ -320,6 +370,36 @@ async fn client_to_server(
             };
             match client.inspect(h.tag, body, &mut drafts) {
                 Ok(Step::Forward { sync }) => {
+                    if client.masking {
+                        match h.tag {
+                            b'Q' => {
+                                let facts = std::mem::take(&mut client.facts);
+                                client.expect(Expect::Query(facts));
+                            }
+                            b'S' => client.expect(Expect::Sync),
+                            b'D' => client.expect(Expect::Describe {
+                                added: false,
+                                made_of: None,
+                            }),
+                            b'E' => {
+                                // Describe the portal right before it runs: its rows are
+                                // then masked by the right description.
+                                let portal = frontend::execute(body).map(|(p, _)| p).unwrap_or("");
+                                let mut describe = BytesMut::new();
+                                let mut b = vec![b'P'];
+                                b.extend_from_slice(portal.as_bytes());
+                                b.push(0);
+                                codec::put_message(&mut describe, b'D', &b);
+                                client.added.push((forward, describe));
+                                let facts = std::mem::take(&mut client.facts);
+                                client.expect(Expect::Describe {
+                                    added: true,
+                                    made_of: Some(facts),
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
                     forward += h.frame_len;
                     syncs += u64::from(sync);
                     match h.tag {
@@ -395,10 +475,24 @@ async fn client_to_server(
         });
         if forward > 0 {
             let chunk = buf.split_to(forward);
-            if let Err(e) = write_all_flush(up, &chunk).await {
+            let written = if client.added.is_empty() {
+                write_all_flush(up, &chunk).await
+            } else {
+                let mut joined = BytesMut::with_capacity(chunk.len() + 64);
+                let mut at = 0usize;
+                for (offset, bytes) in std::mem::take(&mut client.added) {
+                    joined.extend_from_slice(chunk.get(at..offset).unwrap_or(&[]));
+                    joined.extend_from_slice(&bytes);
+                    at = offset;
+                }
+                joined.extend_from_slice(chunk.get(at..).unwrap_or(&[]));
+                write_all_flush(up, &joined).await
+            };
+            if let Err(e) = written {
                 return End::Failed(e);
             }
         }
+        client.added.clear();
         match after {
             None if forward == 0 => {
                 // Nothing complete to act on: read more.
@@ -419,6 +513,9 @@ async fn client_to_server(
             }) => {
                 let _ = buf.split_to(skip.min(buf.len()));
                 shared.with(|s| s.outstanding += u64::from(sync));
+                if sync {
+                    client.expect(Expect::Query(ResultFacts::default()));
+                }
                 if let Err(e) = write_all_flush(up, &replacement).await {
                     return End::Failed(e);
                 }
@@ -445,6 +542,10 @@ struct Understood {
     deferrable: bool,
     /// Running it may change how later text parses (see `changes_parsing`).
     changes_parsing: bool,
+    /// What its results are made of (and those of prepared statements it executes).
+    shapes: Vec<ResultShape>,
+    /// What the statements it prepares (SQL `PREPARE`) return, by name.
+    prepared_shapes: Vec<(String, ResultShape)>,
 }
 
 /// What to do after forwarding the frames before the current one.
@@ -508,9 +609,54 @@ struct ClientSide<'a> {
     in_block: bool,
     /// Extended-protocol messages were forwarded since the last Sync.
     extended_open: bool,
+    /// The session masks results: Executes get a Describe added (see [`Expect`]).
+    masking: bool,
+    /// Messages Airlock adds to the current run: (offset in the run, bytes).
+    added: Vec<(usize, BytesMut)>,
+    /// What the result of the statement just inspected is made of (masking only).
+    facts: ResultFacts,
 }
 
 impl ClientSide<'_> {
+    /// What the masking side must know of results made as `shapes` say: the rule for
+    /// computed columns (made from a column a rule names, or from a whole row) and the
+    /// COPYs.
+    fn facts_of(&self, shapes: &[ResultShape]) -> ResultFacts {
+        let mut facts = ResultFacts::default();
+        let Some(masker) = self.session.masker() else {
+            return facts;
+        };
+        for shape in shapes {
+            let mut rules: Vec<Apply> = shape
+                .computed_from
+                .iter()
+                .filter_map(|name| masker.name_is_masked(name))
+                .collect();
+            if shape.whole_row {
+                rules.extend(masker.strictest_column_rule());
+            }
+            let own = rules.into_iter().reduce(Apply::stricter);
+            if let Some(rule) = &own {
+                facts.computed = Some(match facts.computed.take() {
+                    Some(c) => c.stricter(rule.clone()),
+                    None => rule.clone(),
+                });
+            }
+            if let Some(copy) = &shape.copy_out {
+                facts.copies.push_back((copy.clone(), own));
+            }
+        }
+        facts
+    }
+
+    /// Notes, for the server→client side, a message forwarded whose answer places
+    /// result descriptions.
+    fn expect(&mut self, e: Expect) {
+        if self.masking {
+            self.shared.with(|s| s.expect.push_back(e));
+        }
+    }
+
     fn parse_options(&self) -> ParseOptions {
         ParseOptions {
             standard_conforming_strings: self.shared.with(|s| s.standard_conforming_strings),
@@ -569,7 +715,8 @@ impl ClientSide<'_> {
         let mut deferrable = true;
         let mut parsing = false;
         // PREPARE earlier in the same string counts for an EXECUTE later in it.
-        let mut prepared_here: Vec<(String, Vec<Action>)> = Vec::new();
+        let mut prepared_here: Vec<(String, Vec<Action>, ResultShape)> = Vec::new();
+        let mut shapes = Vec::new();
         for st in statements {
             let own: Vec<Action> = st.actions.into_iter().map(Action::Sql).collect();
             // Transaction control is judged by what it is: BEGIN or a savepoint cannot
@@ -593,12 +740,16 @@ impl ClientSide<'_> {
                 prepared_here.push((
                     name.clone(),
                     inner.iter().cloned().map(Action::Sql).collect(),
+                    st.result.clone(),
                 ));
             }
             if let StatementEffect::Execute { name } = &st.effect {
-                if let Some((_, inner)) = prepared_here.iter().rev().find(|(n, _)| n == name) {
+                if let Some((_, inner, shape)) =
+                    prepared_here.iter().rev().find(|(n, _, _)| n == name)
+                {
                     parsing |= inner.iter().any(changes_parsing);
                     actions.extend(inner.iter().cloned());
+                    shapes.push(shape.clone());
                     effects.push(st.effect);
                     continue;
                 }
@@ -606,6 +757,7 @@ impl ClientSide<'_> {
                     Some(p) if p.refused.is_none() => {
                         parsing |= p.actions.iter().any(changes_parsing);
                         actions.extend(p.actions.iter().cloned());
+                        shapes.extend(p.shapes.iter().cloned());
                     }
                     Some(_) => {
                         return Err(format!(
@@ -619,6 +771,9 @@ impl ClientSide<'_> {
                     }
                 }
             }
+            if !matches!(st.effect, StatementEffect::Prepare { .. }) {
+                shapes.push(st.result);
+            }
             effects.push(st.effect);
         }
         Ok(Understood {
@@ -626,6 +781,11 @@ impl ClientSide<'_> {
             effects,
             deferrable,
             changes_parsing: parsing,
+            shapes,
+            prepared_shapes: prepared_here
+                .into_iter()
+                .map(|(name, _, shape)| (name, shape))
+                .collect(),
         })
     }
 
@@ -662,6 +822,8 @@ impl ClientSide<'_> {
                     effects,
                     deferrable,
                     changes_parsing: parsing,
+                    shapes,
+                    prepared_shapes,
                 } = u;
                 drafts.push(translate::statement_draft(
                     EventKind::Query,
@@ -673,7 +835,8 @@ impl ClientSide<'_> {
                     Decision::Allow => {
                         self.barrier = parsing;
                         self.may_change |= !deferrable;
-                        self.apply(text, effects);
+                        self.facts = self.facts_of(&shapes);
+                        self.apply(text, effects, prepared_shapes);
                         Step::Forward { sync: true }
                     }
                     _ => self.refuse_in_order(refusal(&verdict), true),
@@ -681,9 +844,9 @@ impl ClientSide<'_> {
             }
             b'P' => {
                 let p = frontend::parse(body)?;
-                let (verdict, actions) = match self.understand(p.text) {
-                    Ok(u) => (self.verdict_for(&u.actions), u.actions),
-                    Err(reason) => (refused_verdict(reason), Vec::new()),
+                let (verdict, actions, shapes) = match self.understand(p.text) {
+                    Ok(u) => (self.verdict_for(&u.actions), u.actions, u.shapes),
+                    Err(reason) => (refused_verdict(reason), Vec::new(), Vec::new()),
                 };
                 let detail = translate::verdict_detail(
                     &verdict,
@@ -707,6 +870,7 @@ impl ClientSide<'_> {
                         text: p.text.to_owned(),
                         actions,
                         refused,
+                        shapes,
                     },
                 );
                 match verdict.decision {
@@ -766,6 +930,9 @@ impl ClientSide<'_> {
                         if actions.iter().any(changes_parsing) {
                             self.barrier_at_sync = true;
                         }
+                        if let Some(p) = &prepared {
+                            self.facts = self.facts_of(&p.shapes);
+                        }
                         self.may_change |= !self.may_defer(&actions);
                         Step::Forward { sync: false }
                     }
@@ -797,17 +964,31 @@ impl ClientSide<'_> {
     }
 
     /// Session effects of an allowed simple Query: SQL-level prepared statements.
-    fn apply(&mut self, text: &str, effects: Vec<StatementEffect>) {
+    fn apply(
+        &mut self,
+        text: &str,
+        effects: Vec<StatementEffect>,
+        prepared_shapes: Vec<(String, ResultShape)>,
+    ) {
         for effect in effects {
             match effect {
-                StatementEffect::Prepare { name, actions } => self.statements.prepared(
-                    &name,
-                    Prepared {
-                        text: text.to_owned(),
-                        actions: actions.into_iter().map(Action::Sql).collect(),
-                        refused: None,
-                    },
-                ),
+                StatementEffect::Prepare { name, actions } => {
+                    let shapes = prepared_shapes
+                        .iter()
+                        .rev()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, s)| vec![s.clone()])
+                        .unwrap_or_default();
+                    self.statements.prepared(
+                        &name,
+                        Prepared {
+                            text: text.to_owned(),
+                            actions: actions.into_iter().map(Action::Sql).collect(),
+                            refused: None,
+                            shapes,
+                        },
+                    )
+                }
                 StatementEffect::Deallocate { name } => self.statements.deallocate(name.as_deref()),
                 StatementEffect::Execute { .. }
                 | StatementEffect::Transaction(_)
@@ -911,10 +1092,14 @@ async fn server_to_client(
     session: &Session,
     rd: &mut ReadHalf<BoxIo>,
     buf: &mut BytesMut,
+    mut masking: Option<ResultMasking>,
+    tables: &TableCache,
 ) -> End {
     let mut passthrough: usize = 0;
     let mut rows: u64 = 0;
     let mut saw_fatal = false;
+    // Masking sessions: the run as it goes to the client (frames copied, or rewritten).
+    let mut out: Vec<u8> = Vec::new();
     loop {
         let mut forward = 0usize;
         let mut drafts: Vec<EventDraft> = Vec::new();
@@ -940,6 +1125,129 @@ async fn server_to_client(
                     return End::Failed(PostgresError::Unexpected(format!("from the target: {e}")));
                 }
             };
+            if let Some(m) = masking.as_mut() {
+                // Masking rewrites whole messages: wait for all of one.
+                if h.frame_len > MAX_MASKED_FRAME {
+                    return End::Failed(PostgresError::Unexpected(format!(
+                        "the target sent a '{}' message of {} bytes, larger than masking handles ({} bytes); the session is closed rather than pass it unmasked",
+                        char::from(h.tag),
+                        h.frame_len,
+                        MAX_MASKED_FRAME
+                    )));
+                }
+                let Some(frame) = rest.get(..h.frame_len) else {
+                    break;
+                };
+                let body = frame.get(5..).unwrap_or(&[]);
+                match h.tag {
+                    b'D' | b'd' => {
+                        carries_data = true;
+                        rows += 1;
+                        let masked = match (h.tag, &m.plan) {
+                            (b'D', Some(plan)) => {
+                                rows::mask_data_row(&m.masker, plan, body, &mut out, &mut m.tally)
+                            }
+                            (b'D', None) => Err(CodecError::Malformed {
+                                what: "DataRow",
+                                detail: "no RowDescription came before it",
+                            }),
+                            _ => mask_copy_data(m, body, &mut out),
+                        };
+                        match masked {
+                            Ok(true) => {}
+                            Ok(false) => out.extend_from_slice(frame),
+                            Err(e) => {
+                                return End::Failed(PostgresError::Unexpected(format!(
+                                    "from the target: {e}"
+                                )));
+                            }
+                        }
+                        forward += h.frame_len;
+                        continue;
+                    }
+                    b'T' | b'n' => {
+                        // Whose answer is this: a Describe (Airlock's own is dropped),
+                        // or a statement of a simple Query.
+                        let (added, made_of) = shared.with(|s| match s.expect.front() {
+                            Some(Expect::Describe { .. }) => match s.expect.pop_front() {
+                                Some(Expect::Describe { added, made_of }) => (added, made_of),
+                                _ => (false, None),
+                            },
+                            Some(Expect::Query(facts)) => (false, Some(facts.clone())),
+                            _ => (false, None),
+                        });
+                        let computed = made_of.as_ref().and_then(|f| f.computed.clone());
+                        if let Some(f) = made_of
+                            && added
+                        {
+                            m.pending_copies = f.copies;
+                        }
+                        if h.tag == b'T' {
+                            let fields = match rows::row_description(body) {
+                                Ok(f) => f,
+                                Err(e) => {
+                                    return End::Failed(PostgresError::Unexpected(format!(
+                                        "from the target: {e}"
+                                    )));
+                                }
+                            };
+                            m.describe(&fields, session.target(), tables, computed)
+                                .await;
+                        } else {
+                            m.plan = None;
+                        }
+                        let rest = buf.get(forward..).unwrap_or(&[]);
+                        if !added && let Some(frame) = rest.get(..h.frame_len) {
+                            out.extend_from_slice(frame);
+                        }
+                        forward += h.frame_len;
+                        continue;
+                    }
+                    b'H' => {
+                        // The COPY this answers: of an Execute (noted at its Describe) or
+                        // the next COPY of the running simple Query.
+                        let copy = m.pending_copies.pop_front().or_else(|| {
+                            shared.with(|s| match s.expect.front_mut() {
+                                Some(Expect::Query(facts)) => facts.copies.pop_front(),
+                                _ => None,
+                            })
+                        });
+                        let (binary, columns) = match masking::copy_columns(body) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                return End::Failed(PostgresError::Unexpected(format!(
+                                    "from the target: {e}"
+                                )));
+                            }
+                        };
+                        if let Err(e) = m.start_copy(copy, binary, columns, session.target()).await
+                        {
+                            return End::Failed(PostgresError::Unexpected(e));
+                        }
+                    }
+                    b'N' => {
+                        carries_data = true;
+                        match messages::mask_notice(&m.masker, h.tag, body, &mut out, &mut m.tally)
+                        {
+                            Ok(true) => {}
+                            _ => out.extend_from_slice(frame),
+                        }
+                        forward += h.frame_len;
+                        continue;
+                    }
+                    b'Z' => {
+                        shared.with(|s| {
+                            while let Some(e) = s.expect.pop_front() {
+                                if matches!(e, Expect::Sync | Expect::Query(_)) {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            let rest = buf.get(forward..).unwrap_or(&[]);
             if matches!(h.tag, b'D' | b'd') {
                 carries_data = true;
                 rows += 1;
@@ -957,6 +1265,22 @@ async fn server_to_client(
             }
             let Some(body) = rest.get(5..h.frame_len) else {
                 break;
+            };
+            // Masking: an error's echoed data is masked before it is read for the record.
+            let mut masked_error: Option<Vec<u8>> = None;
+            if h.tag == b'E'
+                && let Some(m) = masking.as_mut()
+            {
+                let mut rewritten = Vec::new();
+                if let Ok(true) =
+                    messages::mask_notice(&m.masker, h.tag, body, &mut rewritten, &mut m.tally)
+                {
+                    masked_error = Some(rewritten);
+                }
+            }
+            let body = match &masked_error {
+                Some(frame) => frame.get(5..).unwrap_or(&[]),
+                None => body,
             };
             carries_data |= !is_bookkeeping(h.tag);
             let mut replacement: Option<BytesMut> = None;
@@ -1027,13 +1351,30 @@ async fn server_to_client(
                     let started = shared.with(|s| std::mem::replace(&mut s.mark, now));
                     let micros =
                         u64::try_from(now.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                    drafts.push(translate::result_draft(o, rows, micros));
+                    let mut draft = translate::result_draft(o, rows, micros);
+                    if let Some(counts) = masking.as_mut().and_then(ResultMasking::take_counts)
+                        && let serde_json::Value::Object(d) = &mut draft.detail
+                    {
+                        d.insert("masked".into(), counts);
+                    }
+                    drafts.push(draft);
                     rows = 0;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     return End::Failed(PostgresError::Unexpected(format!("from the target: {e}")));
                 }
+            }
+            if masking.is_some() {
+                // Masking: the run is assembled in `out`.
+                let rest = buf.get(forward..).unwrap_or(&[]);
+                match (&replacement, &masked_error) {
+                    (Some(r), _) => out.extend_from_slice(r),
+                    (None, Some(e)) => out.extend_from_slice(e),
+                    (None, None) => out.extend_from_slice(rest.get(..h.frame_len).unwrap_or(&[])),
+                }
+                forward += h.frame_len;
+                continue;
             }
             if let Some(bytes) = replacement {
                 // Send what precedes the server's error, then the refusal in its place.
@@ -1063,7 +1404,22 @@ async fn server_to_client(
         if !drafts.is_empty() && session.record_later(drafts).await.is_err() {
             return End::RecorderFailed;
         }
-        if forward > 0 {
+        if masking.is_some() && forward > 0 {
+            let _ = buf.split_to(forward);
+            if !out.is_empty() {
+                if carries_data && let Err(e) = shared.pass_gate().await {
+                    return ended_by(e);
+                }
+                // Whole frames only: the client never holds part of one.
+                if let Err(e) = shared.write_client(&out).await {
+                    return ended_by(e);
+                }
+                out.clear();
+                if out.capacity() > 4 * READ_CHUNK {
+                    out.shrink_to(READ_CHUNK);
+                }
+            }
+        } else if forward > 0 {
             let chunk = buf.split_to(forward);
             // Until the write completes the client may hold a partial frame (this future
             // can be dropped mid-write when the session ends).
@@ -1098,4 +1454,46 @@ async fn server_to_client(
             }
         }
     }
+}
+
+/// Masks one `CopyData` row of `COPY ... TO STDOUT` with the detectors (text and CSV rows
+/// take the replacement in place: it holds no tab, comma, quote or backslash). Returns
+/// whether `out` received a rewritten frame.
+fn mask_copy_data(
+    m: &mut ResultMasking,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool, CodecError> {
+    let masked = if let Some(plan) = m.copy.as_mut() {
+        match crate::masking::copy::mask_row(&m.masker, plan, body, &mut m.tally) {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(false),
+            Err(_) => {
+                return Err(CodecError::Malformed {
+                    what: "CopyData",
+                    detail: "a COPY row does not have the columns masking expected",
+                });
+            }
+        }
+    } else {
+        let mut masked = Vec::new();
+        if m.masker.scan(body, &mut masked, &mut m.tally)
+            == airlock_engine::masking::rules::Scan::Clean
+        {
+            return Ok(false);
+        }
+        masked
+    };
+    if m.copy_binary {
+        // Binary COPY fields carry their lengths: a replacement in place would break the
+        // stream, and the field types are unknown. Fail closed.
+        return Err(CodecError::Malformed {
+            what: "CopyData",
+            detail: "a binary COPY result holds values that masking must hide; use COPY in text or CSV format",
+        });
+    }
+    let mut frame = BytesMut::new();
+    codec::put_message(&mut frame, b'd', &masked);
+    out.extend_from_slice(&frame);
+    Ok(true)
 }

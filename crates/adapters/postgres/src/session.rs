@@ -130,6 +130,7 @@ pub async fn handle(
         let context = relay::RelayContext {
             classifier: &state.classifier,
             catalog: catalog.as_ref(),
+            tables: &state.tables,
             standard_conforming_strings,
             keep_upstream: pooled,
         };

@@ -32,6 +32,8 @@ pub struct Prepared {
     pub actions: Vec<Action>,
     /// The refusal it got when it was prepared, if it was refused.
     pub refused: Option<String>,
+    /// What its result is made of (for masking).
+    pub shapes: Vec<airlock_engine::sql::ResultShape>,
 }
 
 impl Statements {
@@ -234,6 +236,7 @@ mod tests {
             text: "select 1".into(),
             actions: vec![],
             refused: None,
+            shapes: vec![],
         };
         s.prepared("st", p);
         assert_eq!(s.bound("", "st").map(|p| p.text.as_str()), Some("select 1"));

@@ -135,6 +135,8 @@ pub struct Statement {
     pub actions: Vec<SqlAction>,
     /// Session-level effect (prepared statements).
     pub effect: StatementEffect,
+    /// What its result is made of, for masking.
+    pub result: ResultShape,
 }
 
 /// `OnConflictAction::ONCONFLICT_UPDATE` in pg_query's protobuf enum.
@@ -152,8 +154,8 @@ const CACHE_CAPACITY: usize = 4096;
 
 /// Normalized text and `standard_conforming_strings`.
 type CacheKey = (String, bool);
-/// A single statement's kind and actions.
-type Cached = (String, Vec<SqlAction>);
+/// A single statement's kind, actions and result shape.
+type Cached = (String, Vec<SqlAction>, ResultShape);
 
 /// Longest statement text remembered verbatim by the exact-text cache.
 const EXACT_MAX_LEN: usize = 4096;
@@ -183,6 +185,7 @@ fn from_cache(text: &str, hit: &Cached) -> Vec<Statement> {
         kind: hit.0.clone(),
         actions: hit.1.clone(),
         effect: StatementEffect::None,
+        result: hit.2.clone(),
     }]
 }
 
@@ -232,7 +235,7 @@ impl Classifier {
             && options.standard_conforming_strings
             && cacheable(only)
         {
-            let value = Arc::new((only.kind.clone(), only.actions.clone()));
+            let value = Arc::new((only.kind.clone(), only.actions.clone(), only.result.clone()));
             if let Some(k) = exact_key {
                 remember(&self.exact, k, value.clone());
             }
@@ -421,11 +424,17 @@ pub(crate) fn statement(
         }
         _ => StatementEffect::None,
     };
+    // What a PREPARE returns when executed is its query's result.
+    let result = match (tag, body.get("query").and_then(tagged)) {
+        ("PrepareStmt", Some((t, b))) => shape::shape(t, b),
+        _ => shape::shape(tag, body),
+    };
     Ok(Statement {
         text,
         kind,
         actions: dedup(w.actions),
         effect,
+        result,
     })
 }
 
@@ -1026,6 +1035,9 @@ fn def_true(def: &Value) -> bool {
         _ => true,
     }
 }
+
+mod shape;
+pub use shape::{CopyOut, CopySource, ResultShape};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use airlock_config::MaskStyleConfig;
 use airlock_config::{Config, TargetConfig, TargetKindConfig};
+use airlock_engine::masking::redact::{HashKey, Style};
+use airlock_engine::masking::rules::{MaskingError, MaskingRules, RuleSpec, default_rule};
 use airlock_engine::policy::{PolicyEngine, PolicyError};
 use airlock_model::{TargetKind, TargetRef};
 use airlock_vault::{Secret, VaultError};
@@ -26,6 +29,9 @@ pub enum RuntimeError {
     /// The policies could not be loaded.
     #[error("[policy] {0}")]
     Policy(PolicyError),
+    /// A masking rule is invalid (unknown detector, bad regex, unreadable key).
+    #[error("[[masking]] {0}")]
+    Masking(String),
     /// A target's secret could not be resolved.
     #[error("target `{target}`: {error}")]
     Secret {
@@ -50,6 +56,8 @@ pub struct Runtime {
     targets: BTreeMap<String, Arc<Target>>,
     /// The policies in force; `None` when no `[policy]` is configured (all denied).
     pub policy: Option<Arc<PolicyEngine>>,
+    /// The masking rules, the built-in default rule included.
+    pub masking: Arc<MaskingRules>,
 }
 
 impl Runtime {
@@ -83,10 +91,12 @@ impl Runtime {
                 }),
             );
         }
+        let masking = Arc::new(masking_rules(&config)?);
         Ok(Runtime {
             config: Arc::new(config),
             targets,
             policy,
+            masking,
         })
     }
 
@@ -103,4 +113,99 @@ impl Runtime {
             .map(|t| t.model.name.clone())
             .collect()
     }
+}
+
+/// The file in `data_dir` holding the key of `style = "hash"` rules without `hash_key`.
+pub const MASKING_KEY_FILE: &str = "masking.key";
+
+/// Compiles the configured masking rules and the built-in default rule (for the targets
+/// that keep `default_masking`).
+fn masking_rules(config: &Config) -> Result<MaskingRules, RuntimeError> {
+    let masking_error = |m: String| RuntimeError::Masking(m);
+    let mut generated: Option<Arc<HashKey>> = None;
+    let mut default_key = || -> Result<Arc<HashKey>, RuntimeError> {
+        if let Some(k) = &generated {
+            return Ok(k.clone());
+        }
+        let key = Arc::new(load_or_create_key(&config.server.data_dir).map_err(masking_error)?);
+        generated = Some(key.clone());
+        Ok(key)
+    };
+    let mut specs = Vec::new();
+    let defaults: Vec<String> = config
+        .targets
+        .iter()
+        .filter(|t| t.default_masking)
+        .map(|t| t.name().to_owned())
+        .collect();
+    if !defaults.is_empty() {
+        // The default rule redacts: its key is never used, so no key file is needed.
+        specs.push(default_rule(defaults, Arc::new(HashKey::new(Vec::new()))));
+    }
+    for rule in &config.masking {
+        let style = match rule.style {
+            MaskStyleConfig::Redact => Style::Redact,
+            MaskStyleConfig::Partial => Style::Partial,
+            MaskStyleConfig::Hash => Style::Hash,
+        };
+        let key = match (&rule.hash_key, style) {
+            (Some(reference), _) => {
+                let secret = airlock_vault::resolve(reference)
+                    .map_err(|e| masking_error(format!("rule `{}`: hash_key: {e}", rule.name())))?;
+                Arc::new(HashKey::new(secret.expose().as_bytes().to_vec()))
+            }
+            (None, Style::Hash) => default_key()?,
+            (None, _) => Arc::new(HashKey::new(Vec::new())),
+        };
+        specs.push(RuleSpec {
+            name: rule.name().to_owned(),
+            targets: rule.targets.clone(),
+            principals: rule.principals.clone(),
+            groups: rule.groups.clone(),
+            columns: rule.columns.clone(),
+            detectors: rule.detectors.clone(),
+            regexes: rule.regexes.clone(),
+            style,
+            enforce: rule.enforce,
+            key,
+        });
+    }
+    MaskingRules::compile(specs).map_err(|e: MaskingError| masking_error(e.to_string()))
+}
+
+/// Reads `data_dir/masking.key` (64 hex characters), creating it (mode 0600) if absent.
+fn load_or_create_key(data_dir: &std::path::Path) -> Result<HashKey, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(MASKING_KEY_FILE);
+    if !path.exists() {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(hex::encode(rand::random::<[u8; 32]>()).as_bytes())?;
+                f.sync_all()
+            });
+        match created {
+            Ok(()) => {}
+            // Another process created it first: read theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .map_err(|_| format!("{} does not hold a hex key", path.display()))?;
+    if bytes.len() < 16 {
+        return Err(format!(
+            "{} holds a key shorter than 16 bytes",
+            path.display()
+        ));
+    }
+    Ok(HashKey::new(bytes))
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use airlock_engine::masking::rules::{Masker, Tally};
 use airlock_engine::policy::FunctionCatalog;
 use airlock_model::{Action, Decision, EventKind, Principal, Timestamp, Verdict};
 use airlock_recorder::{NewEvent, Pending, Receipt, Record, Recorder, RecorderError};
@@ -46,6 +47,9 @@ pub struct Session {
     /// Held while records are handed to the recorder, so that nothing is queued after
     /// the session's end (the writer numbers events per open session).
     ended: tokio::sync::Mutex<bool>,
+    /// What of results this session may not see, fixed when it opens; `None` when no
+    /// masking rule applies.
+    masker: Option<Arc<Masker>>,
 }
 
 impl Session {
@@ -56,6 +60,10 @@ impl Session {
         recorder: Recorder,
         runtime: Arc<ArcSwap<Runtime>>,
     ) -> Self {
+        let masker = runtime
+            .load()
+            .masking
+            .for_session(&target.model.name, &principal);
         Session {
             id,
             principal,
@@ -63,7 +71,13 @@ impl Session {
             recorder,
             runtime,
             ended: tokio::sync::Mutex::new(false),
+            masker,
         }
+    }
+
+    /// The session's masking, if any rule applies to it.
+    pub fn masker(&self) -> Option<&Arc<Masker>> {
+        self.masker.as_ref()
     }
 
     /// The session id.
@@ -97,11 +111,24 @@ impl Session {
         }
     }
 
+    /// Turns drafts into records. For a masking session, the statement text and every
+    /// string of the detail pass through the detectors first: the recording holds no more
+    /// PII than the agent's results do. (Policy decided on the real text; the masked
+    /// literal stays a valid literal, so the recorded statement still parses.)
     fn to_records(&self, drafts: Vec<EventDraft>) -> Vec<Record> {
         let at = Timestamp::now();
         drafts
             .into_iter()
-            .map(|d| {
+            .map(|mut d| {
+                if let Some(m) = &self.masker {
+                    let mut tally = Tally::default();
+                    if let Some(text) = &d.statement
+                        && let Some(masked) = m.scan_str(text, &mut tally)
+                    {
+                        d.statement = Some(masked);
+                    }
+                    m.mask_json_strings(&mut d.detail, &mut tally);
+                }
                 Record::Event(NewEvent {
                     session_id: self.id.clone(),
                     at,

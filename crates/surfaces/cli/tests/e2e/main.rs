@@ -13,6 +13,7 @@ mod cli_policy;
 mod postgres_auth;
 mod postgres_failures;
 mod postgres_malformed;
+mod postgres_masking;
 mod postgres_policy;
 mod postgres_pool;
 mod postgres_relay;
