@@ -175,6 +175,15 @@ impl MaskingRules {
                     }
                     Some(_) => {}
                     None => {
+                        // Compiled alone first, so that an error names its own rule.
+                        Scanner::new(&[DetectorSpec::Custom {
+                            name: name.clone(),
+                            pattern: pattern.clone(),
+                        }])
+                        .map_err(|error| MaskingError::Detector {
+                            rule: spec.name.clone(),
+                            error,
+                        })?;
                         if builtin_seen.iter().any(|b| b == name) {
                             return Err(MaskingError::RegexClash { name: name.clone() });
                         }
@@ -190,11 +199,7 @@ impl MaskingRules {
             per_rule.push(names);
         }
         let scanner = Scanner::new(&detector_specs).map_err(|error| MaskingError::Detector {
-            rule: specs
-                .iter()
-                .find(|s| !s.regexes.is_empty())
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
+            rule: "(all rules together)".into(),
             error,
         })?;
         let rules = specs
@@ -470,5 +475,129 @@ impl Masker {
     /// pre-check).
     pub fn may_find(&self, text: &[u8]) -> bool {
         !self.scanner.is_empty() && self.scanner.may_match(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masking::json::mask_json;
+
+    fn principal(name: &str, groups: &[&str]) -> Principal {
+        Principal {
+            name: name.into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            source: airlock_model::PrincipalSource::ServiceToken,
+            expires_at: None,
+        }
+    }
+
+    fn rule(name: &str, style: Style) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            targets: Vec::new(),
+            principals: Vec::new(),
+            groups: Vec::new(),
+            columns: Vec::new(),
+            detectors: Vec::new(),
+            regexes: BTreeMap::new(),
+            style,
+            enforce: true,
+            key: Arc::new(HashKey::new(b"0123456789abcdef".to_vec())),
+        }
+    }
+
+    fn masked(m: &Masker, text: &str) -> String {
+        let mut out = Vec::new();
+        let mut t = Tally::default();
+        match m.scan(text.as_bytes(), &mut out, &mut t) {
+            Scan::Clean => text.to_owned(),
+            Scan::Masked => String::from_utf8(out).unwrap(),
+        }
+    }
+
+    #[test]
+    fn rules_apply_by_target_principal_and_group() {
+        let mut scoped = rule("scoped", Style::Redact);
+        scoped.targets = vec!["shop".into()];
+        scoped.groups = vec!["analysts".into()];
+        scoped.detectors = vec!["email".into()];
+        let rules = MaskingRules::compile(vec![scoped]).unwrap();
+        assert!(rules.for_session("shop", &principal("a", &["analysts"])).is_some());
+        assert!(rules.for_session("shop", &principal("a", &["ops"])).is_none());
+        assert!(rules.for_session("crm", &principal("a", &["analysts"])).is_none());
+    }
+
+    #[test]
+    fn the_strictest_enforcing_rule_wins() {
+        let mut partial = rule("partial", Style::Partial);
+        partial.detectors = vec!["card".into()];
+        partial.columns = vec!["password".into()];
+        let mut watch = rule("watch", Style::Redact);
+        watch.detectors = vec!["card".into()];
+        watch.enforce = false;
+        let rules = MaskingRules::compile(vec![partial.clone(), watch]).unwrap();
+        let m = rules.for_session("shop", &principal("a", &[])).unwrap();
+        assert_eq!(masked(&m, "card 4111 1111 1111 1111"), "card ****1111");
+        let mut redact = rule("redact", Style::Redact);
+        redact.detectors = vec!["card".into()];
+        let rules = MaskingRules::compile(vec![partial, redact]).unwrap();
+        let m = rules.for_session("shop", &principal("a", &[])).unwrap();
+        assert_eq!(masked(&m, "4111111111111111"), "[REDACTED:card]");
+        assert_eq!(m.column(&[ColumnName::bare("PASSWORD")]).unwrap().style, Style::Partial);
+    }
+
+    #[test]
+    fn observe_only_counts_and_passes() {
+        let mut watch = rule("watch", Style::Redact);
+        watch.detectors = vec!["email".into()];
+        watch.enforce = false;
+        let rules = MaskingRules::compile(vec![watch]).unwrap();
+        let m = rules.for_session("shop", &principal("a", &[])).unwrap();
+        let mut out = Vec::new();
+        let mut t = Tally::default();
+        assert_eq!(m.scan(b"a@example.com", &mut out, &mut t), Scan::Clean);
+        assert_eq!(t.to_json(&m), serde_json::json!({"watch": {"email": 1}}));
+    }
+
+    #[test]
+    fn bad_rules_are_errors_naming_the_rule() {
+        let mut r = rule("r1", Style::Redact);
+        r.detectors = vec!["emial".into()];
+        let e = MaskingRules::compile(vec![r]).unwrap_err().to_string();
+        assert!(e.contains("r1") && e.contains("emial"), "{e}");
+        let mut r = rule("r2", Style::Redact);
+        r.regexes.insert("empty".into(), "x*".into());
+        let e = MaskingRules::compile(vec![r]).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let mut r = rule("r3", Style::Redact);
+        r.regexes.insert("bad".into(), "(".into());
+        assert!(MaskingRules::compile(vec![r]).is_err());
+    }
+
+    #[test]
+    fn json_is_masked_by_key_and_value_and_otherwise_kept_byte_for_byte() {
+        let rules = MaskingRules::compile(vec![default_rule(
+            vec!["shop".into()],
+            Arc::new(HashKey::new(Vec::new())),
+        )])
+        .unwrap();
+        let m = rules.for_session("shop", &principal("a", &[])).unwrap();
+        let mut t = Tally::default();
+        let doc = br#"{"id": 12345678901234567890, "password": {"nested": [1, "x"]}, "note" : "mail ada@example.com", "api_key": null, "n": 4111111111111111}"#;
+        let mut out = Vec::new();
+        assert!(mask_json(&m, doc, &mut out, &mut t).unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"id": 12345678901234567890, "password": "[REDACTED:column]", "note" : "mail [REDACTED:email]", "api_key": null, "n": "[REDACTED:card]"}"#
+        );
+        let mut out = Vec::new();
+        assert!(!mask_json(&m, br#"[1, {"a": "b"}]"#, &mut out, &mut t).unwrap());
+        assert_eq!(out, br#"[1, {"a": "b"}]"#);
+        for bad in [&b"{"[..], b"[1,]x", b"{\"a\" 1}", b"\"open"] {
+            assert!(mask_json(&m, bad, &mut Vec::new(), &mut t).is_err(), "{bad:?}");
+        }
+        let deep = "[".repeat(300) + &"]".repeat(300);
+        assert!(mask_json(&m, deep.as_bytes(), &mut Vec::new(), &mut t).is_err());
     }
 }

@@ -173,13 +173,17 @@ impl Shape {
                 }
             }
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
-                if let Some(targets) = body.get("returning_list").and_then(Value::as_array) {
-                    for t in targets {
-                        self.target(t, computed, depth + 1);
-                    }
+                // `returning_clause.exprs` since PostgreSQL 18, `returning_list` before.
+                let returning = body
+                    .get("returning_clause")
+                    .and_then(|r| r.get("exprs"))
+                    .or_else(|| body.get("returning_list"))
+                    .and_then(Value::as_array);
+                for t in returning.into_iter().flatten() {
+                    self.target(t, computed, depth + 1);
                 }
                 for (k, child) in body.as_object().into_iter().flatten() {
-                    if k != "returning_list" {
+                    if !matches!(k.as_str(), "returning_list" | "returning_clause") {
                         self.any(child, false, depth + 1);
                     }
                 }
@@ -430,5 +434,100 @@ fn copy_source(body: &Value) -> CopySource {
         columns,
         star,
         table,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ParseOptions, classify_uncached};
+    use super::*;
+
+    fn of(sql: &str) -> ResultShape {
+        let mut st = classify_uncached(sql, ParseOptions::default()).unwrap();
+        st.remove(0).result
+    }
+
+    fn from(sql: &str) -> Vec<String> {
+        of(sql).computed_from
+    }
+
+    #[test]
+    fn plain_columns_keep_their_origin_and_are_not_computed() {
+        for sql in [
+            "select password, email as e from customers",
+            "select * from customers",
+            "select c.* from customers c",
+            "select x.p from (select password as p from customers) x",
+            "with x as (select password as p from customers) select p from x",
+            "select id from customers where password = 'x'",
+            "select g from generate_series(1, 3) g",
+        ] {
+            let s = of(sql);
+            assert!(s.computed_from.is_empty(), "{sql}: {s:?}");
+            assert!(!s.whole_row, "{sql}");
+        }
+    }
+
+    #[test]
+    fn computed_values_name_what_they_are_made_of() {
+        assert_eq!(from("select upper(password) from customers"), ["password"]);
+        assert_eq!(from("select c.password || '' from customers c"), ["password"]);
+        assert_eq!(
+            from("select (select ssn from customers limit 1)"),
+            ["ssn"],
+            "a scalar subquery's plain column is computed for the outer result"
+        );
+        assert_eq!(
+            from("select password from customers union all select 'x'"),
+            ["password"],
+            "set operation branches lose their origin"
+        );
+        assert_eq!(
+            from("update customers set name = 'x' returning upper(ssn), id"),
+            ["ssn"]
+        );
+        assert_eq!(from("select json_build_object('k', password) from customers"), ["password"]);
+        assert_eq!(from("select to_jsonb(c) ->> 'password' from customers c"), ["c"]);
+    }
+
+    #[test]
+    fn whole_rows_are_seen_except_as_keyed_json_output() {
+        assert!(of("select c::text from customers c").whole_row);
+        assert!(of("select c from customers c").whole_row);
+        assert!(of("select row(c.*)::text from customers c").whole_row);
+        assert!(of("select to_jsonb(c) ->> 'password' from customers c").whole_row);
+        assert!(!of("select row_to_json(c) from customers c").whole_row);
+        assert!(!of("select jsonb_agg(c order by id) from customers c").whole_row);
+    }
+
+    #[test]
+    fn copy_to_reports_its_columns_and_format() {
+        let s = of("copy customers (password, name) to stdout with (format csv, header, delimiter '|')");
+        let c = s.copy_out.unwrap();
+        assert_eq!(
+            c.source,
+            CopySource::Table {
+                schema: None,
+                name: "customers".into(),
+                columns: vec!["password".into(), "name".into()],
+            }
+        );
+        assert!(c.csv && c.header && !c.binary);
+        assert_eq!(c.delimiter, Some(b'|'));
+        let s = of("copy (select id, upper(email) from public.customers) to stdout");
+        assert_eq!(
+            s.copy_out.unwrap().source,
+            CopySource::Query {
+                columns: vec![Some("id".into()), None],
+                star: false,
+                table: Some((Some("public".into()), "customers".into())),
+            }
+        );
+        assert_eq!(s.computed_from, ["email"]);
+        let s = of("copy (select * from customers) to stdout (format binary)");
+        let c = s.copy_out.unwrap();
+        assert!(c.binary);
+        assert!(matches!(c.source, CopySource::Query { star: true, .. }));
+        assert!(of("copy customers from stdin").copy_out.is_none());
     }
 }

@@ -36,6 +36,22 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
             good.replace("kind = \"postgres\"", "kind = \"oracle\""),
             "unknown variant",
         ),
+        (
+            format!("{good}\n[[masking]]\nname = \"pii\"\ntargets = [\"crm\"]\ndetectors = [\"email\"]\n"),
+            "names target `crm`, which is not defined",
+        ),
+        (
+            format!("{good}\n[[masking]]\nname = \"empty\"\n"),
+            "masks nothing",
+        ),
+        (
+            format!("{good}\n[[masking]]\nname = \"pii\"\ncolumns = [\"a.b.c.d\"]\n"),
+            "schema.table.column",
+        ),
+        (
+            format!("{good}\n[[masking]]\nname = \"pii\"\nstyle = \"scramble\"\ncolumns = [\"x\"]\n"),
+            "unknown variant",
+        ),
     ];
     for (text, needle) in cases {
         std::fs::write(&path, &text).unwrap();
@@ -63,6 +79,22 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
     let out = gw.cli(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("env:AIRLOCK_SURELY_UNSET"));
+    // Masking rules that only compiling can judge: an unknown detector, a bad regex.
+    for (rule, needle) in [
+        ("detectors = [\"emial\"]", "unknown detector `emial`"),
+        ("regexes = { order_ref = \"ORD-(\" }", "order_ref"),
+        ("regexes = { anything = \".*\" }", "anything"),
+    ] {
+        std::fs::write(
+            &path,
+            format!("{good}\n[[masking]]\nname = \"mine\"\n{rule}\n"),
+        )
+        .unwrap();
+        let out = gw.cli(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{rule}: {err}");
+        assert!(err.contains(needle) && err.contains("mine"), "{rule}: {err}");
+    }
 }
 
 #[test]

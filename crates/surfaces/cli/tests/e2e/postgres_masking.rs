@@ -78,6 +78,8 @@ fn aliases_and_computed_values_do_not_dodge_column_rules() {
         "select array_agg(password) from customers",
         "select upper(email), lower(card) from customers",
         "update customers set name = name where id = 1 returning password, upper(ssn)",
+        "update customers set name = name returning upper(password), id",
+        "insert into customers select id + 10, name, email, ssn, card, password from customers returning password || ''",
     ] {
         let out = psql(&f.conn(), &[q]);
         assert!(out.ok, "{q}: {}", out.stderr);
