@@ -776,6 +776,11 @@ impl ClientSide<'_> {
             }
             effects.push(st.effect);
         }
+        if self.masking
+            && let Some(reason) = shapes.iter().find_map(unmaskable_copy)
+        {
+            return Err(reason);
+        }
         Ok(Understood {
             actions,
             effects,
@@ -995,6 +1000,26 @@ impl ClientSide<'_> {
                 | StatementEffect::None => {}
             }
         }
+    }
+}
+
+/// Why a `COPY ... TO` could not be masked, if it could not: binary rows carry typed
+/// lengths a mask cannot be put into, and a delimiter that a mask may contain would
+/// shift the columns.
+fn unmaskable_copy(shape: &ResultShape) -> Option<String> {
+    let copy = shape.copy_out.as_ref()?;
+    if copy.binary {
+        return Some(
+            "COPY TO in binary format cannot be masked, so it was not run; use FORMAT text or csv"
+                .into(),
+        );
+    }
+    match copy.delimiter {
+        Some(d) if d.is_ascii_alphanumeric() || b"[]:_*.@-".contains(&d) => Some(format!(
+            "COPY TO with the delimiter '{}' cannot be masked (masks may contain it), so it was not run; use tab, comma or '|'",
+            char::from(d)
+        )),
+        _ => None,
     }
 }
 

@@ -523,9 +523,21 @@ mod tests {
         scoped.groups = vec!["analysts".into()];
         scoped.detectors = vec!["email".into()];
         let rules = MaskingRules::compile(vec![scoped]).unwrap();
-        assert!(rules.for_session("shop", &principal("a", &["analysts"])).is_some());
-        assert!(rules.for_session("shop", &principal("a", &["ops"])).is_none());
-        assert!(rules.for_session("crm", &principal("a", &["analysts"])).is_none());
+        assert!(
+            rules
+                .for_session("shop", &principal("a", &["analysts"]))
+                .is_some()
+        );
+        assert!(
+            rules
+                .for_session("shop", &principal("a", &["ops"]))
+                .is_none()
+        );
+        assert!(
+            rules
+                .for_session("crm", &principal("a", &["analysts"]))
+                .is_none()
+        );
     }
 
     #[test]
@@ -544,7 +556,10 @@ mod tests {
         let rules = MaskingRules::compile(vec![partial, redact]).unwrap();
         let m = rules.for_session("shop", &principal("a", &[])).unwrap();
         assert_eq!(masked(&m, "4111111111111111"), "[REDACTED:card]");
-        assert_eq!(m.column(&[ColumnName::bare("PASSWORD")]).unwrap().style, Style::Partial);
+        assert_eq!(
+            m.column(&[ColumnName::bare("PASSWORD")]).unwrap().style,
+            Style::Partial
+        );
     }
 
     #[test]
@@ -595,7 +610,10 @@ mod tests {
         assert!(!mask_json(&m, br#"[1, {"a": "b"}]"#, &mut out, &mut t).unwrap());
         assert_eq!(out, br#"[1, {"a": "b"}]"#);
         for bad in [&b"{"[..], b"[1,]x", b"{\"a\" 1}", b"\"open"] {
-            assert!(mask_json(&m, bad, &mut Vec::new(), &mut t).is_err(), "{bad:?}");
+            assert!(
+                mask_json(&m, bad, &mut Vec::new(), &mut t).is_err(),
+                "{bad:?}"
+            );
         }
         let deep = "[".repeat(300) + &"]".repeat(300);
         assert!(mask_json(&m, deep.as_bytes(), &mut Vec::new(), &mut t).is_err());

@@ -471,7 +471,10 @@ mod tests {
     #[test]
     fn computed_values_name_what_they_are_made_of() {
         assert_eq!(from("select upper(password) from customers"), ["password"]);
-        assert_eq!(from("select c.password || '' from customers c"), ["password"]);
+        assert_eq!(
+            from("select c.password || '' from customers c"),
+            ["password"]
+        );
         assert_eq!(
             from("select (select ssn from customers limit 1)"),
             ["ssn"],
@@ -486,8 +489,14 @@ mod tests {
             from("update customers set name = 'x' returning upper(ssn), id"),
             ["ssn"]
         );
-        assert_eq!(from("select json_build_object('k', password) from customers"), ["password"]);
-        assert_eq!(from("select to_jsonb(c) ->> 'password' from customers c"), ["c"]);
+        assert_eq!(
+            from("select json_build_object('k', password) from customers"),
+            ["password"]
+        );
+        assert_eq!(
+            from("select to_jsonb(c) ->> 'password' from customers c"),
+            ["c"]
+        );
     }
 
     #[test]
@@ -502,7 +511,9 @@ mod tests {
 
     #[test]
     fn copy_to_reports_its_columns_and_format() {
-        let s = of("copy customers (password, name) to stdout with (format csv, header, delimiter '|')");
+        let s = of(
+            "copy customers (password, name) to stdout with (format csv, header, delimiter '|')",
+        );
         let c = s.copy_out.unwrap();
         assert_eq!(
             c.source,

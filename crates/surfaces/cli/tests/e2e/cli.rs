@@ -37,7 +37,9 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
             "unknown variant",
         ),
         (
-            format!("{good}\n[[masking]]\nname = \"pii\"\ntargets = [\"crm\"]\ndetectors = [\"email\"]\n"),
+            format!(
+                "{good}\n[[masking]]\nname = \"pii\"\ntargets = [\"crm\"]\ndetectors = [\"email\"]\n"
+            ),
             "names target `crm`, which is not defined",
         ),
         (
@@ -49,7 +51,9 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
             "schema.table.column",
         ),
         (
-            format!("{good}\n[[masking]]\nname = \"pii\"\nstyle = \"scramble\"\ncolumns = [\"x\"]\n"),
+            format!(
+                "{good}\n[[masking]]\nname = \"pii\"\nstyle = \"scramble\"\ncolumns = [\"x\"]\n"
+            ),
             "unknown variant",
         ),
     ];
@@ -93,7 +97,10 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
         let out = gw.cli(&["check"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{rule}: {err}");
-        assert!(err.contains(needle) && err.contains("mine"), "{rule}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("mine"),
+            "{rule}: {err}"
+        );
     }
 }
 

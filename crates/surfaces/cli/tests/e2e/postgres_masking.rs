@@ -151,6 +151,21 @@ fn copy_out_masks_the_same_columns_and_still_delivers_the_rows() {
         assert_clean(q, &out.stdout);
         assert_eq!(out.stdout.lines().count(), 2, "{q}: {}", out.stdout);
     }
+    // What cannot be masked is refused, and the session goes on.
+    for (q, needle) in [
+        (
+            "copy customers to stdout (format binary)",
+            "binary format cannot be masked",
+        ),
+        (
+            "copy customers to stdout (delimiter ':')",
+            "delimiter ':' cannot be masked",
+        ),
+    ] {
+        let out = psql(&f.conn(), &[q, "select 1"]);
+        assert!(!out.ok, "{q}");
+        assert!(out.stderr.contains(needle), "{q}: {}", out.stderr);
+    }
     assert_recording_and_log_clean(&f);
 }
 
