@@ -14,7 +14,7 @@ import json
 import statistics
 import sys
 
-PATHS = ["direct", "pgbouncer", "airlock"]
+PATHS = ["direct", "pgbouncer", "airlock", "airlock-nomask"]
 TESTS = [
     ("select", "select-only `-S`"),
     ("tpcb", "TPC-B-like (default script)"),
@@ -88,9 +88,13 @@ def main():
     if extra:
         w(f"- extra `[[targets]]` lines: `{extra}`")
     w(f"- command: `{meta.get('command', '?')}`")
+    if meta.get("masking_check"):
+        w(f"- masking (an e-mail address in a result, as the client sees it): {meta['masking_check']}")
     w(f"- settings: ROUNDS={meta.get('rounds')} T={meta.get('t')}s SCALE={meta.get('scale')}, "
       "TLS on every client leg (`sslmode=require`) and from both proxies to PostgreSQL; "
-      "pgbouncer in session mode; airlock records every statement")
+      "pgbouncer in session mode; airlock records every statement; airlock masks results with "
+      "the built-in default rule (`default_masking`, on unless the extra target lines turn it off); "
+      "airlock-nomask is a second gateway, the same but with `default_masking = false`")
     w("")
 
     ran_pg = [(t, label) for t, label in TESTS if any((t, p) in pg for p in PATHS)]
@@ -140,6 +144,34 @@ def main():
               f"| {rss} | {rounds} |")
         w("")
         w("Peak RSS is the proxy's VmHWM over its whole life up to the end of this test.")
+        w("")
+
+    # The cost of default masking: airlock against airlock-nomask, same run, same rounds.
+    cost = []
+    for t, label in TESTS:
+        on, off = pg.get((t, "airlock")), pg.get((t, "airlock-nomask"))
+        if not on or not off:
+            continue
+        def cpu(runs):
+            tx = sum(r[2] for r in runs)
+            return sum(r[3] for r in runs) / hz * 1e6 / tx if tx else 0
+        t_on, t_off = median([r[0] for r in on]), median([r[0] for r in off])
+        c_on, c_off = cpu(on), cpu(off)
+        cost.append(f"| {label} | {fmt(t_on)} tps | {fmt(t_off)} tps | {ratio(t_on, t_off)} "
+                    f"| {c_on:.1f} | {c_off:.1f} | {c_on - c_off:+.1f} |")
+    if cost:
+        w("## Cost of default masking (airlock against airlock-nomask)")
+        w("")
+        w("| test | masking on | masking off | on / off | CPU µs/tx on | CPU µs/tx off | difference |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        out.extend(cost)
+        w("")
+    b_on = [r[0] for r in big.get("airlock", []) if r[1]]
+    b_off = [r[0] for r in big.get("airlock-nomask", []) if r[1]]
+    if b_on and b_off:
+        w(f"1,000,000-row SELECT: masking on {median(b_on):.2f} s, off {median(b_off):.2f} s "
+          f"(on / off {ratio(median(b_on), median(b_off))}); peak RSS on "
+          f"{fmt(peak.get('airlock', 0) / 1024, 1)} MB, off {fmt(peak.get('airlock-nomask', 0) / 1024, 1)} MB.")
         w("")
 
     if idle:

@@ -166,10 +166,13 @@ impl Walk<'_, '_> {
     fn masked_value(&mut self, depth: usize, apply: &Apply) -> Result<(), JsonError> {
         let start = self.at;
         let mark = self.out.len();
-        // Walk it to find its end (and validate it); what was copied is dropped.
+        // Walk it to find its end (and validate it); what was copied, and what its
+        // detectors counted, is dropped: the value is replaced whole.
         let changed = self.changed;
+        let counted = self.tally.clone();
         self.value(depth, None)?;
         self.changed = changed;
+        *self.tally = counted;
         self.out.truncate(mark);
         let raw = self.text.get(start..self.at).unwrap_or(&[]);
         if raw == b"null" {

@@ -107,6 +107,34 @@ fn text_array_element(t: u32) -> Option<u32> {
     })
 }
 
+/// The built-in array types (`pg_type.typcategory = 'A'` below the first user OID).
+fn builtin_array(t: u32) -> bool {
+    text_array_element(t).is_some()
+        || matches!(
+            t,
+            1000..=1028
+                | 1034
+                | 1040
+                | 1041
+                | 1115
+                | 1182
+                | 1183
+                | 1185
+                | 1187
+                | 1231
+                | 1263
+                | 1270
+                | 2201
+                | 2949
+                | 2951
+                | 3221
+                | 3643
+                | 3645
+                | 3735
+                | 3770
+        )
+}
+
 /// Binary forms that hold no text: nothing for a detector to find.
 fn binary_without_text(t: u32) -> bool {
     matches!(
@@ -264,6 +292,10 @@ fn scan_value(
         _ => {
             if let Some(m) = scan_array(masker, value, tally, depth) {
                 return m;
+            }
+            if builtin_array(t) {
+                // A built-in array type that does not read as one: withheld.
+                return Masked::Null;
             }
             value
         }
@@ -441,6 +473,110 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_engine::masking::redact::HashKey;
+    use airlock_engine::masking::rules::{MaskingRules, default_rule};
+    use airlock_model::{Principal, PrincipalSource};
+    use std::sync::Arc;
+
+    fn masker() -> Arc<Masker> {
+        let rules = MaskingRules::compile(vec![default_rule(
+            vec!["t".into()],
+            Arc::new(HashKey::new(Vec::new())),
+        )])
+        .unwrap();
+        let p = Principal {
+            name: "a".into(),
+            groups: vec![],
+            source: PrincipalSource::ServiceToken,
+            expires_at: None,
+        };
+        rules.for_session("t", &p).unwrap()
+    }
+
+    /// A one-dimensional binary array of `elem` values.
+    fn binary_array(elem: u32, values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&1i32.to_be_bytes());
+        v.extend_from_slice(&i32::from(values.iter().any(Option::is_none)).to_be_bytes());
+        v.extend_from_slice(&elem.to_be_bytes());
+        v.extend_from_slice(&(values.len() as i32).to_be_bytes());
+        v.extend_from_slice(&1i32.to_be_bytes());
+        for x in values {
+            match x {
+                None => v.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    v.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    v.extend_from_slice(b);
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn binary_arrays_are_masked_element_by_element_and_stay_valid() {
+        let m = masker();
+        let mut t = Tally::default();
+        let input = binary_array(oid::TEXT, &[Some(b"x"), Some(b"ada@example.com"), None]);
+        let Masked::Replace(out) = mask_value(&m, 1009, true, None, &input, &mut t) else {
+            panic!("not masked");
+        };
+        assert_eq!(
+            out,
+            binary_array(oid::TEXT, &[Some(b"x"), Some(b"[REDACTED:email]"), None])
+        );
+        // An int8[] holding a card number: that element becomes NULL, the flag says so.
+        let input = binary_array(
+            oid::INT8,
+            &[
+                Some(&4111111111111111i64.to_be_bytes()),
+                Some(&7i64.to_be_bytes()),
+            ],
+        );
+        let Masked::Replace(out) = mask_value(&m, 1016, true, None, &input, &mut t) else {
+            panic!("not masked");
+        };
+        assert_eq!(
+            out,
+            binary_array(oid::INT8, &[None, Some(&7i64.to_be_bytes())])
+        );
+        // Truncated: withheld.
+        let cut = &input[..input.len() - 3];
+        assert_eq!(mask_value(&m, 1016, true, None, cut, &mut t), Masked::Null);
+    }
+
+    #[test]
+    fn whole_masks_fit_their_type() {
+        let m = masker();
+        let mut t = Tally::default();
+        let apply = m.name_is_masked("password").unwrap();
+        let text = |t: u32, b: bool, v: &[u8], tally: &mut Tally| {
+            mask_value(&m, t, b, Some(&apply), v, tally)
+        };
+        assert_eq!(
+            text(oid::TEXT, false, b"hunter2", &mut t),
+            Masked::Replace(b"[REDACTED:column]".to_vec())
+        );
+        assert_eq!(
+            text(oid::JSONB, true, b"\x01{}", &mut t),
+            Masked::Replace(b"\x01\"[REDACTED:column]\"".to_vec())
+        );
+        assert_eq!(
+            text(1009, false, b"{a,b}", &mut t),
+            Masked::Replace(b"{[REDACTED:column]}".to_vec())
+        );
+        assert_eq!(text(oid::INT4, false, b"42", &mut t), Masked::Null);
+        assert_eq!(text(oid::BYTEA, true, b"\x00", &mut t), Masked::Null);
+        // Text-format values of non-string types: a finding withholds the value.
+        assert_eq!(
+            mask_value(&m, oid::INT8, false, None, b"4111111111111111", &mut t),
+            Masked::Null
+        );
+        assert_eq!(
+            mask_value(&m, oid::INT8, false, None, b"1234", &mut t),
+            Masked::Keep
+        );
+    }
 
     #[test]
     fn numeric_binary_decodes_to_its_digits() {
@@ -462,5 +598,31 @@ mod tests {
             v.extend_from_slice(&g.to_be_bytes());
         }
         assert_eq!(numeric_digits(&v).as_deref(), Some("12.5000"));
+    }
+
+    proptest::proptest! {
+        /// Any bytes under any type and format: no panic, and a value that stays text
+        /// holds no e-mail address.
+        #[test]
+        fn any_value_is_masked_without_panic(
+            t in proptest::sample::select(vec![oid::TEXT, oid::JSON, oid::JSONB, oid::INT8, oid::NUMERIC, oid::RECORD, 1009u32, 1016, 16400, oid::BYTEA]),
+            binary in proptest::bool::ANY,
+            prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            with_email in proptest::bool::ANY,
+        ) {
+            let m = masker();
+            let mut t_ = Tally::default();
+            let mut value = prefix;
+            if with_email {
+                value.extend_from_slice(b" ada@example.com ");
+            }
+            let out = mask_value(&m, t, binary, None, &value, &mut t_);
+            if let Masked::Replace(v) = &out {
+                proptest::prop_assert!(!String::from_utf8_lossy(v).contains("ada@example.com"));
+            }
+            if with_email && !binary && out == Masked::Keep {
+                proptest::prop_assert!(false, "an e-mail in a text value was kept");
+            }
+        }
     }
 }
