@@ -118,6 +118,12 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 format!("target `{name}`: host must not be empty"),
             ));
         }
+        if t.capture_rows > 1000 {
+            return Err(invalid(
+                line,
+                format!("target `{name}`: capture_rows is at most 1000 (rows kept per result)"),
+            ));
+        }
         if t.sslmode == SslMode::VerifyFull && t.ca_file.is_none() {
             return Err(invalid(
                 line,

@@ -180,6 +180,10 @@ pub struct TargetConfig {
     /// names) to every session on this target.
     #[serde(default = "default_true")]
     pub default_masking: bool,
+    /// Record the first rows of every result (as the agent received them, masked) in
+    /// its result event; 0 records none.
+    #[serde(default)]
+    pub capture_rows: usize,
 }
 
 impl Config {

@@ -6,6 +6,7 @@
 //! session API what to do. See `README.md` beside this crate for protocol corners.
 
 mod cancel;
+mod capture;
 pub mod catalog;
 pub mod codec;
 mod error;

@@ -1123,6 +1123,7 @@ async fn server_to_client(
     let mut passthrough: usize = 0;
     let mut rows: u64 = 0;
     let mut saw_fatal = false;
+    let mut capture = crate::capture::Capture::new(session.target().config.capture_rows);
     // Masking sessions: the run as it goes to the client (frames copied, or rewritten).
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -1168,6 +1169,7 @@ async fn server_to_client(
                     b'D' | b'd' => {
                         carries_data = true;
                         rows += 1;
+                        let sent_from = out.len();
                         let masked = match (h.tag, &m.plan) {
                             (b'D', Some(plan)) => {
                                 rows::mask_data_row(&m.masker, plan, body, &mut out, &mut m.tally)
@@ -1186,6 +1188,9 @@ async fn server_to_client(
                                     "from the target: {e}"
                                 )));
                             }
+                        }
+                        if h.tag == b'D' && capture.wants_row() {
+                            capture.row(out.get(sent_from + 5..).unwrap_or(&[]));
                         }
                         forward += h.frame_len;
                         continue;
@@ -1208,6 +1213,7 @@ async fn server_to_client(
                             m.pending_copies = f.copies;
                         }
                         if h.tag == b'T' {
+                            capture.describe(body);
                             let fields = match rows::row_description(body) {
                                 Ok(f) => f,
                                 Err(e) => {
@@ -1276,6 +1282,12 @@ async fn server_to_client(
             if matches!(h.tag, b'D' | b'd') {
                 carries_data = true;
                 rows += 1;
+                if h.tag == b'D'
+                    && capture.wants_row()
+                    && let Some(body) = rest.get(5..h.frame_len)
+                {
+                    capture.row(body);
+                }
                 let n = h.frame_len.min(rest.len());
                 forward += n;
                 passthrough = h.frame_len - n;
@@ -1359,6 +1371,10 @@ async fn server_to_client(
                     None
                 }),
                 b'I' => Ok(Some(Outcome::Empty)),
+                b'T' if capture.on() && masking.is_none() => {
+                    capture.describe(body);
+                    Ok(None)
+                }
                 b's' => Ok(Some(Outcome::Suspended)),
                 b'Z' => backend::ready_for_query(body).map(|status| {
                     became_idle |= shared.with(|s| {
@@ -1377,10 +1393,14 @@ async fn server_to_client(
                     let micros =
                         u64::try_from(now.duration_since(started).as_micros()).unwrap_or(u64::MAX);
                     let mut draft = translate::result_draft(o, rows, micros);
-                    if let Some(counts) = masking.as_mut().and_then(ResultMasking::take_counts)
-                        && let serde_json::Value::Object(d) = &mut draft.detail
-                    {
-                        d.insert("masked".into(), counts);
+                    if let serde_json::Value::Object(d) = &mut draft.detail {
+                        if let Some(counts) = masking.as_mut().and_then(ResultMasking::take_counts)
+                        {
+                            d.insert("masked".into(), counts);
+                        }
+                        if let Some(captured) = capture.take() {
+                            d.insert("captured_rows".into(), captured);
+                        }
                     }
                     drafts.push(draft);
                     rows = 0;

@@ -35,7 +35,7 @@ fn assert_recording_and_log_clean(f: &Fixture) {
 
 #[test]
 fn the_default_rule_masks_psql_text_results_and_counts_what_it_masked() {
-    let f = Fixture::new("mask_default");
+    let f = Fixture::with("mask_default", |b| b.target_extra("capture_rows = 5"));
     let out = psql(
         &f.conn(),
         &["select id, name, email, ssn, card, password from customers order by id"],
@@ -53,6 +53,22 @@ fn the_default_rule_masks_psql_text_results_and_counts_what_it_masked() {
     assert_eq!(masked["email"], 2, "{result}");
     assert_eq!(masked["card"], 2, "{result}");
     assert_eq!(masked["column"], 4, "{result}");
+    // Captured rows are recorded as the agent received them.
+    assert_eq!(
+        result["detail"]["captured_rows"][0],
+        serde_json::json!([
+            "1",
+            "Ada Lovelace",
+            "[REDACTED:email]",
+            "[REDACTED:column]",
+            "[REDACTED:card]",
+            "[REDACTED:column]"
+        ])
+    );
+    assert_eq!(
+        result["detail"]["captured_rows"].as_array().unwrap().len(),
+        2
+    );
     assert_recording_and_log_clean(&f);
 }
 
@@ -291,4 +307,27 @@ fn values_split_across_network_reads_and_a_million_masked_rows_stream() {
         peak < 96 * 1024,
         "gateway peak RSS {peak} KiB (before: {before} KiB)"
     );
+}
+
+#[test]
+fn without_masking_results_stream_untouched_and_capture_keeps_the_first_rows() {
+    let f = Fixture::with("mask_off", |b| {
+        b.target_extra("default_masking = false\ncapture_rows = 1")
+    });
+    let out = psql(
+        &f.conn(),
+        &["select id, email, password from customers order by id"],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "1|ada@example.com|hunter2\n2|alan@example.org|s3cret\n"
+    );
+    let s = f.gw.last_session_of("agent", "shop");
+    let result = events_of(&s, "result")[0];
+    assert_eq!(
+        result["detail"]["captured_rows"],
+        serde_json::json!([["1", "ada@example.com", "hunter2"]])
+    );
+    assert!(result["detail"].get("masked").is_none());
 }
