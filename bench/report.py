@@ -5,7 +5,7 @@ Usage: report.py RESULTS.tsv META.env OUT.md  -- prints the report and writes it
 
 Rows of RESULTS.tsv (tab-separated):
   pgbench TEST PATH ROUND TPS LATENCY_MS TRANSACTIONS PROXY_TICKS
-  bigrow  PATH ROUND WALL_SECONDS OK
+  bigrow  PATH ROUND WALL_SECONDS OK [PROXY_TICKS]
   peak    PATH VMHWM_KB
   idle    PATH JSON
 Missing or unparsable numbers count as 0; a path with no result shows "–".
@@ -55,7 +55,7 @@ def main():
     hz = num(meta.get("clk_tck", "100"), int) or 100
 
     pg = {}      # (test, path) -> list of (tps, lat, tx, ticks)
-    big = {}     # path -> list of (wall, ok)
+    big = {}     # path -> list of (wall, ok, ticks)
     peak = {}    # path -> kB
     idle = {}    # path -> dict
     with open(results_path) as f:
@@ -65,7 +65,8 @@ def main():
                 pg.setdefault((c[1], c[2]), []).append(
                     (num(c[4]), num(c[5]), num(c[6], int), num(c[7], int)))
             elif c[0] == "bigrow" and len(c) >= 5:
-                big.setdefault(c[1], []).append((num(c[3]), num(c[4], int)))
+                big.setdefault(c[1], []).append(
+                    (num(c[3]), num(c[4], int), num(c[5], int) if len(c) >= 6 else 0))
             elif c[0] == "peak" and len(c) >= 3:
                 peak[c[1]] = num(c[2], int)
             elif c[0] == "idle" and len(c) >= 3:
@@ -82,8 +83,12 @@ def main():
     w(f"- machine: kernel {meta.get('kernel', '?')}, {meta.get('nproc', '?')} CPUs, "
       f"{meta.get('memory', '?')} memory")
     w(f"- PostgreSQL: {meta.get('pg_version', '?')}; pgbouncer: {meta.get('pgbouncer_version', '?')}")
-    w(f"- airlock: commit {meta.get('commit', '?')}, binary `{meta.get('airlock_bin', '?')}` "
-      f"({meta.get('airlock_version', '?')})")
+    if meta.get("bin_built", "1") == "0":
+        w(f"- airlock: binary `{meta.get('airlock_bin', '?')}` ({meta.get('airlock_version', '?')}), "
+          f"given with AIRLOCK_BIN; bench/run from commit {meta.get('commit', '?')}")
+    else:
+        w(f"- airlock: commit {meta.get('commit', '?')}, binary `{meta.get('airlock_bin', '?')}` "
+          f"({meta.get('airlock_version', '?')})")
     extra = meta.get("extra_target_toml", "")
     if extra:
         w(f"- extra `[[targets]]` lines: `{extra}`")
@@ -129,8 +134,10 @@ def main():
     if big:
         w(f"## 1,000,000-row SELECT (`psql -X -At`, wall time), median of {meta.get('rounds')} round(s)")
         w("")
-        w("| path | wall (s) | vs direct | peak RSS of the proxy (VmHWM) | wall per round (s) |")
-        w("|---|---:|---:|---:|---|")
+        w(f"`{meta.get('bigrow_sql', 'select g, md5(g::text) from generate_series(1,1000000) g')}`")
+        w("")
+        w("| path | wall (s) | vs direct | proxy CPU (s) | peak RSS of the proxy (VmHWM) | wall per round (s) |")
+        w("|---|---:|---:|---:|---:|---|")
         d_wall = median([r[0] for r in big.get("direct", []) if r[1]])
         for p in PATHS:
             runs = big.get(p)
@@ -139,11 +146,13 @@ def main():
             ok = [r[0] for r in runs if r[1]]
             wall = median(ok)
             rss = f"{peak[p] / 1024:.1f} MB" if peak.get(p) else "–"
+            cpu = "–" if p == "direct" else fmt(median([r[2] / hz for r in runs if r[1]]), 2)
             rounds = ", ".join(f"{r[0]:.2f}" if r[1] else "failed" for r in runs)
             w(f"| {p} | {fmt(wall, 2)} | {ratio(wall, d_wall) if p != 'direct' else '1.00' if wall else '–'} "
-              f"| {rss} | {rounds} |")
+              f"| {cpu} | {rss} | {rounds} |")
         w("")
-        w("Peak RSS is the proxy's VmHWM over its whole life up to the end of this test.")
+        w("Proxy CPU is the proxy process's user+system time over one SELECT (median); peak RSS "
+          "is its VmHWM over its whole life up to the end of this test.")
         w("")
 
     # The cost of default masking: airlock against airlock-nomask, same run, same rounds.
@@ -166,11 +175,14 @@ def main():
         w("|---|---:|---:|---:|---:|---:|---:|")
         out.extend(cost)
         w("")
-    b_on = [r[0] for r in big.get("airlock", []) if r[1]]
-    b_off = [r[0] for r in big.get("airlock-nomask", []) if r[1]]
+    b_on = [r for r in big.get("airlock", []) if r[1]]
+    b_off = [r for r in big.get("airlock-nomask", []) if r[1]]
     if b_on and b_off:
-        w(f"1,000,000-row SELECT: masking on {median(b_on):.2f} s, off {median(b_off):.2f} s "
-          f"(on / off {ratio(median(b_on), median(b_off))}); peak RSS on "
+        w_on, w_off = median([r[0] for r in b_on]), median([r[0] for r in b_off])
+        c_on, c_off = median([r[2] / hz for r in b_on]), median([r[2] / hz for r in b_off])
+        w(f"1,000,000-row SELECT: masking on {w_on:.2f} s, off {w_off:.2f} s "
+          f"(on / off {ratio(w_on, w_off)}); gateway CPU on {c_on:.2f} s, off {c_off:.2f} s "
+          f"(on / off {ratio(c_on, c_off)}); peak RSS on "
           f"{fmt(peak.get('airlock', 0) / 1024, 1)} MB, off {fmt(peak.get('airlock-nomask', 0) / 1024, 1)} MB.")
         w("")
 

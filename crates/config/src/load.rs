@@ -97,17 +97,8 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
     for t in &config.targets {
         let line = line_col(text, t.name.span().start).0;
         let name = t.name();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                line,
-                format!(
-                    "target name `{name}` must be non-empty and use only letters, digits, '-', '_' and '.'"
-                ),
-            ));
+        if !valid_name(name) {
+            return Err(invalid(line, format!("target name `{name}` {NAME_RULE}")));
         }
         if !seen.insert(name.to_owned()) {
             return Err(invalid(line, format!("target `{name}` is defined twice")));
@@ -137,16 +128,10 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
     for rule in &config.masking {
         let line = line_col(text, rule.name.span().start).0;
         let name = rule.name();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !valid_name(name) {
             return Err(invalid(
                 line,
-                format!(
-                    "masking rule name `{name}` must be non-empty and use only letters, digits, '-', '_' and '.'"
-                ),
+                format!("masking rule name `{name}` {NAME_RULE}"),
             ));
         }
         if !rule_names.insert(name.to_owned()) {
@@ -183,6 +168,16 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
         }
     }
     Ok(())
+}
+
+/// What names of targets and masking rules may be.
+const NAME_RULE: &str = "must be non-empty and use only letters, digits, '-', '_' and '.'";
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// 1-based line and column of a byte offset.

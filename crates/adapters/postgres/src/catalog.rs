@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use airlock_engine::policy::{FunctionCatalog, Volatility};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::codec::{self, Reader, backend, put_message};
 use crate::error::UpstreamError;
 use crate::stream::BoxIo;
 
@@ -92,71 +90,18 @@ impl CatalogCache {
 /// Runs the catalog query on an idle, authenticated connection and reads the answer up
 /// to its ReadyForQuery, leaving the connection idle again.
 pub async fn load(io: &mut BoxIo, buf: &mut BytesMut) -> Result<PgCatalog, UpstreamError> {
-    let proto = |e: &dyn std::fmt::Display| {
-        UpstreamError::Protocol(format!("loading the function catalog: {e}"))
-    };
-    let mut out = BytesMut::new();
-    let mut q = QUERY.as_bytes().to_vec();
-    q.push(0);
-    put_message(&mut out, b'Q', &q);
-    io.write_all(&out).await.map_err(|e| proto(&e))?;
-    io.flush().await.map_err(|e| proto(&e))?;
     let mut catalog = PgCatalog::default();
-    let mut failed = None;
-    loop {
-        let Some(h) = codec::header(buf).map_err(|e| proto(&e))? else {
-            if io.read_buf(buf).await.map_err(|e| proto(&e))? == 0 {
-                return Err(proto(&"the server closed the connection"));
-            }
-            continue;
-        };
-        if buf.len() < h.frame_len {
-            if io.read_buf(buf).await.map_err(|e| proto(&e))? == 0 {
-                return Err(proto(&"the server closed the connection"));
-            }
-            continue;
-        }
-        let frame = buf.split_to(h.frame_len);
-        let body = frame.get(5..).unwrap_or(&[]);
-        match h.tag {
-            b'D' => {
-                let mut r = Reader::new("DataRow", body);
-                let n = r.i16().map_err(|e| proto(&e))?;
-                let mut cols = Vec::with_capacity(3);
-                for _ in 0..n {
-                    let len = r.i32().map_err(|e| proto(&e))?;
-                    let v = if len < 0 {
-                        &[][..]
-                    } else {
-                        r.bytes(len as usize).map_err(|e| proto(&e))?
-                    };
-                    cols.push(String::from_utf8_lossy(v).into_owned());
-                }
-                if let [schema, name, vol] = cols.as_slice() {
-                    let v = match vol.as_str() {
-                        "i" => Volatility::Immutable,
-                        "s" => Volatility::Stable,
-                        _ => Volatility::Volatile,
-                    };
-                    catalog.add(schema, name, v);
-                }
-            }
-            b'E' => {
-                failed = Some(
-                    backend::error_fields(body)
-                        .map(|f| f.message)
-                        .unwrap_or_default(),
-                )
-            }
-            b'Z' => {
-                return match failed {
-                    None => Ok(catalog),
-                    Some(m) => Err(proto(&m)),
-                };
-            }
-            _ => {}
+    for row in crate::upstream::simple_query(io, buf, QUERY).await? {
+        if let [Some(schema), Some(name), Some(vol)] = row.as_slice() {
+            let v = match vol.as_str() {
+                "i" => Volatility::Immutable,
+                "s" => Volatility::Stable,
+                _ => Volatility::Volatile,
+            };
+            catalog.add(schema, name, v);
         }
     }
+    Ok(catalog)
 }
 
 #[cfg(test)]

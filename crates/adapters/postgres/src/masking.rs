@@ -153,16 +153,7 @@ impl ResultMasking {
                 schema,
                 name,
                 columns: listed,
-            } if listed.is_empty() => {
-                let (found_schema, names) =
-                    columns::look_up_by_name(target, schema.as_deref(), name)
-                        .await
-                        .map_err(|e| format!("COPY cannot be masked: looking up `{name}`: {e}"))?;
-                names
-                    .iter()
-                    .map(|c| masker.column(&[ColumnName::of(&found_schema, name, c)]))
-                    .collect()
-            }
+            } if listed.is_empty() => table_rules(&masker, target, schema.as_deref(), name).await?,
             CopySource::Table {
                 schema,
                 name,
@@ -181,16 +172,7 @@ impl ResultMasking {
                 columns: listed,
                 star: true,
                 table: Some((schema, name)),
-            } if listed.is_empty() => {
-                let (found_schema, names) =
-                    columns::look_up_by_name(target, schema.as_deref(), name)
-                        .await
-                        .map_err(|e| format!("COPY cannot be masked: looking up `{name}`: {e}"))?;
-                names
-                    .iter()
-                    .map(|c| masker.column(&[ColumnName::of(&found_schema, name, c)]))
-                    .collect()
-            }
+            } if listed.is_empty() => table_rules(&masker, target, schema.as_deref(), name).await?,
             CopySource::Query { star: true, .. } => {
                 // `*` beside other columns or over several tables: positions unknown.
                 vec![masker.strictest_column_rule(); columns]
@@ -241,6 +223,23 @@ impl ResultMasking {
         self.tally = Tally::default();
         Some(json)
     }
+}
+
+/// The rules for every column of table `schema.name`, in the table's order (for a COPY
+/// without a column list).
+async fn table_rules(
+    masker: &Masker,
+    target: &Target,
+    schema: Option<&str>,
+    name: &str,
+) -> Result<Vec<Option<Apply>>, String> {
+    let (found_schema, names) = columns::look_up_by_name(target, schema, name)
+        .await
+        .map_err(|e| format!("COPY cannot be masked: looking up `{name}`: {e}"))?;
+    Ok(names
+        .iter()
+        .map(|c| masker.column(&[ColumnName::of(&found_schema, name, c)]))
+        .collect())
 }
 
 /// A `CopyOutResponse`: binary format, and the number of columns.

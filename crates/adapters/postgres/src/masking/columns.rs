@@ -12,12 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_session::Target;
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::codec::{self, Reader, backend, put_message};
 use crate::error::UpstreamError;
-use crate::stream::BoxIo;
 
 /// How long a table's columns are reused.
 pub const TABLE_TTL: Duration = Duration::from_secs(60);
@@ -106,7 +103,7 @@ pub async fn look_up(
          WHERE c.oid IN ({list}) AND a.attnum > 0 AND NOT a.attisdropped"
     );
     let mut up = crate::upstream::connect(target, &[]).await?;
-    let rows = simple_query(&mut up.io, &mut up.leftover, &sql).await?;
+    let rows = crate::upstream::simple_query(&mut up.io, &mut up.leftover, &sql).await?;
     let _ = up.io.shutdown().await;
     let mut tables: HashMap<u32, TableInfo> = HashMap::new();
     for row in rows {
@@ -157,7 +154,7 @@ pub async fn look_up_by_name(
          ORDER BY a.attnum"
     );
     let mut up = crate::upstream::connect(target, &[]).await?;
-    let rows = simple_query(&mut up.io, &mut up.leftover, &sql).await?;
+    let rows = crate::upstream::simple_query(&mut up.io, &mut up.leftover, &sql).await?;
     let _ = up.io.shutdown().await;
     let mut found_schema = String::new();
     let mut columns = Vec::new();
@@ -171,68 +168,4 @@ pub async fn look_up_by_name(
         return Err(UpstreamError::Protocol(format!("no table `{name}` found")));
     }
     Ok((found_schema, columns))
-}
-
-/// Runs `sql` as a simple query on an idle connection and returns its rows as text,
-/// reading up to ReadyForQuery.
-pub async fn simple_query(
-    io: &mut BoxIo,
-    buf: &mut BytesMut,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
-    let proto =
-        |e: &dyn std::fmt::Display| UpstreamError::Protocol(format!("looking up columns: {e}"));
-    let mut out = BytesMut::new();
-    let mut q = sql.as_bytes().to_vec();
-    q.push(0);
-    put_message(&mut out, b'Q', &q);
-    io.write_all(&out).await.map_err(|e| proto(&e))?;
-    io.flush().await.map_err(|e| proto(&e))?;
-    let mut rows = Vec::new();
-    let mut failed = None;
-    loop {
-        let complete = match codec::header(buf).map_err(|e| proto(&e))? {
-            Some(h) if buf.len() >= h.frame_len => Some(h),
-            _ => None,
-        };
-        let Some(h) = complete else {
-            if io.read_buf(buf).await.map_err(|e| proto(&e))? == 0 {
-                return Err(proto(&"the server closed the connection"));
-            }
-            continue;
-        };
-        let frame = buf.split_to(h.frame_len);
-        let body = frame.get(5..).unwrap_or(&[]);
-        match h.tag {
-            b'D' => {
-                let mut r = Reader::new("DataRow", body);
-                let n = r.i16().map_err(|e| proto(&e))?;
-                let mut row = Vec::new();
-                for _ in 0..n {
-                    let len = r.i32().map_err(|e| proto(&e))?;
-                    row.push(if len < 0 {
-                        None
-                    } else {
-                        let v = r.bytes(len as usize).map_err(|e| proto(&e))?;
-                        Some(String::from_utf8_lossy(v).into_owned())
-                    });
-                }
-                rows.push(row);
-            }
-            b'E' => {
-                failed = Some(
-                    backend::error_fields(body)
-                        .map(|f| f.message)
-                        .unwrap_or_default(),
-                )
-            }
-            b'Z' => {
-                return match failed {
-                    None => Ok(rows),
-                    Some(m) => Err(proto(&m)),
-                };
-            }
-            _ => {}
-        }
-    }
 }

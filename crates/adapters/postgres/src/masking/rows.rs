@@ -3,7 +3,7 @@
 
 use airlock_engine::masking::rules::{Apply, Masker, Tally};
 
-use super::values::{Masked, mask_value};
+use super::values::{mask_value, put_masked};
 use crate::codec::{CodecError, Reader};
 
 /// One column of a `RowDescription`.
@@ -100,29 +100,15 @@ pub fn mask_data_row(
             continue;
         }
         let value = r.bytes(len as usize)?;
-        match mask_value(
+        let masked = mask_value(
             masker,
             column.type_oid,
             column.binary,
             column.whole.as_ref(),
             value,
             tally,
-        ) {
-            Masked::Keep => {
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(value);
-            }
-            Masked::Replace(v) => {
-                changed = true;
-                let l = i32::try_from(v.len()).unwrap_or(i32::MAX);
-                out.extend_from_slice(&l.to_be_bytes());
-                out.extend_from_slice(&v);
-            }
-            Masked::Null => {
-                changed = true;
-                out.extend_from_slice(&(-1i32).to_be_bytes());
-            }
-        }
+        );
+        changed |= put_masked(out, value, masked);
     }
     r.finish()?;
     if !changed {

@@ -63,6 +63,23 @@ pub enum Masked {
     Null,
 }
 
+/// Appends a length-prefixed value (as in `DataRow`s, arrays and records): `original`,
+/// or what masking made of it. Returns whether it changed.
+pub fn put_masked(out: &mut Vec<u8>, original: &[u8], masked: Masked) -> bool {
+    let (len, bytes) = match &masked {
+        Masked::Keep => (original.len(), original),
+        Masked::Replace(v) => (v.len(), v.as_slice()),
+        Masked::Null => {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+            return true;
+        }
+    };
+    // A value never grows past 1 GiB (the server's limit; masks are shorter than that).
+    out.extend_from_slice(&i32::try_from(len).unwrap_or(i32::MAX).to_be_bytes());
+    out.extend_from_slice(bytes);
+    masked != Masked::Keep
+}
+
 /// Deepest nesting of arrays and records walked in binary values.
 const MAX_NESTING: usize = 16;
 
@@ -334,22 +351,9 @@ fn scan_array(masker: &Masker, value: &[u8], tally: &mut Tally, depth: usize) ->
             continue;
         }
         let element = r.take(usize::try_from(len).ok()?)?;
-        match scan_value(masker, elem, true, element, tally, depth + 1) {
-            Masked::Keep => {
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(element);
-            }
-            Masked::Replace(v) => {
-                changed = true;
-                out.extend_from_slice(&i32::try_from(v.len()).ok()?.to_be_bytes());
-                out.extend_from_slice(&v);
-            }
-            Masked::Null => {
-                changed = true;
-                nulls = true;
-                out.extend_from_slice(&(-1i32).to_be_bytes());
-            }
-        }
+        let masked = scan_value(masker, elem, true, element, tally, depth + 1);
+        nulls |= masked == Masked::Null;
+        changed |= put_masked(&mut out, element, masked);
     }
     if !r.0.is_empty() {
         return None;
@@ -379,21 +383,8 @@ fn scan_record(masker: &Masker, value: &[u8], tally: &mut Tally, depth: usize) -
                 continue;
             }
             let field = r.take(usize::try_from(len).ok()?)?;
-            match scan_value(masker, t, true, field, tally, depth + 1) {
-                Masked::Keep => {
-                    out.extend_from_slice(&len.to_be_bytes());
-                    out.extend_from_slice(field);
-                }
-                Masked::Replace(v) => {
-                    changed = true;
-                    out.extend_from_slice(&i32::try_from(v.len()).ok()?.to_be_bytes());
-                    out.extend_from_slice(&v);
-                }
-                Masked::Null => {
-                    changed = true;
-                    out.extend_from_slice(&(-1i32).to_be_bytes());
-                }
-            }
+            let masked = scan_value(masker, t, true, field, tally, depth + 1);
+            changed |= put_masked(&mut out, field, masked);
         }
         if !r.0.is_empty() {
             return None;
