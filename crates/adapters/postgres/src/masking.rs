@@ -17,6 +17,7 @@ pub mod values;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use airlock_engine::masking::columns::ColumnName;
 use airlock_engine::masking::rules::{Apply, Masker, Tally};
@@ -45,7 +46,13 @@ pub struct ResultMasking {
     pub copy: Option<copy::CopyPlan>,
     /// COPYs of the Execute now running (from its added Describe).
     pub pending_copies: VecDeque<(CopyOut, Option<Apply>)>,
+    /// Plans of recent results by their RowDescription, so that a statement run again
+    /// (the common case) is not matched against every column pattern each time.
+    plans: HashMap<Vec<u8>, (Instant, RowPlan)>,
 }
+
+/// Plans kept per session.
+const PLANS_KEPT: usize = 64;
 
 impl ResultMasking {
     /// A fresh state for a session with `masker`.
@@ -57,6 +64,31 @@ impl ResultMasking {
             copy_binary: false,
             copy: None,
             pending_copies: VecDeque::new(),
+            plans: HashMap::new(),
+        }
+    }
+
+    /// Takes the plan of a result described exactly as `description` before, if it is
+    /// younger than the table cache's lifetime (the tables behind it are looked up
+    /// again after that).
+    pub fn reuse_plan(&mut self, description: &[u8]) -> bool {
+        match self.plans.get(description) {
+            Some((at, plan)) if at.elapsed() < columns::TABLE_TTL => {
+                self.plan = Some(plan.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps the current plan for results described as `description`.
+    pub fn remember_plan(&mut self, description: Vec<u8>) {
+        if let Some(plan) = &self.plan {
+            if self.plans.len() >= PLANS_KEPT {
+                self.plans.clear();
+            }
+            self.plans
+                .insert(description, (Instant::now(), plan.clone()));
         }
     }
 

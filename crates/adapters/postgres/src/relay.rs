@@ -1212,8 +1212,11 @@ async fn server_to_client(
                         {
                             m.pending_copies = f.copies;
                         }
-                        if h.tag == b'T' {
+                        if h.tag == b'T' && computed.is_none() && m.reuse_plan(body) {
                             capture.describe(body);
+                        } else if h.tag == b'T' {
+                            capture.describe(body);
+                            let description = body.to_vec();
                             let fields = match rows::row_description(body) {
                                 Ok(f) => f,
                                 Err(e) => {
@@ -1222,8 +1225,12 @@ async fn server_to_client(
                                     )));
                                 }
                             };
+                            let reusable = computed.is_none();
                             m.describe(&fields, session.target(), tables, computed)
                                 .await;
+                            if reusable {
+                                m.remember_plan(description);
+                            }
                         } else {
                             m.plan = None;
                         }
