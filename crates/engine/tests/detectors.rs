@@ -157,7 +157,15 @@ proptest! {
 
         for style in [Style::Redact, Style::Hash, Style::Partial] {
             let mut out = Vec::new();
-            rewrite(text.as_bytes(), &findings, &s, |_| style, &key(), &mut out);
+            rewrite(
+                text.as_bytes(),
+                &findings,
+                |f, v, o| {
+                    write_mask(style, s.name(f.detector), v, &key(), o);
+                    true
+                },
+                &mut out,
+            );
             let out = String::from_utf8(out).unwrap();
             let (rest, hashes) = without_hashes(&out);
             let leaked: String = rest.chars().filter(char::is_ascii_digit).collect();
@@ -238,7 +246,15 @@ proptest! {
         }
         // Masking the findings yields safe replacements around untouched text.
         let mut masked = Vec::new();
-        rewrite(&text, &out, &s, |_| Style::Redact, &key(), &mut masked);
+        rewrite(
+            &text,
+            &out,
+            |f, v, o| {
+                write_mask(Style::Redact, s.name(f.detector), v, &key(), o);
+                true
+            },
+            &mut masked,
+        );
         if out.is_empty() {
             prop_assert_eq!(&masked, &text);
         }

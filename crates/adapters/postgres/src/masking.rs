@@ -26,7 +26,6 @@ use airlock_session::Target;
 
 use columns::{TableCache, TableInfo};
 use rows::{ColumnPlan, Field, RowPlan};
-use values::oid;
 
 /// The largest message Airlock rewrites whole when masking (a `DataRow` or `CopyData`);
 /// a larger one ends the session with an error rather than pass unmasked.
@@ -148,9 +147,6 @@ impl ResultMasking {
                 // A table Airlock could not name: its columns are withheld (fail closed).
                 whole = masker.strictest_column_rule();
             }
-            plan.always |= whole.is_some()
-                || (masker.has_column_rules() && matches!(f.type_oid, oid::JSON | oid::JSONB))
-                || (f.binary && values::needs_decoding(f.type_oid));
             plan.columns.push(ColumnPlan {
                 type_oid: f.type_oid,
                 binary: f.binary,
@@ -231,12 +227,10 @@ impl ResultMasking {
         if binary || copy.binary {
             return refuse("binary COPY of masked columns; use text or CSV format");
         }
+        // A delimiter a mask could contain was refused with the statement.
         let delimiter = copy
             .delimiter
             .unwrap_or(if copy.csv { b',' } else { b'\t' });
-        if delimiter.is_ascii_alphanumeric() || b"[]:_*.@-".contains(&delimiter) {
-            return refuse("its delimiter can appear in a mask; use tab, comma or `|`");
-        }
         self.copy = Some(copy::CopyPlan {
             columns: rules,
             csv: copy.csv,

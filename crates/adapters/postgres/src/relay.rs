@@ -40,6 +40,7 @@ use crate::masking::{self, MAX_MASKED_FRAME, ResultMasking, messages, rows};
 use crate::reply::{self, Reply};
 use crate::stream::BoxIo;
 use crate::translate::{self, Outcome, Prepared, Statements};
+use airlock_engine::masking::redact::may_appear_in_mask;
 use airlock_engine::masking::rules::Apply;
 use airlock_engine::sql::{CopyOut, ResultShape};
 
@@ -651,7 +652,7 @@ impl ClientSide<'_> {
 
     /// Notes, for the server→client side, a message forwarded whose answer places
     /// result descriptions.
-    fn expect(&mut self, e: Expect) {
+    fn expect(&self, e: Expect) {
         if self.masking {
             self.shared.with(|s| s.expect.push_back(e));
         }
@@ -875,7 +876,7 @@ impl ClientSide<'_> {
                         text: p.text.to_owned(),
                         actions,
                         refused,
-                        shapes,
+                        shapes: shapes.into(),
                     },
                 );
                 match verdict.decision {
@@ -983,7 +984,8 @@ impl ClientSide<'_> {
                         .rev()
                         .find(|(n, _)| *n == name)
                         .map(|(_, s)| vec![s.clone()])
-                        .unwrap_or_default();
+                        .unwrap_or_default()
+                        .into();
                     self.statements.prepared(
                         &name,
                         Prepared {
@@ -1015,7 +1017,7 @@ fn unmaskable_copy(shape: &ResultShape) -> Option<String> {
         );
     }
     match copy.delimiter {
-        Some(d) if d.is_ascii_alphanumeric() || b"[]:_*.@-".contains(&d) => Some(format!(
+        Some(d) if may_appear_in_mask(d) => Some(format!(
             "COPY TO with the delimiter '{}' cannot be masked (masks may contain it), so it was not run; use tab, comma or '|'",
             char::from(d)
         )),
@@ -1173,6 +1175,7 @@ async fn server_to_client(
                         let masked = match (h.tag, &m.plan) {
                             (b'D', Some(plan)) => {
                                 rows::mask_data_row(&m.masker, plan, body, &mut out, &mut m.tally)
+                                    .map(|()| true)
                             }
                             (b'D', None) => Err(CodecError::Malformed {
                                 what: "DataRow",
@@ -1265,10 +1268,16 @@ async fn server_to_client(
                     }
                     b'N' => {
                         carries_data = true;
+                        // A notice that cannot be read cannot be masked: never passed as is.
                         match messages::mask_notice(&m.masker, h.tag, body, &mut out, &mut m.tally)
                         {
                             Ok(true) => {}
-                            _ => out.extend_from_slice(frame),
+                            Ok(false) => out.extend_from_slice(frame),
+                            Err(e) => {
+                                return End::Failed(PostgresError::Unexpected(format!(
+                                    "from the target: {e}"
+                                )));
+                            }
                         }
                         forward += h.frame_len;
                         continue;
@@ -1316,10 +1325,15 @@ async fn server_to_client(
                 && let Some(m) = masking.as_mut()
             {
                 let mut rewritten = Vec::new();
-                if let Ok(true) =
-                    messages::mask_notice(&m.masker, h.tag, body, &mut rewritten, &mut m.tally)
-                {
-                    masked_error = Some(rewritten);
+                match messages::mask_notice(&m.masker, h.tag, body, &mut rewritten, &mut m.tally) {
+                    Ok(true) => masked_error = Some(rewritten),
+                    Ok(false) => {}
+                    // Unreadable, so unmaskable: never passed as is.
+                    Err(e) => {
+                        return End::Failed(PostgresError::Unexpected(format!(
+                            "from the target: {e}"
+                        )));
+                    }
                 }
             }
             let body = match &masked_error {

@@ -32,8 +32,9 @@ pub struct Prepared {
     pub actions: Vec<Action>,
     /// The refusal it got when it was prepared, if it was refused.
     pub refused: Option<String>,
-    /// What its result is made of (for masking).
-    pub shapes: Vec<airlock_engine::sql::ResultShape>,
+    /// What its result is made of (for masking); shared, as a portal's copy is taken
+    /// at every Execute.
+    pub shapes: std::sync::Arc<[airlock_engine::sql::ResultShape]>,
 }
 
 impl Statements {
@@ -236,7 +237,7 @@ mod tests {
             text: "select 1".into(),
             actions: vec![],
             refused: None,
-            shapes: vec![],
+            shapes: std::sync::Arc::new([]),
         };
         s.prepared("st", p);
         assert_eq!(s.bound("", "st").map(|p| p.text.as_str()), Some("select 1"));

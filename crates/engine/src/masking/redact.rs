@@ -43,7 +43,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::detect::{DetectorId, Finding, Scanner};
+use super::detect::Finding;
 
 /// How a value is replaced, from least to most restrictive: `max()` picks the strictest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,18 +98,19 @@ pub fn write_mask(style: Style, kind: &str, value: &[u8], key: &HashKey, out: &m
     }
 }
 
-/// Writes `text` to `out` with every finding replaced by [`write_mask`] in the style
-/// `style_of` gives its detector. `findings` are expected as [`Scanner::find`] returns
-/// them (sorted, non-overlapping, in bounds); a finding that is not is skipped.
+/// Writes `text` to `out` with findings replaced: `replace` writes the replacement of
+/// one finding (its bytes given) and returns `true`, or returns `false` to keep it as
+/// it is. `findings` are expected as [`Scanner::find`] returns them (sorted,
+/// non-overlapping, in bounds); a finding that is not is skipped. Returns whether
+/// anything was replaced.
 pub fn rewrite(
     text: &[u8],
     findings: &[Finding],
-    scanner: &Scanner,
-    style_of: impl Fn(DetectorId) -> Style,
-    key: &HashKey,
+    mut replace: impl FnMut(&Finding, &[u8], &mut Vec<u8>) -> bool,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let mut copied = 0usize;
+    let mut replaced = false;
     for f in findings {
         if f.start < copied || f.end <= f.start {
             continue;
@@ -118,17 +119,27 @@ pub fn rewrite(
         else {
             continue;
         };
+        let mark = out.len();
         out.extend_from_slice(plain);
-        write_mask(
-            style_of(f.detector),
-            scanner.name(f.detector),
-            value,
-            key,
-            out,
-        );
-        copied = f.end;
+        if replace(f, value, out) {
+            copied = f.end;
+            replaced = true;
+        } else {
+            out.truncate(mark);
+        }
     }
     out.extend_from_slice(text.get(copied..).unwrap_or_default());
+    replaced
+}
+
+/// Punctuation a mask may contain besides ASCII letters and digits. Nothing else ever
+/// appears in a replacement, so a byte outside this set (a COPY delimiter, a quote) can
+/// never be produced by masking.
+pub const MASK_PUNCTUATION: &[u8] = b"[]:_*.@-";
+
+/// Whether `b` may appear in a replacement.
+pub fn may_appear_in_mask(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || MASK_PUNCTUATION.contains(&b)
 }
 
 fn kind_is_safe(kind: &str) -> bool {
@@ -304,10 +315,7 @@ mod tests {
     }
 
     pub(crate) fn safe(out: &[u8]) -> bool {
-        out.iter().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(b, b'[' | b']' | b':' | b'_' | b'*' | b'.' | b'@' | b'-')
-        })
+        out.iter().all(|b| may_appear_in_mask(*b))
     }
 
     const KINDS: &[&str] = &[

@@ -13,7 +13,7 @@ use airlock_model::Principal;
 
 use super::columns::{ColumnName, ColumnPattern};
 use super::detect::{self, DetectError, DetectorId, DetectorSpec, Finding, Scanner};
-use super::redact::{HashKey, Style, write_mask};
+use super::redact::{HashKey, Style, rewrite, write_mask};
 
 /// Why rules could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -413,32 +413,27 @@ impl Masker {
         if findings.is_empty() {
             return Scan::Clean;
         }
-        let mut masked = false;
-        let mut at = 0usize;
         let start = out.len();
-        for f in &findings {
-            let Some(Some(apply)) = self.detectors.get(usize::from(f.detector.0)) else {
-                continue;
-            };
-            let kind = self.scanner.name(f.detector);
-            tally.add(apply.rule, kind);
-            if !apply.enforce {
-                continue;
-            }
-            let (Some(before), Some(found)) = (text.get(at..f.start), text.get(f.start..f.end))
-            else {
-                continue;
-            };
-            out.extend_from_slice(before);
-            write_mask(apply.style, kind, found, &apply.key, out);
-            at = f.end;
-            masked = true;
-        }
+        let masked = rewrite(
+            text,
+            &findings,
+            |f, found, out| {
+                let Some(Some(apply)) = self.detectors.get(usize::from(f.detector.0)) else {
+                    return false;
+                };
+                let kind = self.scanner.name(f.detector);
+                tally.add(apply.rule, kind);
+                if apply.enforce {
+                    write_mask(apply.style, kind, found, &apply.key, out);
+                }
+                apply.enforce
+            },
+            out,
+        );
         if !masked {
             out.truncate(start);
             return Scan::Clean;
         }
-        out.extend_from_slice(text.get(at..).unwrap_or(&[]));
         Scan::Masked
     }
 

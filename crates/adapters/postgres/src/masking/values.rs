@@ -22,7 +22,6 @@ use airlock_engine::masking::rules::{Apply, Masker, Scan, Tally};
 /// Type OIDs Airlock knows by heart (`pg_type.oid`, stable across versions).
 pub mod oid {
     pub const BOOL: u32 = 16;
-    pub const BYTEA: u32 = 17;
     pub const CHAR: u32 = 18;
     pub const NAME: u32 = 19;
     pub const INT8: u32 = 20;
@@ -169,12 +168,6 @@ fn binary_without_text(t: u32) -> bool {
             | oid::INTERVAL
             | oid::UUID
     )
-}
-
-/// Whether a binary value of this type must be decoded for the detectors to see its
-/// content (a plain byte scan of the row would miss it).
-pub fn needs_decoding(t: u32) -> bool {
-    !builtin_string(t) && !binary_without_text(t) && t != oid::BYTEA
 }
 
 /// Masks one non-NULL value of type `type_oid` in the given format. `whole` is the rule
@@ -557,7 +550,7 @@ mod tests {
             Masked::Replace(b"{[REDACTED:column]}".to_vec())
         );
         assert_eq!(text(oid::INT4, false, b"42", &mut t), Masked::Null);
-        assert_eq!(text(oid::BYTEA, true, b"\x00", &mut t), Masked::Null);
+        assert_eq!(text(17 /* bytea */, true, b"\x00", &mut t), Masked::Null);
         // Text-format values of non-string types: a finding withholds the value.
         assert_eq!(
             mask_value(&m, oid::INT8, false, None, b"4111111111111111", &mut t),
@@ -596,7 +589,7 @@ mod tests {
         /// holds no e-mail address.
         #[test]
         fn any_value_is_masked_without_panic(
-            t in proptest::sample::select(vec![oid::TEXT, oid::JSON, oid::JSONB, oid::INT8, oid::NUMERIC, oid::RECORD, 1009u32, 1016, 16400, oid::BYTEA]),
+            t in proptest::sample::select(vec![oid::TEXT, oid::JSON, oid::JSONB, oid::INT8, oid::NUMERIC, oid::RECORD, 1009u32, 1016, 16400, 17 /* bytea */]),
             binary in proptest::bool::ANY,
             prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
             with_email in proptest::bool::ANY,

@@ -830,3 +830,12 @@ fn non_utf8_bytes_are_fine() {
         ]
     );
 }
+
+#[test]
+fn secrets_are_the_key_and_token_detectors() {
+    assert_eq!(SECRETS.first(), Some(&"jwt"));
+    assert_eq!(SECRETS.last(), BUILTIN.last());
+    for pii in ["email", "card", "ssn", "iban", "phone", "ipv4"] {
+        assert!(!SECRETS.contains(&pii), "{pii}");
+    }
+}
