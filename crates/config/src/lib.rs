@@ -9,11 +9,14 @@ mod error;
 mod load;
 mod secret_ref;
 mod types;
+mod webhook;
 
 pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use secret_ref::SecretRef;
 pub use types::{
-    AuditConfig, Config, LogFormat, MaskStyleConfig, MaskingRuleConfig, PolicyConfig,
-    PostgresListenerConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
+    ApiConfig, ApprovalsConfig, AuditConfig, Config, LogFormat, MaskStyleConfig, MaskingRuleConfig,
+    PolicyConfig, PostgresListenerConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
+    WebhookConfig, WebhookFormat,
 };
+pub use webhook::{WebhookUrl, check_literal as check_webhook_url, webhook_url};

@@ -68,6 +68,21 @@ fn rebase(config: &mut Config, base: &Path) {
     if let Some(k) = config.audit.key.as_mut() {
         k.rebase(base);
     }
+    if let Some(api) = config.api.as_mut() {
+        api.tls_cert.as_mut().map(join);
+        api.tls_key.as_mut().map(join);
+    }
+    for hook in &mut config.approvals.webhooks {
+        if let Some(k) = hook.secret.as_mut() {
+            k.rebase(base);
+        }
+        if let Ok(crate::WebhookUrl::Secret(mut r)) = crate::webhook_url(&hook.url) {
+            r.rebase(base);
+            if let crate::SecretRef::File(p) = r {
+                hook.url = format!("file:{}", p.display());
+            }
+        }
+    }
 }
 
 fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -121,6 +136,74 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 format!(
                     "target `{name}`: sslmode = \"verify-full\" needs ca_file, the PEM bundle that signs the server's certificate"
                 ),
+            ));
+        }
+    }
+    if let Some(api) = &config.api {
+        if api.tls_cert.is_some() != api.tls_key.is_some() {
+            return Err(invalid(
+                0,
+                "[api] tls_cert and tls_key must be given together (or neither, for the generated self-signed certificate)".into(),
+            ));
+        }
+        if !api.tls && !api.listen.ip().is_loopback() {
+            return Err(invalid(
+                0,
+                format!(
+                    "[api] tls = false is allowed only on a loopback address, not {}: tokens would cross the network in clear text",
+                    api.listen
+                ),
+            ));
+        }
+    }
+    if config.approvals.expire_after.is_zero() {
+        return Err(invalid(
+            0,
+            "[approvals] expire_after must be longer than 0s".into(),
+        ));
+    }
+    if let Some(url) = &config.approvals.public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(invalid(
+            0,
+            format!("[approvals] public_url `{url}` must start with https:// or http://"),
+        ));
+    }
+    let mut hook_names = HashSet::new();
+    for hook in &config.approvals.webhooks {
+        let line = line_col(text, hook.name.span().start).0;
+        let name = hook.name.get_ref();
+        if !valid_name(name) {
+            return Err(invalid(line, format!("webhook name `{name}` {NAME_RULE}")));
+        }
+        if !hook_names.insert(name.clone()) {
+            return Err(invalid(line, format!("webhook `{name}` is defined twice")));
+        }
+        if let Err(e) = crate::webhook_url(&hook.url) {
+            return Err(invalid(line, format!("webhook `{name}`: {e}")));
+        }
+        if hook.format == crate::WebhookFormat::Json && hook.secret.is_none() {
+            return Err(invalid(
+                line,
+                format!(
+                    "webhook `{name}`: format = \"json\" needs `secret = \"env:NAME\"`, the key receivers check the X-Airlock-Signature header with"
+                ),
+            ));
+        }
+        if hook.timeout.is_zero() {
+            return Err(invalid(
+                line,
+                format!("webhook `{name}`: timeout must be longer than 0s"),
+            ));
+        }
+    }
+    for t in &config.targets {
+        if t.hold_timeout.is_zero() {
+            let line = line_col(text, t.name.span().start).0;
+            return Err(invalid(
+                line,
+                format!("target `{}`: hold_timeout must be longer than 0s", t.name()),
             ));
         }
     }

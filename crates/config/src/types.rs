@@ -29,6 +29,90 @@ pub struct Config {
     /// `[[masking]]` rules: what of a result an agent may not see.
     #[serde(default)]
     pub masking: Vec<MaskingRuleConfig>,
+    /// The admin HTTP API; absent means no API listener.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    /// How held statements are approved: expiry and notification channels.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[api]`: the admin HTTP API (approvals; more later).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS (the default). `false` is accepted only on a loopback address.
+    #[serde(default = "default_true")]
+    pub tls: bool,
+    /// PEM certificate chain; without it the gateway's generated self-signed one is used.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[approvals]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// How long a request stays open: pending, or approved and not yet run. After that
+    /// it expires and the statement needs a new request.
+    #[serde(default = "default_expire_after", with = "humantime_serde_compat")]
+    pub expire_after: Duration,
+    /// The API's address as approvers reach it, for links in notifications
+    /// (`https://airlock.example.com:8080`); default: from `[api] listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `[[approvals.webhooks]]`: where requests are announced.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            expire_after: default_expire_after(),
+            public_url: None,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// `[[approvals.webhooks]]`: one notification channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A name for logs and recorded events (the URL is never logged).
+    pub name: toml::Spanned<String>,
+    /// Where to POST: an `https://` URL (`http://` only on loopback), or a reference
+    /// (`env:NAME`, `file:PATH`) to one, as a Slack webhook URL is itself a credential.
+    pub url: String,
+    /// `json` (Airlock's own payload, signed) or `slack` (an incoming-webhook message).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Key for the `X-Airlock-Signature` HMAC-SHA256 header; required for `json`.
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
+    /// Announce only requests for these approver groups; empty means all.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// How long one delivery attempt may take (three attempts in all).
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+/// The payload of a webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Airlock's JSON document, signed with HMAC-SHA256.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message (`text` and `blocks`).
+    Slack,
 }
 
 /// `[[masking]]`: one masking rule.
@@ -184,6 +268,10 @@ pub struct TargetConfig {
     /// its result event; 0 records none.
     #[serde(default)]
     pub capture_rows: usize,
+    /// How long a statement held for approval keeps its client waiting before it is
+    /// answered "still pending" (the request itself stays open until it expires).
+    #[serde(default = "default_hold_timeout", with = "humantime_serde_compat")]
+    pub hold_timeout: Duration,
 }
 
 impl Config {
@@ -202,6 +290,9 @@ impl Config {
         }
         if self.audit != other.audit {
             changed.push("[audit]");
+        }
+        if self.api != other.api {
+            changed.push("[api]");
         }
         changed
     }
@@ -264,6 +355,18 @@ fn default_pool_idle_timeout() -> Duration {
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_hold_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_expire_after() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_handshake_timeout() -> Duration {

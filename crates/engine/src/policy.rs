@@ -467,15 +467,21 @@ impl PolicyEngine {
                         .map(|g| (id.clone(), g.to_owned()))
                 });
                 match hold {
-                    Some((id, group)) => (
-                        Decision::Hold {
-                            group: group.clone(),
-                            reason: format!(
-                                "{what} needs approval by group \"{group}\" (policy \"{id}\")"
-                            ),
-                        },
-                        policies,
-                    ),
+                    Some((id, group)) => {
+                        let why = set
+                            .annotation(&PolicyId::new(&id), "reason")
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default();
+                        (
+                            Decision::Hold {
+                                group: group.clone(),
+                                reason: format!(
+                                    "{what} needs approval by group \"{group}\" (policy \"{id}\"){why}"
+                                ),
+                            },
+                            policies,
+                        )
+                    }
                     None => (Decision::Allow, policies),
                 }
             }

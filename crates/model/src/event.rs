@@ -31,6 +31,9 @@ pub enum EventKind {
     Cancel,
     /// The session ended.
     Disconnect,
+    /// A step of an approval: requested, notified, approved, denied, timed out, used,
+    /// expired (`detail.step`).
+    Approval,
 }
 
 impl EventKind {
@@ -48,6 +51,7 @@ impl EventKind {
             EventKind::Refused => "refused",
             EventKind::Cancel => "cancel",
             EventKind::Disconnect => "disconnect",
+            EventKind::Approval => "approval",
         }
     }
 
@@ -65,6 +69,7 @@ impl EventKind {
             "refused" => EventKind::Refused,
             "cancel" => EventKind::Cancel,
             "disconnect" => EventKind::Disconnect,
+            "approval" => EventKind::Approval,
             _ => return None,
         })
     }

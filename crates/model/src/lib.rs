@@ -6,6 +6,7 @@
 //! they carry no PostgreSQL-specific wire detail beyond what a policy or an auditor reads.
 
 mod action;
+mod approval;
 mod decision;
 mod event;
 mod principal;
@@ -13,6 +14,7 @@ mod target;
 mod timestamp;
 
 pub use action::{Action, SqlAction, SqlFlags, SqlObject};
+pub use approval::{Approval, ApprovalStatus};
 pub use decision::{Decision, Verdict};
 pub use event::{EventKind, SessionEvent, SessionSummary};
 pub use principal::{Principal, PrincipalSource};

@@ -172,5 +172,39 @@ def masking():
     out(res)
 
 
+def held():
+    """One statement that policy holds for approval: $AIRLOCK_SQL with $AIRLOCK_PARAMS
+    (a JSON list, or absent), inside a transaction after a SELECT. Prints the rowcount,
+    or the error with the transaction state after it; the notices; and the orders count
+    at the end. $AIRLOCK_CANCEL_AFTER (seconds) cancels the wait from another thread."""
+    q = os.environ["AIRLOCK_SQL"]
+    params = json.loads(os.environ.get("AIRLOCK_PARAMS", "null"))
+    cancel_after = float(os.environ.get("AIRLOCK_CANCEL_AFTER", "0"))
+    res = {"notices": []}
+    with psycopg.connect(CONN) as c:
+        c.add_notice_handler(lambda d: res["notices"].append(d.message_primary))
+        c.execute("select 1")
+        if cancel_after:
+            threading.Timer(cancel_after, c.cancel_safe).start()
+        started = time.monotonic()
+        try:
+            cur = c.execute(q, params)
+            res["rowcount"] = cur.rowcount
+            c.commit()
+        except psycopg.Error as e:
+            res.update(sqlstate=e.sqlstate, message=e.diag.message_primary, hint=e.diag.message_hint)
+            res["status_after_error"] = c.info.transaction_status.name
+            try:
+                c.execute("select 1")
+                res["in_failed_tx"] = "ran"
+            except errors.InFailedSqlTransaction as e2:
+                res["in_failed_tx"] = e2.sqlstate
+            c.rollback()
+        res["seconds"] = time.monotonic() - started
+        res["after"] = c.execute("select count(*) from orders").fetchone()[0]
+        res["status"] = c.info.transaction_status.name
+    out(res)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

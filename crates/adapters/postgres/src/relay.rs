@@ -23,11 +23,12 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use airlock_approvals::StatementDigest;
 use airlock_engine::effects::{changes_nothing, undone_unless_committed};
 use airlock_engine::policy::FunctionCatalog;
 use airlock_engine::sql::{Classifier, ParseOptions, SqlError, StatementEffect};
 use airlock_model::{Action, Decision, EventKind, Verdict};
-use airlock_session::{EventDraft, Pending, Session};
+use airlock_session::{EventDraft, Held, HoldOutcome, HoldTicket, Pending, Session};
 use bytes::BytesMut;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -264,6 +265,7 @@ pub async fn run(
         masking: session.masker().is_some(),
         added: Vec::new(),
         facts: ResultFacts::default(),
+        grant: None,
     };
     let c2s = client_to_server(client, client_rd, client_buf, &mut up_wr);
     let masking = session.masker().cloned().map(ResultMasking::new);
@@ -433,6 +435,14 @@ async fn client_to_server(
                     });
                     break;
                 }
+                Ok(Step::Hold { ticket, as_query }) => {
+                    after = Some(After::Hold {
+                        ticket,
+                        skip: h.frame_len,
+                        as_query,
+                    });
+                    break;
+                }
                 Ok(Step::Substitute { replacement, sync }) => {
                     client.extended_open |= !sync;
                     after = Some(After::Substitute {
@@ -512,12 +522,41 @@ async fn client_to_server(
                 skip,
                 sync,
             }) => {
-                let _ = buf.split_to(skip.min(buf.len()));
-                shared.with(|s| s.outstanding += u64::from(sync));
-                if sync {
-                    client.expect(Expect::Query(ResultFacts::default()));
+                if let Err(e) = substitute(&client, up, &mut buf, replacement, skip, sync).await {
+                    return End::Failed(e);
                 }
-                if let Err(e) = write_all_flush(up, &replacement).await {
+            }
+            Some(After::Hold {
+                ticket,
+                skip,
+                as_query,
+            }) => {
+                // Everything sent before it is answered first, so that the notice (and
+                // a refusal, if it comes to that) reach the client in order.
+                shared.wait_idle().await;
+                let digest = ticket.digest.clone();
+                let policy_version = ticket.verdict.policy_version.clone();
+                let outcome = match hold_statement(&client, ticket, &mut rd, &mut buf).await {
+                    Ok(o) => o,
+                    Err(end) => return end,
+                };
+                let reply = match outcome {
+                    HoldOutcome::Run { approval_id } => {
+                        // The frame is still at the front of the buffer: it is inspected
+                        // again, and runs if policy still holds exactly it.
+                        client.grant = Some(Grant {
+                            approval_id,
+                            digest,
+                            policy_version,
+                        });
+                        continue;
+                    }
+                    HoldOutcome::Refuse { message, hint } => denial_reply(message, Some(hint)),
+                    HoldOutcome::Canceled { approval_id } => reply::hold_canceled(&approval_id),
+                };
+                client.extended_open |= !as_query;
+                let (replacement, sync) = client.refusal_frame(reply, as_query);
+                if let Err(e) = substitute(&client, up, &mut buf, replacement, skip, sync).await {
                     return End::Failed(e);
                 }
             }
@@ -529,6 +568,78 @@ async fn client_to_server(
                 }
             }
         }
+    }
+}
+
+/// Drops the refused frame (`skip` bytes at the front of `buf`) and sends the server
+/// its failing replacement.
+async fn substitute(
+    client: &ClientSide<'_>,
+    up: &mut WriteHalf<BoxIo>,
+    buf: &mut BytesMut,
+    replacement: BytesMut,
+    skip: usize,
+    sync: bool,
+) -> Result<(), PostgresError> {
+    let _ = buf.split_to(skip.min(buf.len()));
+    client.shared.with(|s| s.outstanding += u64::from(sync));
+    if sync {
+        client.expect(Expect::Query(ResultFacts::default()));
+    }
+    write_all_flush(up, &replacement).await
+}
+
+/// Most bytes kept from a client while its statement waits for approval; beyond this
+/// the client is not read until the wait ends.
+const MAX_READ_WHILE_HELD: usize = 1024 * 1024;
+
+/// Holds a statement for approval: requests it (or finds the earlier request), tells
+/// the client, and waits for the decision while watching for the client to leave.
+async fn hold_statement(
+    client: &ClientSide<'_>,
+    ticket: HoldTicket,
+    rd: &mut ReadHalf<BoxIo>,
+    buf: &mut BytesMut,
+) -> Result<HoldOutcome, End> {
+    let session = client.session;
+    let held = session.hold(ticket).await.map_err(|e| {
+        tracing::error!(error = %e, "held statement not run: recording failed");
+        End::RecorderFailed
+    })?;
+    let waiting = match held {
+        Held::Settled(outcome) => return Ok(outcome),
+        Held::Wait(w) => w,
+    };
+    let timeout = session.target().config.hold_timeout;
+    // Nothing of the server's is half-written to the client (it owes nothing), so the
+    // notice lands between messages.
+    if !client.shared.with(|s| s.mid_frame) {
+        let notice = reply::approval_pending(&waiting.approval, waiting.created, timeout);
+        client
+            .shared
+            .reply(&[notice], false)
+            .await
+            .map_err(ended_by)?;
+    }
+    let watch = async {
+        loop {
+            if buf.len() >= MAX_READ_WHILE_HELD {
+                std::future::pending::<()>().await;
+            }
+            buf.reserve(READ_CHUNK);
+            match rd.read_buf(buf).await {
+                Ok(0) => return End::ClientClosed,
+                Ok(_) => {}
+                Err(e) => return End::Failed(e.into()),
+            }
+        }
+    };
+    tokio::select! {
+        outcome = session.await_approval(waiting, timeout) => outcome.map_err(|e| {
+            tracing::error!(error = %e, "held statement not run: recording failed");
+            End::RecorderFailed
+        }),
+        end = watch => Err(end),
     }
 }
 
@@ -547,6 +658,9 @@ struct Understood {
     shapes: Vec<ResultShape>,
     /// What the statements it prepares (SQL `PREPARE`) return, by name.
     prepared_shapes: Vec<(String, ResultShape)>,
+    /// The texts of statements prepared earlier that it executes (`EXECUTE name`): an
+    /// approval is bound to them too.
+    executes: Vec<String>,
 }
 
 /// What to do after forwarding the frames before the current one.
@@ -563,6 +677,12 @@ enum After {
         reply: Reply,
         skip: usize,
         ready: bool,
+    },
+    /// The frame is held for approval: it stays in the buffer until decided.
+    Hold {
+        ticket: HoldTicket,
+        skip: usize,
+        as_query: bool,
     },
 }
 
@@ -582,6 +702,20 @@ enum Step {
         replacement: BytesMut,
         sync: bool,
     },
+    /// Policy holds the statement for approval (`as_query`: a simple Query, else an
+    /// Execute). Nothing of it is forwarded until it is decided.
+    Hold {
+        ticket: HoldTicket,
+        as_query: bool,
+    },
+}
+
+/// An approval claimed for the statement at the front of the buffer: when it is
+/// inspected again and policy still holds exactly it, it runs.
+struct Grant {
+    approval_id: String,
+    digest: String,
+    policy_version: String,
 }
 
 /// The client→server side's view of the session.
@@ -616,6 +750,8 @@ struct ClientSide<'a> {
     added: Vec<(usize, BytesMut)>,
     /// What the result of the statement just inspected is made of (masking only).
     facts: ResultFacts,
+    /// An approval claimed for the held statement that is inspected next.
+    grant: Option<Grant>,
 }
 
 impl ClientSide<'_> {
@@ -666,6 +802,12 @@ impl ClientSide<'_> {
 
     /// A replacement the server will fail on at once, with a marker naming `reply`.
     fn refuse_in_order(&mut self, reply: Reply, as_query: bool) -> Step {
+        let (replacement, sync) = self.refusal_frame(reply, as_query);
+        Step::Substitute { replacement, sync }
+    }
+
+    /// The frame behind [`ClientSide::refuse_in_order`], and whether it is a Query.
+    fn refusal_frame(&mut self, reply: Reply, as_query: bool) -> (BytesMut, bool) {
         self.refusals += 1;
         let marker = format!("airlock_denied_{}_{}", self.nonce, self.refusals);
         self.shared.with(|s| {
@@ -689,10 +831,7 @@ impl ClientSide<'_> {
             body.extend_from_slice(&[0, 0, 0]);
             codec::put_message(&mut replacement, b'P', &body);
         }
-        Step::Substitute {
-            replacement,
-            sync: as_query,
-        }
+        (replacement, as_query)
     }
 
     /// Classifies `text` into the actions of all its statements; an EXECUTE adds the
@@ -718,6 +857,7 @@ impl ClientSide<'_> {
         // PREPARE earlier in the same string counts for an EXECUTE later in it.
         let mut prepared_here: Vec<(String, Vec<Action>, ResultShape)> = Vec::new();
         let mut shapes = Vec::new();
+        let mut executes = Vec::new();
         for st in statements {
             let own: Vec<Action> = st.actions.into_iter().map(Action::Sql).collect();
             // Transaction control is judged by what it is: BEGIN or a savepoint cannot
@@ -759,6 +899,7 @@ impl ClientSide<'_> {
                         parsing |= p.actions.iter().any(changes_parsing);
                         actions.extend(p.actions.iter().cloned());
                         shapes.extend(p.shapes.iter().cloned());
+                        executes.push(p.text.clone());
                     }
                     Some(_) => {
                         return Err(format!(
@@ -792,6 +933,7 @@ impl ClientSide<'_> {
                 .into_iter()
                 .map(|(name, _, shape)| (name, shape))
                 .collect(),
+            executes,
         })
     }
 
@@ -804,6 +946,15 @@ impl ClientSide<'_> {
         } else {
             changes_nothing(actions, self.catalog)
         }
+    }
+
+    /// The approval claimed for exactly this held statement (same digest, same policy
+    /// version), if any: it then runs. A claimed approval that does not match is
+    /// dropped (it was used up when claimed).
+    fn granted(&mut self, verdict: &Verdict, digest: &str) -> Option<String> {
+        let grant = self.grant.take()?;
+        (grant.digest == digest && grant.policy_version == verdict.policy_version)
+            .then_some(grant.approval_id)
     }
 
     fn verdict_for(&self, actions: &[Action]) -> Verdict {
@@ -819,7 +970,7 @@ impl ClientSide<'_> {
         Ok(match tag {
             b'Q' => {
                 let text = frontend::query(body)?;
-                let (verdict, u) = match self.understand(text) {
+                let (mut verdict, u) = match self.understand(text) {
                     Ok(u) => (self.verdict_for(&u.actions), u),
                     Err(reason) => (refused_verdict(reason), Understood::default()),
                 };
@@ -830,12 +981,25 @@ impl ClientSide<'_> {
                     changes_parsing: parsing,
                     shapes,
                     prepared_shapes,
+                    executes,
                 } = u;
+                let mut digest = String::new();
+                let mut extra = Vec::new();
+                if matches!(verdict.decision, Decision::Hold { .. }) {
+                    digest = executes
+                        .iter()
+                        .fold(StatementDigest::new(text), |d, t| d.executes(t))
+                        .finish();
+                    if let Some(id) = self.granted(&verdict, &digest) {
+                        verdict.decision = Decision::Allow;
+                        extra.push(("approval_id", json!(id)));
+                    }
+                }
                 drafts.push(translate::statement_draft(
                     EventKind::Query,
                     Some(text),
                     Some(&verdict.decision),
-                    translate::verdict_detail(&verdict, &actions, &[]),
+                    translate::verdict_detail(&verdict, &actions, &extra),
                 ));
                 match verdict.decision {
                     Decision::Allow => {
@@ -845,7 +1009,16 @@ impl ClientSide<'_> {
                         self.apply(text, effects, prepared_shapes);
                         Step::Forward { sync: true }
                     }
-                    _ => self.refuse_in_order(refusal(&verdict), true),
+                    Decision::Hold { .. } => Step::Hold {
+                        ticket: HoldTicket {
+                            statement: shown_to_approver(text, &executes),
+                            params: json!([]),
+                            digest,
+                            verdict,
+                        },
+                        as_query: true,
+                    },
+                    Decision::Deny { .. } => self.refuse_in_order(refusal(&verdict), true),
                 }
             }
             b'P' => {
@@ -868,8 +1041,9 @@ impl ClientSide<'_> {
                     Some(&verdict.decision),
                     detail,
                 ));
-                let refused =
-                    (verdict.decision != Decision::Allow).then(|| refusal(&verdict).message);
+                let held = matches!(verdict.decision, Decision::Hold { .. });
+                let refused = matches!(verdict.decision, Decision::Deny { .. })
+                    .then(|| refusal(&verdict).message);
                 self.statements.prepared(
                     p.name,
                     Prepared {
@@ -877,22 +1051,26 @@ impl ClientSide<'_> {
                         actions,
                         refused,
                         shapes: shapes.into(),
+                        held,
+                        param_types: p.param_types.clone(),
                     },
                 );
                 match verdict.decision {
-                    // A Parse runs nothing: a setting changes at Execute (see there).
-                    Decision::Allow => Step::Forward { sync: false },
-                    _ => self.refuse_in_order(refusal(&verdict), false),
+                    // A Parse runs nothing: a setting changes at Execute (see there), and
+                    // a held statement waits for approval at its Execute, where its
+                    // parameters are known.
+                    Decision::Allow | Decision::Hold { .. } => Step::Forward { sync: false },
+                    Decision::Deny { .. } => self.refuse_in_order(refusal(&verdict), false),
                 }
             }
             b'B' => {
                 let b = frontend::bind(body)?;
-                let prepared = self.statements.bound(b.portal, b.statement).cloned();
+                let prepared = self.statements.bound(&b).cloned();
                 drafts.push(translate::statement_draft(
                     EventKind::Bind,
                     prepared.as_ref().map(|p| p.text.as_str()),
                     None,
-                    json!({ "portal": b.portal, "statement_name": b.statement, "params": translate::recorded_params(&b) }),
+                    json!({ "portal": b.portal, "statement_name": b.statement, "params": translate::recorded_params(&b, prepared.as_ref().map(|p| p.param_types.as_slice()).unwrap_or(&[])) }),
                 ));
                 match prepared {
                     Some(p) => match p.refused {
@@ -907,24 +1085,40 @@ impl ClientSide<'_> {
             }
             b'E' => {
                 let (portal, max_rows) = frontend::execute(body)?;
-                let prepared = self.statements.portal(portal).cloned();
+                let bound = self.statements.portal(portal).cloned();
+                let prepared = bound.as_ref().map(|b| b.prepared.clone());
                 // Decided again at every execution: a policy reload applies at once.
-                let verdict = match &prepared {
+                let mut verdict = match &prepared {
                     Some(p) if p.refused.is_none() => self.verdict_for(&p.actions),
                     Some(p) => refused_verdict(p.refused.clone().unwrap_or_default()),
                     None => refused_verdict(format!(
                         "portal \"{portal}\" is unknown to Airlock, so what it runs cannot be decided"
                     )),
                 };
+                let held = bound.and_then(|b| b.held);
+                let mut extra = vec![("portal", json!(portal)), ("max_rows", json!(max_rows))];
+                if matches!(verdict.decision, Decision::Hold { .. }) {
+                    match &held {
+                        Some(h) => {
+                            if let Some(id) = self.granted(&verdict, &h.digest) {
+                                verdict.decision = Decision::Allow;
+                                extra.push(("approval_id", json!(id)));
+                            }
+                        }
+                        // Policy changed between Parse and Execute: the Bind kept nothing
+                        // an approval could be bound to.
+                        None => {
+                            verdict = refused_verdict(
+                                "policy now holds this statement for approval, but it was prepared before that; prepare it again (Parse, Bind, Execute) to ask for approval".into(),
+                            )
+                        }
+                    }
+                }
                 let actions = prepared
                     .as_ref()
                     .map(|p| p.actions.clone())
                     .unwrap_or_default();
-                let detail = translate::verdict_detail(
-                    &verdict,
-                    &actions,
-                    &[("portal", json!(portal)), ("max_rows", json!(max_rows))],
-                );
+                let detail = translate::verdict_detail(&verdict, &actions, &extra);
                 drafts.push(translate::statement_draft(
                     EventKind::Execute,
                     prepared.as_ref().map(|p| p.text.as_str()),
@@ -942,7 +1136,19 @@ impl ClientSide<'_> {
                         self.may_change |= !self.may_defer(&actions);
                         Step::Forward { sync: false }
                     }
-                    _ => self.refuse_in_order(refusal(&verdict), false),
+                    Decision::Hold { .. } => match (prepared, held) {
+                        (Some(p), Some(h)) => Step::Hold {
+                            ticket: HoldTicket {
+                                statement: p.text.clone(),
+                                params: h.params,
+                                digest: h.digest,
+                                verdict,
+                            },
+                            as_query: false,
+                        },
+                        _ => self.refuse_in_order(refusal(&verdict), false),
+                    },
+                    Decision::Deny { .. } => self.refuse_in_order(refusal(&verdict), false),
                 }
             }
             b'C' => {
@@ -993,6 +1199,8 @@ impl ClientSide<'_> {
                             actions: actions.into_iter().map(Action::Sql).collect(),
                             refused: None,
                             shapes,
+                            held: false,
+                            param_types: Vec::new(),
                         },
                     )
                 }
@@ -1055,6 +1263,17 @@ fn refused_verdict(reason: String) -> Verdict {
     }
 }
 
+/// The statement as an approver reads it: the text, then the prepared statements it
+/// executes.
+fn shown_to_approver(text: &str, executes: &[String]) -> String {
+    let mut shown = text.to_owned();
+    for e in executes {
+        shown.push_str("\n-- which executes the prepared statement: ");
+        shown.push_str(e);
+    }
+    shown
+}
+
 fn denial_reply(message: String, hint: Option<String>) -> Reply {
     Reply {
         severity: "ERROR",
@@ -1076,7 +1295,7 @@ fn refusal(verdict: &Verdict) -> Reply {
         Decision::Hold { group, reason } => denial_reply(
             format!("airlock: {reason}"),
             Some(format!(
-                "The statement was not run: it needs approval by a member of group \"{group}\", and approvals are not enabled on this gateway yet."
+                "The statement was not run: it needs approval by a member of group \"{group}\"."
             )),
         ),
     }

@@ -224,3 +224,45 @@ pub fn message_too_large(limit: usize) -> Reply {
         "Send large values as COPY data or split the statement.".to_string(),
     )
 }
+
+/// The notice a client gets when its statement waits for approval.
+pub fn approval_pending(
+    approval: &airlock_model::Approval,
+    created: bool,
+    timeout: std::time::Duration,
+) -> Reply {
+    let what = if created {
+        "statement held for approval"
+    } else {
+        "statement still waiting for approval (requested earlier)"
+    };
+    Reply {
+        severity: "NOTICE",
+        code: "01000",
+        message: format!(
+            "airlock: {what} by group \"{}\" (request {}); waiting up to {}s",
+            approval.approver_group,
+            approval.id,
+            timeout.as_secs()
+        ),
+        detail: Some(approval.reason.clone()),
+        hint: Some(format!(
+            "It runs as soon as a member of \"{group}\" approves (airlock approve {id}, or POST /api/approvals/{id}/approve). If the wait ends first, the request stays open until {expires}: send exactly the same statement again after approval and it runs once.",
+            group = approval.approver_group,
+            id = approval.id,
+            expires = approval.expires_at
+        )),
+    }
+}
+
+/// The error for a statement whose wait for approval the client cancelled.
+pub fn hold_canceled(approval_id: &str) -> Reply {
+    Reply::error(
+        "57014",
+        "canceling statement due to user request: it was waiting for approval and was not run"
+            .into(),
+        format!(
+            "Approval request {approval_id} stays open: send exactly the same statement again to wait for it, or once it is approved, to run it."
+        ),
+    )
+}

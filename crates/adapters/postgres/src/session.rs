@@ -539,6 +539,8 @@ async fn cancel(state: &AdapterState, key: (i32, i32), peer: SocketAddr) {
         if let Err(e) = session.record(vec![draft]).await {
             tracing::debug!(error = %e, "cancel not recorded");
         }
+        // A statement waiting for approval is not at the server: stop the wait.
+        session.cancel_hold();
     }
     if let Err(e) = upstream::cancel(&entry.target.config, entry.upstream_key).await {
         tracing::warn!(error = %e, "could not forward a cancel request");

@@ -1,13 +1,15 @@
-//! TLS for both legs: the listener's certificate (configured, or self-signed and kept in
-//! `data_dir/tls/` on first start) and the client configuration per target `sslmode`.
+//! TLS for both legs: the listener's certificate (configured, or the gateway's
+//! self-signed pair from `airlock-tls`, kept in `data_dir/tls/`) with PostgreSQL's ALPN,
+//! and the client configuration per target `sslmode`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_config::{PostgresListenerConfig, SslMode, TargetConfig};
+use airlock_tls::CertPaths;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::error::PostgresError;
@@ -20,79 +22,31 @@ fn tls_err(context: &str, e: impl std::fmt::Display) -> PostgresError {
 }
 
 /// Paths of the certificate and key the listener serves: the configured ones, or the
-/// generated pair in `data_dir/tls/`.
+/// gateway's generated pair in `data_dir/tls/` (shared with the admin API).
 pub fn listener_cert_paths(
     listener: &PostgresListenerConfig,
     data_dir: &Path,
 ) -> (PathBuf, PathBuf) {
-    match (&listener.tls_cert, &listener.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => (
-            data_dir.join("tls/server.crt"),
-            data_dir.join("tls/server.key"),
-        ),
-    }
+    let paths = cert_paths(listener, data_dir);
+    (paths.cert, paths.key)
 }
 
-/// Builds the listener's TLS configuration, generating a self-signed certificate first
-/// if none is configured and none was generated before.
+fn cert_paths(listener: &PostgresListenerConfig, data_dir: &Path) -> CertPaths {
+    CertPaths::resolve(
+        listener.tls_cert.as_deref(),
+        listener.tls_key.as_deref(),
+        data_dir,
+    )
+}
+
+/// Builds the listener's TLS configuration (ALPN `postgresql`), generating the
+/// self-signed certificate first if none is configured and none was generated before.
 pub fn server_config(
     listener: &PostgresListenerConfig,
     data_dir: &Path,
 ) -> Result<Arc<ServerConfig>, PostgresError> {
-    let (cert_path, key_path) = listener_cert_paths(listener, data_dir);
-    if listener.tls_cert.is_none() && !cert_path.exists() {
-        generate_self_signed(&cert_path, &key_path)?;
-    }
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| tls_err(&format!("reading {}", cert_path.display()), e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err(&format!("parsing {}", cert_path.display()), e))?;
-    if certs.is_empty() {
-        return Err(tls_err(
-            &cert_path.display().to_string(),
-            "no certificate in the file",
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| tls_err(&format!("reading the key {}", key_path.display()), e))?;
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| tls_err("certificate and key do not fit together", e))?;
-    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
-    Ok(Arc::new(config))
-}
-
-fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), PostgresError> {
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| tls_err("generating a self-signed certificate", e))?;
-    if let Some(dir) = cert_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem())?;
-    tracing::info!(cert = %cert_path.display(), "generated a self-signed TLS certificate");
-    Ok(())
-}
-
-/// Writes a file readable by its owner only.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), PostgresError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents)?;
-    Ok(())
+    airlock_tls::server_config(&cert_paths(listener, data_dir), &[ALPN_POSTGRESQL])
+        .map_err(|e| PostgresError::Tls(e.to_string()))
 }
 
 /// The client TLS configuration for a target's `sslmode`. `None` for `disable`.

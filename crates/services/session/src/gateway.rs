@@ -57,16 +57,33 @@ pub struct Gateway {
     runtime: Arc<ArcSwap<Runtime>>,
     identity: Identity,
     recorder: Recorder,
+    approvals: airlock_approvals::Approvals,
 }
 
 impl Gateway {
     /// Assembles the gateway.
-    pub fn new(runtime: Runtime, identity: Identity, recorder: Recorder) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        identity: Identity,
+        recorder: Recorder,
+        approvals: airlock_approvals::Approvals,
+    ) -> Self {
         Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             identity,
             recorder,
+            approvals,
         }
+    }
+
+    /// The approval service held statements wait on.
+    pub fn approvals(&self) -> &airlock_approvals::Approvals {
+        &self.approvals
+    }
+
+    /// The identity service (for other surfaces that authenticate, like the API).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The configuration snapshot in force now.
@@ -166,6 +183,7 @@ impl Gateway {
                     target,
                     self.recorder.clone(),
                     self.runtime.clone(),
+                    self.approvals.clone(),
                 ))
             }
             Err((refusal, principal)) => {

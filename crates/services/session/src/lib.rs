@@ -6,10 +6,12 @@
 //! store, the policy or secrets' sources directly.
 
 mod gateway;
+mod hold;
 mod runtime;
 mod session;
 
 pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
+pub use hold::{Held, HoldOutcome, HoldTicket, Waiting};
 pub use runtime::{Runtime, RuntimeError, Target};
 pub use session::{EventDraft, Session};
 

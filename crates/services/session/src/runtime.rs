@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// A masking rule is invalid (unknown detector, bad regex, unreadable key).
     #[error("[[masking]] {0}")]
     Masking(String),
+    /// A webhook's URL or key could not be resolved.
+    #[error("[[approvals.webhooks]] {0}")]
+    Webhook(String),
     /// A target's secret could not be resolved.
     #[error("target `{target}`: {error}")]
     Secret {
@@ -58,6 +61,8 @@ pub struct Runtime {
     pub policy: Option<Arc<PolicyEngine>>,
     /// The masking rules, the built-in default rule included.
     pub masking: Arc<MaskingRules>,
+    /// How long approval requests stay open, and where they are announced.
+    pub approvals: Arc<airlock_approvals::Settings>,
 }
 
 impl Runtime {
@@ -92,11 +97,25 @@ impl Runtime {
             );
         }
         let masking = Arc::new(masking_rules(&config)?);
+        let public_url = config.approvals.public_url.clone().or_else(|| {
+            config.api.as_ref().map(|api| {
+                let scheme = if api.tls { "https" } else { "http" };
+                format!("{scheme}://{}", api.listen)
+            })
+        });
+        let notifier =
+            airlock_approvals::notify::Notifier::from_config(&config.approvals, public_url)
+                .map_err(|e| RuntimeError::Webhook(e.to_string()))?;
+        let approvals = Arc::new(airlock_approvals::Settings {
+            expire_after: config.approvals.expire_after,
+            notifier: Arc::new(notifier),
+        });
         Ok(Runtime {
             config: Arc::new(config),
             targets,
             policy,
             masking,
+            approvals,
         })
     }
 

@@ -50,6 +50,10 @@ pub struct Session {
     /// What of results this session may not see, fixed when it opens; `None` when no
     /// masking rule applies.
     masker: Option<Arc<Masker>>,
+    /// Where held statements wait for approval.
+    approvals: airlock_approvals::Approvals,
+    /// Wakes a statement waiting for approval when the client cancels it.
+    pub(crate) hold_canceled: tokio::sync::Notify,
 }
 
 impl Session {
@@ -59,6 +63,7 @@ impl Session {
         target: Arc<Target>,
         recorder: Recorder,
         runtime: Arc<ArcSwap<Runtime>>,
+        approvals: airlock_approvals::Approvals,
     ) -> Self {
         let masker = runtime
             .load()
@@ -72,7 +77,43 @@ impl Session {
             runtime,
             ended: tokio::sync::Mutex::new(false),
             masker,
+            approvals,
+            hold_canceled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The client asked to cancel: a statement waiting for approval stops waiting (and
+    /// is not run). Does nothing when none waits.
+    pub fn cancel_hold(&self) {
+        self.hold_canceled.notify_waiters();
+    }
+
+    /// The approval service.
+    pub(crate) fn approvals(&self) -> &airlock_approvals::Approvals {
+        &self.approvals
+    }
+
+    /// The configuration in force now.
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// A statement and its parameters as an approver may see them: masked as the
+    /// session's recording is.
+    pub(crate) fn masked_for_approver(
+        &self,
+        text: &str,
+        mut params: serde_json::Value,
+    ) -> (String, serde_json::Value) {
+        let Some(m) = &self.masker else {
+            return (text.to_owned(), params);
+        };
+        let mut tally = Tally::default();
+        let text = m
+            .scan_str(text, &mut tally)
+            .unwrap_or_else(|| text.to_owned());
+        m.mask_json_strings(&mut params, &mut tally);
+        (text, params)
     }
 
     /// The session's masking, if any rule applies to it.

@@ -10,7 +10,7 @@ pub use error::StoreError;
 pub use records::{ChainedEvent, SessionFilter, StoreOp, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
 
-use airlock_model::{SessionSummary, Timestamp};
+use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 
 /// The recorder's blocking ingest path, owned by one thread: copies records that the
 /// recorder's journal has already made durable into the tables readers use.
@@ -61,4 +61,50 @@ pub trait Store: Send + Sync {
     async fn session_events(&self, id: &str) -> Result<Vec<ChainedEvent>, StoreError>;
     /// Marks sessions still open as ended at `at` (after an unclean stop); returns how many.
     async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError>;
+
+    /// Adds an approval request.
+    async fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// One approval request, or `None`.
+    async fn get_approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Approval requests, newest first, optionally only those with `status`, and only
+    /// those `visible_to` may see (requested by that principal, or for one of those
+    /// approver groups) when it is given.
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        visible_to: Option<(&str, &[String])>,
+        limit: i64,
+    ) -> Result<Vec<Approval>, StoreError>;
+    /// The newest request for exactly this statement (principal, target, digest, policy
+    /// version) that is still pending, or approved and unused, and not expired at `now`.
+    async fn open_approval_for(
+        &self,
+        principal: &str,
+        target: &str,
+        digest: &str,
+        policy_version: &str,
+        now: Timestamp,
+    ) -> Result<Option<Approval>, StoreError>;
+    /// Moves a pending, unexpired request to `approved` or `denied` (atomically: of two
+    /// deciders one wins). Returns the request as it is afterwards and whether this
+    /// call decided it.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        comment: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Option<(Approval, bool)>, StoreError>;
+    /// Marks an approved, unexpired request used by `session_id` (atomically: it runs
+    /// once). `Ok(false)` when it was not approved, already used or expired.
+    async fn use_approval(
+        &self,
+        id: &str,
+        session_id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Marks every pending or unused approved request whose time is up as `expired` and
+    /// returns them.
+    async fn expire_approvals(&self, now: Timestamp) -> Result<Vec<Approval>, StoreError>;
 }

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use airlock_model::{SessionSummary, Timestamp};
+use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord};
 
+mod approvals;
 mod event_log;
 pub use event_log::SqliteEventLog;
 
@@ -86,14 +87,17 @@ async fn lock_for_migration(path: &Path) -> Result<std::fs::File, StoreError> {
         .map_err(lock_error)
 }
 
-fn parse_ts(what: &'static str, text: &str) -> Result<Timestamp, StoreError> {
+pub(crate) fn parse_ts(what: &'static str, text: &str) -> Result<Timestamp, StoreError> {
     Timestamp::parse(text).map_err(|e| StoreError::Corrupt {
         what,
         detail: format!("timestamp `{text}`: {e}"),
     })
 }
 
-fn parse_opt_ts(what: &'static str, text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn parse_opt_ts(
+    what: &'static str,
+    text: Option<String>,
+) -> Result<Option<Timestamp>, StoreError> {
     text.map(|t| parse_ts(what, &t)).transpose()
 }
 
@@ -305,6 +309,58 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+
+    async fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+        approvals::insert(&self.pool, approval).await
+    }
+
+    async fn get_approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        approvals::get(&self.pool, id).await
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        visible_to: Option<(&str, &[String])>,
+        limit: i64,
+    ) -> Result<Vec<Approval>, StoreError> {
+        approvals::list(&self.pool, status, visible_to, limit).await
+    }
+
+    async fn open_approval_for(
+        &self,
+        principal: &str,
+        target: &str,
+        digest: &str,
+        policy_version: &str,
+        now: Timestamp,
+    ) -> Result<Option<Approval>, StoreError> {
+        approvals::open_for(&self.pool, principal, target, digest, policy_version, now).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        comment: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Option<(Approval, bool)>, StoreError> {
+        approvals::decide(&self.pool, id, approve, by, comment, at).await
+    }
+
+    async fn use_approval(
+        &self,
+        id: &str,
+        session_id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        approvals::mark_used(&self.pool, id, session_id, at).await
+    }
+
+    async fn expire_approvals(&self, now: Timestamp) -> Result<Vec<Approval>, StoreError> {
+        approvals::expire(&self.pool, now).await
     }
 }
 

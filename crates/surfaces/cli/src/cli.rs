@@ -39,6 +39,70 @@ pub enum Command {
     /// Inspect and test Cedar policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Approval requests for held statements: list and show them.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Approve a held statement (as the principal of --token, a member of its group).
+    Approve(ApproveArgs),
+    /// Deny a held statement, with a reason the agent is told.
+    Deny(DenyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Approval requests, newest first.
+    List(ApprovalsList),
+    /// One request in full.
+    Show {
+        /// The request id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalsList {
+    /// Only requests in this state: pending, approved, denied, expired, used, or all.
+    #[arg(long, default_value = "pending")]
+    pub status: String,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The request id.
+    pub id: String,
+    /// A note recorded with the approval.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// The approver's Airlock token (or set AIRLOCK_TOKEN).
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Print the decided request as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// The request id.
+    pub id: String,
+    /// Why; the agent is told it.
+    #[arg(long)]
+    pub reason: String,
+    /// The approver's Airlock token (or set AIRLOCK_TOKEN).
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Print the decided request as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod approvals;
 mod audit;
 mod check;
 mod policy;
@@ -9,7 +10,9 @@ mod token;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TokenCommand};
+use crate::cli::{
+    ApprovalsCommand, AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TokenCommand,
+};
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -31,6 +34,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(PolicyCommand::Explain(args)) => policy::explain(&cli.config, args).await,
         Command::Policy(PolicyCommand::Replay { since, json }) => {
             policy::replay(&cli.config, since, json).await
+        }
+        Command::Approvals(ApprovalsCommand::List(args)) => {
+            approvals::list(&cli.config, args).await
+        }
+        Command::Approvals(ApprovalsCommand::Show { id, json }) => {
+            approvals::show(&cli.config, &id, json).await
+        }
+        Command::Approve(args) => {
+            approvals::decide(
+                &cli.config,
+                &args.id,
+                &args.token,
+                true,
+                args.comment,
+                args.json,
+            )
+            .await
+        }
+        Command::Deny(args) => {
+            approvals::decide(
+                &cli.config,
+                &args.id,
+                &args.token,
+                false,
+                Some(args.reason),
+                args.json,
+            )
+            .await
         }
     }
 }

@@ -28,6 +28,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{}: [postgres] {e}", path.display());
         return Ok(ExitCode::from(1));
     }
+    if let Some(api) = &config.api
+        && api.tls
+        && api.tls_cert.is_some()
+    {
+        let paths = airlock_tls::CertPaths::resolve(
+            api.tls_cert.as_deref(),
+            api.tls_key.as_deref(),
+            &config.server.data_dir,
+        );
+        if let Err(e) = airlock_tls::server_config(&paths, &[]) {
+            eprintln!("{}: [api] {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     if let Err(e) = Runtime::build(config) {
         eprintln!("{}: {e}", path.display());
         return Ok(ExitCode::from(1));

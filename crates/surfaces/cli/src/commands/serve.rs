@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_approvals::Approvals;
 use airlock_config::{Config, LogFormat};
 use airlock_identity::Identity;
 use airlock_model::Timestamp;
@@ -17,6 +18,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::context::{audit_key, ensure_data_dir, load_config, open_store};
+
+/// How often approval requests whose time is up are marked expired.
+const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
 
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
@@ -36,11 +40,15 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
+    let approvals = Approvals::new(store.clone());
+    let identity = Identity::new(store.clone());
     let gateway = Arc::new(Gateway::new(
         runtime,
-        Identity::new(store.clone()),
+        identity.clone(),
         recorder,
+        approvals.clone(),
     ));
+    let sweeper = approvals.spawn_sweeper(APPROVAL_SWEEP);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut listeners = Vec::new();
@@ -50,6 +58,18 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start the PostgreSQL listener on {}", pg.listen))?;
         tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
+    }
+
+    if let Some(api) = &config.api {
+        let state = airlock_api::ApiState {
+            approvals: approvals.clone(),
+            identity: identity.clone(),
+        };
+        let server = airlock_api::ApiServer::bind(api, &config.server.data_dir, state)
+            .await
+            .with_context(|| format!("cannot start the admin API on {}", api.listen))?;
+        tracing::info!(listen = %server.local_addr(), tls = server.is_tls(), "admin API ready");
+        listeners.push(tokio::spawn(server.run(stop_rx.clone())));
     }
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -67,6 +87,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for l in listeners {
         let _ = l.await;
     }
+    sweeper.abort();
     drop(gateway);
     // Every recorder handle is gone once the sessions are; the writer drains and ends.
     if tokio::time::timeout(Duration::from_secs(10), writer)

@@ -83,6 +83,65 @@ fn check_accepts_the_documented_config_and_points_at_bad_lines() {
     let out = gw.cli(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("env:AIRLOCK_SURELY_UNSET"));
+    // Approvals and the API: every mistake named, with its line where it has one.
+    for (extra, needle) in [
+        (
+            "[[approvals.webhooks]]\nname = \"hook\"\nurl = \"http://hooks.example.com/x\"\nsecret = \"env:K\"\n",
+            "webhook `hook`: an http:// URL is accepted only for a loopback host",
+        ),
+        (
+            "[[approvals.webhooks]]\nname = \"hook\"\nurl = \"https://hooks.example.com/x\"\n",
+            "format = \"json\" needs `secret",
+        ),
+        (
+            "[[approvals.webhooks]]\nname = \"hook\"\nurl = \"https://hooks.example.com/x\"\nformat = \"teams\"\n",
+            "unknown variant",
+        ),
+        (
+            "[[approvals.webhooks]]\nname = \"hook\"\nurl = \"env:AIRLOCK_SURELY_UNSET_URL\"\nformat = \"slack\"\n",
+            "AIRLOCK_SURELY_UNSET_URL",
+        ),
+        (
+            "[approvals]\nexpire_after = \"0s\"\n",
+            "expire_after must be longer than 0s",
+        ),
+        (
+            "[api]\nlisten = \"0.0.0.0:18081\"\ntls = false\n",
+            "tls = false is allowed only on a loopback address",
+        ),
+        (
+            "[api]\nlisten = \"127.0.0.1:18081\"\ntls_cert = \"/nonexistent/api.crt\"\ntls_key = \"/nonexistent/api.key\"\n",
+            "[api]",
+        ),
+    ] {
+        std::fs::write(&path, format!("{good}\n{extra}")).unwrap();
+        let out = gw.cli(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(
+            !err.contains("hooks.example.com"),
+            "a webhook URL was echoed: {err}"
+        );
+    }
+    std::fs::write(
+        &path,
+        good.replace("user = \"app\"", "user = \"app\"\nhold_timeout = \"0s\""),
+    )
+    .unwrap();
+    let out = gw.cli(&["check"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hold_timeout must be longer than 0s"));
+    std::fs::write(
+        &path,
+        format!("{good}\n[api]\nlisten = \"127.0.0.1:18081\"\n[approvals]\nexpire_after = \"30m\"\n[[approvals.webhooks]]\nname = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\nformat = \"slack\"\ngroups = [\"dba\"]\n"),
+    )
+    .unwrap();
+    let ok = gw.cli(&["check"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     // Masking rules that only compiling can judge: an unknown detector, a bad regex.
     for (rule, needle) in [
         ("detectors = [\"emial\"]", "unknown detector `emial`"),

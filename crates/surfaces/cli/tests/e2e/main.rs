@@ -10,6 +10,7 @@
 mod audit;
 mod cli;
 mod cli_policy;
+mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
 mod postgres_malformed;
@@ -59,10 +60,16 @@ impl Fixture {
 
 /// Runs a psycopg scenario from `tests/clients/python/pg_client.py`; returns its JSON.
 pub fn py(scenario: &str, conn: &str) -> serde_json::Value {
+    py_env(scenario, conn, &[])
+}
+
+/// [`py`] with extra environment variables for the scenario.
+pub fn py_env(scenario: &str, conn: &str, env: &[(&str, &str)]) -> serde_json::Value {
     let script = airlock_testkit::workspace_root().join("tests/clients/python/pg_client.py");
     let out = Command::new(airlock_testkit::python())
         .arg(script)
         .arg(scenario)
+        .envs(env.iter().copied())
         .env("AIRLOCK_CONN", conn)
         .stdin(Stdio::null())
         .output()

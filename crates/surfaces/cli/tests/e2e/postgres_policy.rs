@@ -5,7 +5,7 @@ use airlock_testkit::{Postgres, psql};
 
 use crate::{Fixture, events_of, py};
 
-const READ_ONLY: &str = r#"
+pub(crate) const READ_ONLY: &str = r#"
 @id("connect")
 permit(principal in Group::"ai-agents", action == Action::"connect", resource == Target::"shop");
 @id("agents-read-only")
@@ -198,22 +198,6 @@ fn unparseable_statements_are_refused_with_the_parser_message() {
     );
     let out = psql(&f.conn(), &["select 'still fine'"]);
     assert_eq!(out.stdout, "still fine\n");
-}
-
-#[test]
-fn hold_is_a_denial_that_says_approval_is_needed() {
-    let policy = format!(
-        "{READ_ONLY}\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");"
-    );
-    let f = Fixture::with("pol_hold", |b| b.policy(Some(&policy)));
-    let out = psql(&f.conn(), &["delete from orders where id = 1"]);
-    assert!(
-        out.stderr.contains("needs approval by group \"dba\""),
-        "{out:?}"
-    );
-    assert_eq!(orders(&f.db), "100");
-    let s = f.gw.last_session_of("agent", "shop");
-    assert_eq!(events_of(&s, "query")[0]["decision"], "hold");
 }
 
 #[test]

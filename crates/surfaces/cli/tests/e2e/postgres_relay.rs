@@ -89,8 +89,8 @@ fn psycopg_extended_protocol_prepared_binary_and_errors() {
     assert!(
         binds
             .iter()
-            .any(|e| e["detail"]["params"] == serde_json::json!(["1"])
-                || e["detail"]["params"][0]["format"] == "binary")
+            .any(|e| e["detail"]["params"] == serde_json::json!(["1"])),
+        "a binary int parameter is recorded as its text: {binds:?}"
     );
     let executes = events_of(&s, "execute");
     assert!(

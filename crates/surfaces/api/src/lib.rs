@@ -1,0 +1,76 @@
+//! The admin HTTP API: approvers list, read and decide approval requests; anyone with a
+//! token can ask who it says they are.
+//!
+//! Every route under `/api` except the OpenAPI document authenticates a bearer token
+//! exactly as agents' connections do ([`airlock_identity::Identity::authenticate`]);
+//! what a caller may see or decide is the approval service's rule, not this crate's.
+//! Errors are JSON `{"error":{"code","message"}}` written for the person or agent that
+//! reads them, and nothing here logs or returns a token. [`ApiServer`] serves the router
+//! over HTTPS (HTTP/1.1 and h2) or, on loopback only, plain HTTP.
+
+mod access_log;
+mod approvals;
+mod auth;
+mod error;
+mod reply;
+mod server;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use server::ApiServer;
+
+/// The OpenAPI 3.1 description of this API, served at `/api/openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../../../../docs/openapi.yaml");
+
+/// The largest request body accepted (decisions carry a short comment).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The services the API calls. Cheap to clone: each field shares its store.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Approval requests: list, get, decide.
+    pub approvals: airlock_approvals::Approvals,
+    /// Verifies bearer tokens.
+    pub identity: airlock_identity::Identity,
+}
+
+/// The API's routes over `state`, ready to serve (see [`ApiServer`]) or to call in
+/// process. `/healthz` and `/api/openapi.yaml` need no token; every other `/api` route
+/// answers 401 without a valid one.
+pub fn router(state: ApiState) -> Router {
+    let authenticated = Router::new()
+        .route("/api/approvals", get(approvals::list))
+        .route("/api/approvals/{id}", get(approvals::show))
+        .route("/api/approvals/{id}/approve", post(approvals::approve))
+        .route("/api/approvals/{id}/deny", post(approvals::deny))
+        .route("/api/whoami", get(auth::whoami))
+        // A route layer: unknown paths answer 404 without asking for a token.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/openapi.yaml", get(openapi))
+        .merge(authenticated)
+        .fallback(reply::no_such_route)
+        .method_not_allowed_fallback(reply::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost, so that it sees every answer, including the 401s and 404s.
+        .layer(middleware::from_fn(access_log::log))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
