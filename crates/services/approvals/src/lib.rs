@@ -15,4 +15,4 @@ mod service;
 
 pub use digest::StatementDigest;
 pub use error::{ApprovalError, DecideError};
-pub use service::{Approvals, Begun, HoldRequest, Settings, Waited, may_see};
+pub use service::{Approvals, AuditSink, Begun, HoldRequest, Settings, Waited, may_see};

@@ -93,12 +93,21 @@ pub enum Waited {
     Canceled,
 }
 
+/// Where approval steps that happen outside an agent's session (decisions taken in this
+/// process, expiry) are recorded.
+#[async_trait::async_trait]
+pub trait AuditSink: Send + Sync {
+    /// Records `step` (`approved`, `denied`, `expired`) of `approval`, with `detail`.
+    async fn approval_step(&self, approval: &Approval, step: &str, detail: serde_json::Value);
+}
+
 /// The approval service, shared by every session of the process.
 #[derive(Clone)]
 pub struct Approvals {
     store: Arc<dyn Store>,
     /// Bumped whenever this process decides a request: waiters re-read at once.
     decided: Arc<watch::Sender<u64>>,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 /// Whether `who` may see a request: a member of its approver group, or the principal
@@ -113,7 +122,14 @@ impl Approvals {
         Approvals {
             store,
             decided: Arc::new(watch::channel(0).0),
+            audit: None,
         }
+    }
+
+    /// Records decisions and expiries through `audit` as well.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Looks for an open request for exactly this statement, or creates one. A new
@@ -207,7 +223,7 @@ impl Approvals {
             if current.expires_at <= now {
                 // Expired while pending: mark it (the sweeper may not have run yet).
                 let mut expired = current;
-                for a in self.store.expire_approvals(now).await? {
+                for a in self.expire_due().await? {
                     if a.id == expired.id {
                         expired = a;
                     }
@@ -309,6 +325,16 @@ impl Approvals {
             Some((decided, true)) => {
                 self.decided.send_modify(|n| *n = n.wrapping_add(1));
                 tracing::info!(approval = %id, by = %approver.name, status = %decided.status, "approval decided");
+                if let Some(audit) = &self.audit {
+                    let detail = serde_json::json!({
+                        "decided_by": decided.decided_by,
+                        "decided_at": decided.decided_at,
+                        "comment": decided.comment,
+                    });
+                    audit
+                        .approval_step(&decided, decided.status.as_str(), detail)
+                        .await;
+                }
                 Ok(decided)
             }
             Some((other, false)) => Err(DecideError::Conflict(match other.status {
@@ -334,6 +360,11 @@ impl Approvals {
         let expired = self.store.expire_approvals(Timestamp::now()).await?;
         for a in &expired {
             tracing::info!(approval = %a.id, principal = %a.principal, target = %a.target, group = %a.approver_group, "approval request expired");
+            if let Some(audit) = &self.audit {
+                let detail =
+                    serde_json::json!({ "expires_at": a.expires_at, "decided_by": a.decided_by });
+                audit.approval_step(a, "expired", detail).await;
+            }
         }
         if !expired.is_empty() {
             self.decided.send_modify(|n| *n = n.wrapping_add(1));

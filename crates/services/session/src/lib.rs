@@ -5,11 +5,13 @@
 //! Adapters only translate bytes to and from these calls; none of them touches the
 //! store, the policy or secrets' sources directly.
 
+mod audit;
 mod gateway;
 mod hold;
 mod runtime;
 mod session;
 
+pub use audit::{AUDIT_PROTOCOL, GatewayAudit};
 pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
 pub use hold::{Held, HoldOutcome, HoldTicket, Waiting};
 pub use runtime::{Runtime, RuntimeError, Target};

@@ -12,7 +12,7 @@ use airlock_identity::Identity;
 use airlock_model::Timestamp;
 use airlock_postgres::PostgresAdapter;
 use airlock_recorder::Recorder;
-use airlock_session::{Gateway, Runtime};
+use airlock_session::{Gateway, GatewayAudit, Runtime};
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -40,7 +40,9 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
-    let approvals = Approvals::new(store.clone());
+    // Decisions taken through the API and expiries go to the gateway's audit session.
+    let audit = Arc::new(GatewayAudit::new(recorder.clone()));
+    let approvals = Approvals::new(store.clone()).with_audit(audit.clone());
     let identity = Identity::new(store.clone());
     let gateway = Arc::new(Gateway::new(
         runtime,
@@ -88,6 +90,8 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let _ = l.await;
     }
     sweeper.abort();
+    audit.end().await;
+    drop(approvals);
     drop(gateway);
     // Every recorder handle is gone once the sessions are; the writer drains and ends.
     if tokio::time::timeout(Duration::from_secs(10), writer)

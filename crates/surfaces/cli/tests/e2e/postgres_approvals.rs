@@ -537,3 +537,95 @@ fn a_changed_policy_needs_a_new_approval() {
     let pending = wait_pending(&f.gw, 1);
     assert_ne!(pending["id"], id.as_str());
 }
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (body.to_owned(), code.to_owned())
+}
+
+/// The gateway's own audit session (protocol `airlock`), with its events.
+fn audit_session(gw: &Airlock) -> Value {
+    let s = gw
+        .sessions()
+        .into_iter()
+        .find(|s| s["protocol"] == "airlock")
+        .expect("an audit session");
+    gw.session(s["id"].as_str().unwrap())
+}
+
+#[test]
+fn decisions_through_the_api_and_expiry_reach_the_audit_chain() {
+    let api_port = airlock_testkit::free_port();
+    let api = format!(
+        "\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[approvals]\nexpire_after = \"3s\"\n"
+    );
+    let f = fixture("appr_api", "60s", |b| b.extra(&api));
+    airlock_testkit::wait_port(api_port, Duration::from_secs(10)).unwrap();
+    let dba = f.gw.token("dana", &["dba"]);
+    let base = format!("https://127.0.0.1:{api_port}/api/approvals");
+    let held = psql_bg(&f.conn(), "delete from orders where id = 2");
+    let id = wait_pending(&f.gw, 1)["id"].as_str().unwrap().to_owned();
+    // The agent sees its own request but cannot decide it.
+    let agent_auth = format!("Authorization: Bearer {}", f.token);
+    let (body, code) = curl(&["-H", &agent_auth, &base]);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains(&id));
+    let (_, code) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &agent_auth,
+        &format!("{base}/{id}/approve"),
+    ]);
+    assert_eq!(code, "403");
+    let auth = format!("Authorization: Bearer {dba}");
+    let (body, code) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{\"comment\":\"ticket 42\"}",
+        &format!("{base}/{id}/approve"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let (ok, stdout, stderr) = finish(held);
+    assert!(ok && stdout.trim() == "DELETE 1", "{stderr}");
+
+    // A request nobody decides expires; the sweeper records it.
+    let conn = f.conn();
+    let abandoned = psql_bg(&conn, "delete from orders where id = 3");
+    let expiring = wait_pending(&f.gw, 1)["id"].as_str().unwrap().to_owned();
+    let (ok, _, stderr) = finish(abandoned);
+    assert!(!ok && stderr.contains("expired"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let audit = loop {
+        let audit = audit_session(&f.gw);
+        if steps(&audit).len() >= 2 {
+            break audit;
+        }
+        assert!(Instant::now() < deadline, "no expiry in {audit}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(steps(&audit), ["approved", "expired"]);
+    let approved = events_of(&audit, "approval")[0];
+    assert_eq!(approved["detail"]["approval_id"], id.as_str());
+    assert_eq!(approved["detail"]["decided_by"], "dana");
+    assert_eq!(approved["detail"]["comment"], "ticket 42");
+    assert_eq!(approved["detail"]["principal"], "agent");
+    assert_eq!(
+        events_of(&audit, "approval")[1]["detail"]["approval_id"],
+        expiring.as_str()
+    );
+    assert_eq!(orders(&f.db), "99");
+    // The chain, audit session included, verifies.
+    f.gw.cli_ok(&["audit", "verify"]);
+}
