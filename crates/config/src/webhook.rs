@@ -32,7 +32,12 @@ pub fn check_literal(url: &str) -> Result<(), String> {
     }
     if let Some(rest) = url.strip_prefix("http://") {
         let host = host_of(rest);
-        return if matches!(host, "127.0.0.1" | "[::1]" | "localhost") || host.starts_with("127.") {
+        let loopback_ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        return if loopback_ip || host == "localhost" {
             Ok(())
         } else {
             Err("an http:// URL is accepted only for a loopback host (127.0.0.1, [::1], localhost); use https://".into())
@@ -63,6 +68,8 @@ mod tests {
         assert!(webhook_url("http://localhost/hook").is_ok());
         assert!(webhook_url("http://hooks.example.com/x").is_err());
         assert!(webhook_url("http://127.0.0.1.evil.com/x").is_err());
+        assert!(webhook_url("http://127.0.0.2:80/x").is_ok());
+        assert!(webhook_url("http://[::2]/x").is_err());
         assert!(webhook_url("http://user@evil.com/x").is_err());
         assert!(webhook_url("ftp://x").is_err());
         assert!(webhook_url("https:///x").is_err());
