@@ -207,6 +207,70 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
             ));
         }
     }
+    let mut provider_names = HashSet::new();
+    let mut issuers = HashSet::new();
+    for p in &config.identity.oidc {
+        let line = line_col(text, p.name.span().start).0;
+        let name = p.name();
+        let invalid_p = |m: String| invalid(line, format!("[[identity.oidc]] `{name}`: {m}"));
+        if !valid_name(name) {
+            return Err(invalid(
+                line,
+                format!("OIDC provider name `{name}` {NAME_RULE}"),
+            ));
+        }
+        if !provider_names.insert(name.to_owned()) {
+            return Err(invalid(
+                line,
+                format!("OIDC provider `{name}` is defined twice"),
+            ));
+        }
+        if let Err(e) = crate::check_issuer_url(&p.issuer) {
+            return Err(invalid_p(format!("issuer `{}`: {e}", p.issuer)));
+        }
+        if !issuers.insert(p.issuer.trim_end_matches('/').to_owned()) {
+            return Err(invalid_p(format!(
+                "issuer `{}` is also another provider's: a token is matched to its provider by `iss`",
+                p.issuer
+            )));
+        }
+        if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
+            return Err(invalid_p(
+                "audiences must list the audience(s) tokens for Airlock carry, e.g. [\"urn:airlock\"]".into(),
+            ));
+        }
+        if p.principal_claim.is_empty() || p.groups_claim.is_empty() {
+            return Err(invalid_p(
+                "principal_claim and groups_claim must not be empty".into(),
+            ));
+        }
+        if p.algorithms.is_empty() {
+            return Err(invalid_p(
+                "algorithms must name at least one, e.g. [\"RS256\"]".into(),
+            ));
+        }
+        for a in &p.algorithms {
+            if a.eq_ignore_ascii_case("none") {
+                return Err(invalid_p(
+                    "algorithm `none` is never accepted: unsigned tokens prove nothing".into(),
+                ));
+            }
+            if a.to_ascii_uppercase().starts_with("HS") {
+                return Err(invalid_p(format!(
+                    "algorithm `{a}` is never accepted: HMAC would verify with the provider's public key, which anyone has"
+                )));
+            }
+            if !crate::OIDC_ALGORITHMS.contains(&a.as_str()) {
+                return Err(invalid_p(format!(
+                    "unknown algorithm `{a}` (accepted: {})",
+                    crate::OIDC_ALGORITHMS.join(", ")
+                )));
+            }
+        }
+        if p.leeway > std::time::Duration::from_secs(300) {
+            return Err(invalid_p("leeway is at most 5m".into()));
+        }
+    }
     let mut rule_names = HashSet::new();
     for rule in &config.masking {
         let line = line_col(text, rule.name.span().start).0;

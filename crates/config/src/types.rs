@@ -35,7 +35,71 @@ pub struct Config {
     /// How held statements are approved: expiry and notification channels.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// Who may authenticate besides Airlock's own service tokens: OIDC providers.
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
+
+/// `[identity]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// How long after its credential expires a session may still run statements; then
+    /// the next statement is refused and the session closed.
+    #[serde(default, with = "humantime_serde_compat")]
+    pub expiry_grace: Duration,
+    /// `[[identity.oidc]]`: providers whose access tokens are accepted.
+    #[serde(default)]
+    pub oidc: Vec<OidcProviderConfig>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            expiry_grace: Duration::ZERO,
+            oidc: Vec::new(),
+        }
+    }
+}
+
+/// `[[identity.oidc]]`: one OIDC provider.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// A name for messages and records.
+    pub name: toml::Spanned<String>,
+    /// The issuer, exactly as tokens carry it in `iss`; discovery is at
+    /// `{issuer}/.well-known/openid-configuration`. `http://` only on loopback.
+    pub issuer: String,
+    /// Audiences accepted; a token must carry one of them in `aud`.
+    pub audiences: Vec<String>,
+    /// The claim (a dotted path) that names the principal.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The claim (a dotted path: `groups`, `roles`, `realm_access.roles`, `scope`) that
+    /// lists the principal's groups: an array of strings or a space-separated string.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Signature algorithms accepted: RS256/384/512, PS256/384/512, ES256/384, EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "humantime_serde_compat")]
+    pub leeway: Duration,
+}
+
+impl OidcProviderConfig {
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+/// Asymmetric JOSE algorithms a provider may be pinned to. `none` and the HMAC
+/// algorithms are never accepted: a provider's published keys are public.
+pub const OIDC_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// `[api]`: the admin HTTP API (approvals; more later).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -355,6 +419,22 @@ fn default_pool_idle_timeout() -> Duration {
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_hold_timeout() -> Duration {

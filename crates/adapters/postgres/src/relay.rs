@@ -67,6 +67,9 @@ pub enum End {
     Shutdown,
     /// Recording failed; the session was closed (fail closed).
     RecorderFailed,
+    /// The credential that opened the session expired or was revoked; the client was
+    /// told why.
+    CredentialEnded,
     /// Something broke.
     Failed(PostgresError),
 }
@@ -80,6 +83,7 @@ impl End {
             End::UpstreamClosed { .. } => "target_closed".into(),
             End::Shutdown => "gateway_shutdown".into(),
             End::RecorderFailed => "recorder_failed".into(),
+            End::CredentialEnded => "credential_ended".into(),
             End::Failed(e) => format!("error: {e}"),
         }
     }
@@ -435,6 +439,14 @@ async fn client_to_server(
                     });
                     break;
                 }
+                Ok(Step::Close(message)) => {
+                    drafts.push(EventDraft::new(
+                        EventKind::Refused,
+                        json!({ "message": char::from(h.tag).to_string(), "reason": message }),
+                    ));
+                    after = Some(After::Close(message));
+                    break;
+                }
                 Ok(Step::Hold { ticket, as_query }) => {
                     after = Some(After::Hold {
                         ticket,
@@ -516,6 +528,14 @@ async fn client_to_server(
             }
             None => {}
             Some(After::Terminate) => return End::ClientTerminated,
+            Some(After::Close(message)) => {
+                // What was sent before is answered first; then the session ends.
+                shared.wait_idle().await;
+                let _ = shared
+                    .reply(&[reply::credential_ended(&message)], false)
+                    .await;
+                return End::CredentialEnded;
+            }
             Some(After::Barrier) => shared.wait_idle().await,
             Some(After::Substitute {
                 replacement,
@@ -678,6 +698,8 @@ enum After {
         skip: usize,
         ready: bool,
     },
+    /// The session's credential no longer holds: tell the client and end.
+    Close(String),
     /// The frame is held for approval: it stays in the buffer until decided.
     Hold {
         ticket: HoldTicket,
@@ -708,6 +730,8 @@ enum Step {
         ticket: HoldTicket,
         as_query: bool,
     },
+    /// The session's credential expired or was revoked: close the session with this.
+    Close(String),
 }
 
 /// An approval claimed for the statement at the front of the buffer: when it is
@@ -967,6 +991,12 @@ impl ClientSide<'_> {
         body: &[u8],
         drafts: &mut Vec<EventDraft>,
     ) -> Result<Step, CodecError> {
+        // Expiry and revocation take effect at the next statement.
+        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F')
+            && let Some(problem) = self.session.credential_problem()
+        {
+            return Ok(Step::Close(problem));
+        }
         Ok(match tag {
             b'Q' => {
                 let text = frontend::query(body)?;

@@ -159,6 +159,11 @@ fn credential_refused(e: &IdentityError) -> Reply {
             "Airlock could not verify the token: its store is unavailable".into(),
             "Retry in a moment; if it persists, tell the operator.".to_string(),
         ),
+        IdentityError::Oidc(e) => Reply::fatal(
+            "28P01",
+            format!("password authentication failed: the OIDC token was refused: {e}"),
+            "Get a fresh access token from your identity provider for this gateway's audience and use it as the password; `airlock whoami --token ...` shows how Airlock reads a token.".to_string(),
+        ),
     }
 }
 
@@ -264,5 +269,14 @@ pub fn hold_canceled(approval_id: &str) -> Reply {
         format!(
             "Approval request {approval_id} stays open: send exactly the same statement again to wait for it, or once it is approved, to run it."
         ),
+    )
+}
+
+/// The session's credential expired or was revoked: the session ends.
+pub fn credential_ended(message: &str) -> Reply {
+    Reply::fatal(
+        "28000",
+        format!("airlock: {message}"),
+        "Reconnect with a valid token (a fresh OIDC access token, or a new Airlock token from the operator); the statement was not run.".to_string(),
     )
 }

@@ -1,11 +1,19 @@
 //! Identity: turns the credential a client presents into a [`Principal`], or refuses it.
 //!
-//! Today that credential is an Airlock service token (`airlock token create`); OIDC
-//! access tokens will verify through the same [`Identity::authenticate`] entry point.
-//! A token is 32 random bytes; only its SHA-256 is stored, so a copy of the store does
-//! not hand out working tokens.
+//! A credential is an Airlock service token (`airlock token create`: `alk_` and 32 random
+//! bytes; only its SHA-256 is stored, so a copy of the store does not hand out working
+//! tokens) or an OIDC access token (a JWT from a configured provider, [`oidc`]). Both go
+//! through [`Identity::authenticate`]. [`Identity::still_valid`] tells an open session
+//! whether its credential still holds (expiry, revocation).
 
+pub mod oidc;
+
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use oidc::{OidcError, OidcProvider, OidcSettings};
 
 use airlock_model::{Principal, PrincipalSource, Timestamp};
 use airlock_store::{Store, StoreError, TokenRecord};
@@ -45,6 +53,20 @@ pub enum IdentityError {
     /// The store could not answer; authentication fails closed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An OIDC access token was refused.
+    #[error("the OIDC token was refused: {0}")]
+    Oidc(#[from] OidcError),
+}
+
+/// A verified credential: who, and the facts worth recording about the token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who it is.
+    pub principal: Principal,
+    /// The OIDC issuer, for an OIDC token.
+    pub issuer: Option<String>,
+    /// The token's id (`jti`), for an OIDC token that has one.
+    pub token_id: Option<String>,
 }
 
 /// A freshly minted token: the value (shown once) and what was stored.
@@ -56,24 +78,164 @@ pub struct MintedToken {
     pub record: TokenRecord,
 }
 
-/// Verifies and mints credentials against the store.
+/// Verifies and mints credentials against the store and the OIDC providers.
 #[derive(Clone)]
 pub struct Identity {
     store: Arc<dyn Store>,
+    providers: Arc<ArcSwap<Vec<Arc<OidcProvider>>>>,
+    /// Names of revoked service tokens, as last read from the store.
+    revoked: Arc<ArcSwap<HashSet<String>>>,
+    http: reqwest::Client,
+}
+
+/// Why a credential that opened a session no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoLongerValid {
+    /// It expired (plus the grace) at this time.
+    Expired(Timestamp),
+    /// The service token was revoked.
+    Revoked,
 }
 
 impl Identity {
-    /// An identity service over `store`.
+    /// An identity service over `store`, with no OIDC provider.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Identity { store }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Identity {
+            store,
+            providers: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            revoked: Arc::new(ArcSwap::from_pointee(HashSet::new())),
+            http,
+        }
+    }
+
+    /// Puts the configured providers in force. A provider whose settings did not change
+    /// keeps its cached keys.
+    pub fn set_providers(&self, settings: Vec<OidcSettings>) {
+        let old = self.providers.load();
+        let providers = settings
+            .into_iter()
+            .map(|s| {
+                old.iter()
+                    .find(|p| p.settings() == &s)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(OidcProvider::new(s, self.http.clone())))
+            })
+            .collect();
+        self.providers.store(Arc::new(providers));
+    }
+
+    /// Fetches every provider's keys now (at start); failures are logged and retried
+    /// when a token arrives.
+    pub async fn prefetch_keys(&self) {
+        for p in self.providers.load().iter() {
+            p.prefetch().await;
+        }
     }
 
     /// Checks a presented credential and returns who it belongs to.
     pub async fn authenticate(&self, credential: &Secret) -> Result<Principal, IdentityError> {
+        self.authenticate_full(credential)
+            .await
+            .map(|a| a.principal)
+    }
+
+    /// [`Identity::authenticate`], with the token's issuer and id.
+    pub async fn authenticate_full(
+        &self,
+        credential: &Secret,
+    ) -> Result<Authenticated, IdentityError> {
         let presented = credential.expose().trim();
         if !presented.starts_with(TOKEN_PREFIX) {
+            if presented.split('.').count() == 3 {
+                return self.authenticate_oidc(presented).await;
+            }
             return Err(IdentityError::UnknownToken);
         }
+        self.authenticate_service_token(presented)
+            .await
+            .map(|principal| Authenticated {
+                principal,
+                issuer: None,
+                token_id: None,
+            })
+    }
+
+    async fn authenticate_oidc(&self, token: &str) -> Result<Authenticated, IdentityError> {
+        let issuer = oidc::peek_issuer(token)?;
+        let provider = self
+            .providers
+            .load()
+            .iter()
+            .find(|p| p.issuer() == issuer)
+            .cloned()
+            .ok_or(OidcError::UnknownIssuer(issuer))?;
+        let verified = provider.verify(token).await?;
+        validate_name("OIDC principal", &verified.principal.name)
+            .map_err(|_| OidcError::Claim(provider.settings().principal_claim.clone()))?;
+        Ok(Authenticated {
+            principal: verified.principal,
+            issuer: Some(verified.issuer),
+            token_id: verified.token_id,
+        })
+    }
+
+    /// Whether the credential that opened a session still holds: not past its expiry
+    /// plus `grace`, and (service tokens) not revoked as of the last
+    /// [`Identity::refresh_revocations`].
+    pub fn still_valid(&self, principal: &Principal, grace: Duration) -> Result<(), NoLongerValid> {
+        if let Some(at) = principal.expires_at {
+            let until = at.plus(grace);
+            if until <= Timestamp::now() {
+                return Err(NoLongerValid::Expired(at));
+            }
+        }
+        if principal.source == PrincipalSource::ServiceToken
+            && self.revoked.load().contains(&principal.name)
+        {
+            return Err(NoLongerValid::Revoked);
+        }
+        Ok(())
+    }
+
+    /// Re-reads which service tokens are revoked (revocations made by the CLI, in
+    /// another process, reach open sessions this way).
+    pub async fn refresh_revocations(&self) -> Result<(), IdentityError> {
+        let revoked: HashSet<String> = self
+            .store
+            .list_tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.revoked_at.is_some())
+            .map(|t| t.name)
+            .collect();
+        if **self.revoked.load() != revoked {
+            self.revoked.store(Arc::new(revoked));
+        }
+        Ok(())
+    }
+
+    /// Refreshes revocations every `every` until the process ends.
+    pub fn spawn_revocation_watch(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.refresh_revocations().await {
+                    tracing::warn!(error = %e, "could not read token revocations");
+                }
+            }
+        })
+    }
+
+    async fn authenticate_service_token(
+        &self,
+        presented: &str,
+    ) -> Result<Principal, IdentityError> {
         let record = self
             .store
             .find_token_by_hash(&token_hash(presented))

@@ -68,6 +68,7 @@ impl Gateway {
         recorder: Recorder,
         approvals: airlock_approvals::Approvals,
     ) -> Self {
+        identity.set_providers(runtime.oidc.clone());
         Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             identity,
@@ -91,8 +92,10 @@ impl Gateway {
         self.runtime.load_full()
     }
 
-    /// Puts a new snapshot in force for sessions opened from now on.
+    /// Puts a new snapshot in force for sessions opened from now on (and its OIDC
+    /// providers for every credential checked from now on).
     pub fn reload(&self, runtime: Runtime) {
+        self.identity.set_providers(runtime.oidc.clone());
         self.runtime.store(Arc::new(runtime));
     }
 
@@ -108,9 +111,19 @@ impl Gateway {
         detail.insert("client_addr".into(), client_addr.clone().into());
 
         // On refusal, the principal (if the credential was good) is still recorded.
-        let outcome = match self.identity.authenticate(&req.credential).await {
+        let outcome = match self.identity.authenticate_full(&req.credential).await {
             Err(e) => Err((ConnectRefusal::Credential(e), None)),
-            Ok(principal) => {
+            Ok(authenticated) => {
+                let principal = authenticated.principal;
+                if let Some(issuer) = authenticated.issuer {
+                    detail.insert("issuer".into(), issuer.into());
+                }
+                if let Some(jti) = authenticated.token_id {
+                    detail.insert("token_id".into(), jti.into());
+                }
+                if let Some(exp) = principal.expires_at {
+                    detail.insert("credential_expires_at".into(), exp.to_string().into());
+                }
                 match runtime
                     .target(&req.target)
                     .filter(|t| t.model.kind == req.kind)
@@ -184,6 +197,7 @@ impl Gateway {
                     self.recorder.clone(),
                     self.runtime.clone(),
                     self.approvals.clone(),
+                    self.identity.clone(),
                 ))
             }
             Err((refusal, principal)) => {

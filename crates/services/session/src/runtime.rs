@@ -35,6 +35,9 @@ pub enum RuntimeError {
     /// A webhook's URL or key could not be resolved.
     #[error("[[approvals.webhooks]] {0}")]
     Webhook(String),
+    /// An OIDC provider's settings are unusable.
+    #[error("[[identity.oidc]] {0}")]
+    Oidc(String),
     /// A target's secret could not be resolved.
     #[error("target `{target}`: {error}")]
     Secret {
@@ -63,6 +66,8 @@ pub struct Runtime {
     pub masking: Arc<MaskingRules>,
     /// How long approval requests stay open, and where they are announced.
     pub approvals: Arc<airlock_approvals::Settings>,
+    /// The OIDC providers whose tokens are accepted.
+    pub oidc: Vec<airlock_identity::oidc::OidcSettings>,
 }
 
 impl Runtime {
@@ -110,12 +115,20 @@ impl Runtime {
             expire_after: config.approvals.expire_after,
             notifier: Arc::new(notifier),
         });
+        let oidc = config
+            .identity
+            .oidc
+            .iter()
+            .map(airlock_identity::oidc::OidcSettings::from_config)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RuntimeError::Oidc)?;
         Ok(Runtime {
             config: Arc::new(config),
             targets,
             policy,
             masking,
             approvals,
+            oidc,
         })
     }
 

@@ -54,6 +54,8 @@ pub struct Session {
     approvals: airlock_approvals::Approvals,
     /// Wakes a statement waiting for approval when the client cancels it.
     pub(crate) hold_canceled: tokio::sync::Notify,
+    /// Tells whether the credential still holds (expiry, revocation).
+    identity: airlock_identity::Identity,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
         recorder: Recorder,
         runtime: Arc<ArcSwap<Runtime>>,
         approvals: airlock_approvals::Approvals,
+        identity: airlock_identity::Identity,
     ) -> Self {
         let masker = runtime
             .load()
@@ -79,6 +82,24 @@ impl Session {
             masker,
             approvals,
             hold_canceled: tokio::sync::Notify::new(),
+            identity,
+        }
+    }
+
+    /// Why the credential that opened this session no longer holds, if it does not:
+    /// expired (past `[identity] expiry_grace`) or revoked. Adapters check it before
+    /// each statement and close the session with the message.
+    pub fn credential_problem(&self) -> Option<String> {
+        let grace = self.runtime.load().config.identity.expiry_grace;
+        match self.identity.still_valid(&self.principal, grace) {
+            Ok(()) => None,
+            Err(airlock_identity::NoLongerValid::Expired(at)) => Some(format!(
+                "the credential this session was opened with expired at {at}; reconnect with a fresh token"
+            )),
+            Err(airlock_identity::NoLongerValid::Revoked) => Some(format!(
+                "token `{}` was revoked; this session is closed",
+                self.principal.name
+            )),
         }
     }
 

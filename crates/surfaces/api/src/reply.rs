@@ -93,6 +93,7 @@ impl Reply {
                 "token_revoked",
                 format!("{e}; use a current token ({MINT_HINT})"),
             ),
+            e @ IdentityError::Oidc(_) => refused("invalid_token", format!("{e}")),
             IdentityError::Store(e) => {
                 tracing::warn!(error = %e, "admin API: could not check a token");
                 Reply::new(

@@ -46,6 +46,15 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Deny a held statement, with a reason the agent is told.
     Deny(DenyArgs),
+    /// Show how a token is understood: principal, groups, source, expiry.
+    Whoami {
+        /// The token (an Airlock token or an OIDC access token), or set AIRLOCK_TOKEN.
+        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

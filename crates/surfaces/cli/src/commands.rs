@@ -7,6 +7,7 @@ mod policy;
 mod serve;
 mod sessions;
 mod token;
+mod whoami;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Whoami { token, json } => whoami::run(&cli.config, &token, json).await,
         Command::Deny(args) => {
             approvals::decide(
                 &cli.config,

@@ -21,6 +21,8 @@ use crate::context::{audit_key, ensure_data_dir, load_config, open_store};
 
 /// How often approval requests whose time is up are marked expired.
 const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
+/// How often revoked tokens are re-read from the store.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
@@ -51,6 +53,12 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         approvals.clone(),
     ));
     let sweeper = approvals.spawn_sweeper(APPROVAL_SWEEP);
+    // Revocations by the CLI reach open sessions at their next statement.
+    let revocations = identity.spawn_revocation_watch(REVOCATION_POLL);
+    {
+        let identity = identity.clone();
+        tokio::spawn(async move { identity.prefetch_keys().await });
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut listeners = Vec::new();
@@ -90,6 +98,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let _ = l.await;
     }
     sweeper.abort();
+    revocations.abort();
     audit.end().await;
     drop(approvals);
     drop(gateway);
