@@ -1,6 +1,6 @@
 //! Real peers for end-to-end tests: a PostgreSQL cluster started from the machine's
 //! binaries, the built `airlock` binary with a generated configuration, and the real
-//! clients (psql, a psycopg venv). Everything binds to 127.0.0.1 on ports below 32768.
+//! clients (psql, a psycopg venv), and an OIDC provider (npm `oidc-provider`). Everything binds to 127.0.0.1 on ports below 32768.
 //!
 //! Each test binary shares one PostgreSQL cluster ([`Postgres::shared`]); each test takes
 //! its own database cloned from a template, so tests run in parallel without meeting.
@@ -9,10 +9,12 @@
 
 mod airlock;
 mod clients;
+mod idp;
 mod postgres;
 
 pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
+pub use idp::Idp;
 pub use postgres::{Postgres, unrelated_ca_pem};
 
 use std::collections::BTreeSet;

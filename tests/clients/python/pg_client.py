@@ -206,5 +206,22 @@ def held():
     out(res)
 
 
+def second_statement():
+    """Runs a statement, prints "ready", waits for a line on stdin, then tries another:
+    prints what the second one got (the session may have been closed meanwhile: an
+    expired or revoked credential)."""
+    res = {}
+    with psycopg.connect(CONN, autocommit=True) as c:
+        res["first"] = c.execute("select count(*) from orders").fetchone()[0]
+        print("ready", flush=True)
+        sys.stdin.readline()
+        try:
+            res["second"] = c.execute("select count(*) from orders").fetchone()[0]
+        except psycopg.Error as e:
+            res.update(error=type(e).__name__, sqlstate=e.sqlstate, message=str(e))
+        res["closed"] = c.closed
+    out(res)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

@@ -10,6 +10,7 @@
 mod audit;
 mod cli;
 mod cli_policy;
+mod identity;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
