@@ -68,6 +68,9 @@ fn rebase(config: &mut Config, base: &Path) {
     if let Some(k) = config.audit.key.as_mut() {
         k.rebase(base);
     }
+    if let Some(k) = config.secrets.master_key.as_mut() {
+        k.rebase(base);
+    }
     if let Some(api) = config.api.as_mut() {
         api.tls_cert.as_mut().map(join);
         api.tls_key.as_mut().map(join);
@@ -206,6 +209,18 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 format!("target `{}`: hold_timeout must be longer than 0s", t.name()),
             ));
         }
+    }
+    if matches!(config.secrets.master_key, Some(crate::SecretRef::Stored(_))) {
+        return Err(invalid(
+            0,
+            "[secrets] master_key must be `env:NAME` or `file:PATH`: it cannot live in the store it opens".into(),
+        ));
+    }
+    if matches!(config.audit.key, Some(crate::SecretRef::Stored(_))) {
+        return Err(invalid(
+            0,
+            "[audit] key must be `env:NAME` or `file:PATH`, not a stored secret".into(),
+        ));
     }
     let mut provider_names = HashSet::new();
     let mut issuers = HashSet::new();

@@ -12,6 +12,9 @@ pub enum SecretRef {
     /// A file whose contents (trailing newline removed) are the secret: `file:PATH`.
     /// Re-read on every reload, which is how mounted secrets rotate.
     File(PathBuf),
+    /// A value in Airlock's own encrypted store (`airlock secret set NAME`):
+    /// `secret:NAME`.
+    Stored(String),
 }
 
 impl SecretRef {
@@ -26,6 +29,14 @@ impl SecretRef {
             }
             return Ok(SecretRef::Env(name.to_owned()));
         }
+        if let Some(name) = text.strip_prefix("secret:") {
+            if !valid_stored_name(name) {
+                return Err(format!(
+                    "`secret:{name}` is not a valid stored secret name (1-128 letters, digits, '-', '_', '.')"
+                ));
+            }
+            return Ok(SecretRef::Stored(name.to_owned()));
+        }
         if let Some(path) = text.strip_prefix("file:") {
             if path.is_empty() {
                 return Err("`file:` needs a path, e.g. file:/run/secrets/shop-password".into());
@@ -33,7 +44,7 @@ impl SecretRef {
             return Ok(SecretRef::File(PathBuf::from(path)));
         }
         // Never echo the value: it may be the very secret that must not be written down.
-        Err("a secret must be a reference, `env:NAME` or `file:PATH`, never a literal value".into())
+        Err("a secret must be a reference, `env:NAME`, `file:PATH` or `secret:NAME`, never a literal value".into())
     }
 
     /// Resolves a relative `file:` path against `base`.
@@ -46,11 +57,21 @@ impl SecretRef {
     }
 }
 
+/// What names of secrets in Airlock's encrypted store may be.
+pub fn valid_stored_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretRef::Env(n) => write!(f, "env:{n}"),
             SecretRef::File(p) => write!(f, "file:{}", p.display()),
+            SecretRef::Stored(n) => write!(f, "secret:{n}"),
         }
     }
 }
@@ -78,6 +99,12 @@ mod tests {
             SecretRef::parse("file:/x").unwrap(),
             SecretRef::File("/x".into())
         );
+        assert_eq!(
+            SecretRef::parse("secret:shop-pw").unwrap(),
+            SecretRef::Stored("shop-pw".into())
+        );
+        assert!(SecretRef::parse("secret:").is_err());
+        assert!(SecretRef::parse("secret:a/b").is_err());
         assert!(SecretRef::parse("env:").is_err());
         assert!(SecretRef::parse("env:A-B").is_err());
     }

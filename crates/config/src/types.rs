@@ -38,6 +38,19 @@ pub struct Config {
     /// Who may authenticate besides Airlock's own service tokens: OIDC providers.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Airlock's encrypted secret store (`secret:NAME`).
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Where the master key of the encrypted store comes from (`env:` or `file:`);
+    /// without it, the `AIRLOCK_MASTER_KEY` environment variable.
+    #[serde(default)]
+    pub master_key: Option<SecretRef>,
 }
 
 /// `[identity]`.

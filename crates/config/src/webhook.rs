@@ -15,7 +15,7 @@ pub enum WebhookUrl {
 /// Parses the `url` of a `[[approvals.webhooks]]` entry. Errors never echo a value that
 /// may be a credential.
 pub fn webhook_url(text: &str) -> Result<WebhookUrl, String> {
-    if text.starts_with("env:") || text.starts_with("file:") {
+    if text.starts_with("env:") || text.starts_with("file:") || text.starts_with("secret:") {
         return SecretRef::parse(text).map(WebhookUrl::Secret);
     }
     check_literal(text).map(|()| WebhookUrl::Literal(text.to_owned()))

@@ -7,7 +7,7 @@ mod records;
 mod sqlite;
 
 pub use error::StoreError;
-pub use records::{ChainedEvent, SessionFilter, StoreOp, TokenRecord};
+pub use records::{ChainedEvent, SessionFilter, StoreOp, StoredSecret, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
 
 use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
@@ -107,4 +107,18 @@ pub trait Store: Send + Sync {
     /// Marks every pending or unused approved request whose time is up as `expired` and
     /// returns them.
     async fn expire_approvals(&self, now: Timestamp) -> Result<Vec<Approval>, StoreError>;
+
+    /// Adds or replaces a sealed secret (keeping its first `created_at`).
+    async fn put_secret(&self, secret: &StoredSecret) -> Result<(), StoreError>;
+    /// All sealed secrets, by name.
+    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+    /// Deletes a secret; `Ok(false)` if there was none.
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
+    /// The sealed key-check marker, once a master key was first used.
+    async fn key_check(&self) -> Result<Option<String>, StoreError>;
+    /// Sets the key-check marker (first use of a master key).
+    async fn set_key_check(&self, value: &str) -> Result<(), StoreError>;
+    /// Replaces every secret and the key check at once (a master key rotation).
+    async fn reseal_all(&self, secrets: &[StoredSecret], key_check: &str)
+    -> Result<(), StoreError>;
 }

@@ -22,6 +22,21 @@ pub struct TokenRecord {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// A value of the encrypted secret store, sealed (see `airlock-vault`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSecret {
+    /// The name `secret:NAME` refers to.
+    pub name: String,
+    /// Hex nonce.
+    pub nonce: String,
+    /// Hex ciphertext with its tag.
+    pub ciphertext: String,
+    /// When it was first set.
+    pub created_at: Timestamp,
+    /// When it was last set.
+    pub updated_at: Timestamp,
+}
+
 /// One event as stored in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainedEvent {

@@ -13,6 +13,7 @@ use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecor
 
 mod approvals;
 mod event_log;
+mod secrets;
 pub use event_log::SqliteEventLog;
 
 /// The store file's name inside `data_dir`.
@@ -361,6 +362,34 @@ impl Store for SqliteStore {
 
     async fn expire_approvals(&self, now: Timestamp) -> Result<Vec<Approval>, StoreError> {
         approvals::expire(&self.pool, now).await
+    }
+
+    async fn put_secret(&self, secret: &crate::StoredSecret) -> Result<(), StoreError> {
+        secrets::put(&self.pool, secret).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<crate::StoredSecret>, StoreError> {
+        secrets::list(&self.pool).await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        secrets::delete(&self.pool, name).await
+    }
+
+    async fn key_check(&self) -> Result<Option<String>, StoreError> {
+        secrets::key_check(&self.pool).await
+    }
+
+    async fn set_key_check(&self, value: &str) -> Result<(), StoreError> {
+        secrets::set_key_check(&self.pool, value).await
+    }
+
+    async fn reseal_all(
+        &self,
+        all: &[crate::StoredSecret],
+        key_check: &str,
+    ) -> Result<(), StoreError> {
+        secrets::reseal_all(&self.pool, all, key_check).await
     }
 }
 

@@ -6,6 +6,7 @@
 //! value they connected with.
 
 mod secret;
+pub mod stored;
 
 pub use secret::Secret;
 
@@ -34,6 +35,49 @@ pub enum VaultError {
         /// The reference as written.
         reference: String,
     },
+    /// `secret:NAME` names nothing in the encrypted store.
+    #[error(
+        "secret reference `secret:{name}`: no such secret in Airlock's encrypted store (add it with `airlock secret set {name}`)"
+    )]
+    StoredMissing {
+        /// The name.
+        name: String,
+    },
+    /// The master key is not 32 bytes of hex or base64.
+    #[error(
+        "the master key must be 32 bytes, written as 64 hex characters or base64 (`airlock secret gen-key` makes one)"
+    )]
+    BadMasterKey,
+    /// The master key does not open this store.
+    #[error(
+        "the master key does not open Airlock's secret store: it is not the key the secrets were stored with (check AIRLOCK_MASTER_KEY or [secrets] master_key)"
+    )]
+    WrongMasterKey,
+    /// The configuration refers to stored secrets but no master key is given.
+    #[error(
+        "the configuration refers to `secret:` values, but no master key is set: set AIRLOCK_MASTER_KEY or [secrets] master_key"
+    )]
+    NoMasterKey,
+    /// A stored value does not open although the key fits.
+    #[error(
+        "stored secret `{name}` is damaged: it does not open with the master key that opens the store"
+    )]
+    Damaged {
+        /// The name.
+        name: String,
+    },
+    /// The store could not be read or written.
+    #[error("the secret store is unavailable: {0}")]
+    Store(String),
+    /// The cryptographic library failed (no randomness).
+    #[error("sealing failed in the cryptographic library")]
+    Crypto,
+}
+
+impl VaultError {
+    pub(crate) fn store(e: airlock_store::StoreError) -> Self {
+        VaultError::Store(e.to_string())
+    }
 }
 
 /// Resolves one reference to its current value.
@@ -42,6 +86,10 @@ pub fn resolve(reference: &SecretRef) -> Result<Secret, VaultError> {
         SecretRef::Env(name) => std::env::var(name).map_err(|_| VaultError::EnvMissing {
             reference: reference.to_string(),
         })?,
+        SecretRef::Stored(name) => {
+            return stored::lookup(name)
+                .ok_or_else(|| VaultError::StoredMissing { name: name.clone() });
+        }
         SecretRef::File(path) => {
             let mut text =
                 std::fs::read_to_string(path).map_err(|source| VaultError::FileUnreadable {

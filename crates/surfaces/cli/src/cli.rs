@@ -46,6 +46,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Deny a held statement, with a reason the agent is told.
     Deny(DenyArgs),
+    /// Airlock's encrypted secret store (`secret:NAME` references).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Show how a token is understood: principal, groups, source, expiry.
     Whoami {
         /// The token (an Airlock token or an OIDC access token), or set AIRLOCK_TOKEN.
@@ -55,6 +58,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret; the value is read from standard input (one trailing newline is
+    /// dropped). Needs the master key (AIRLOCK_MASTER_KEY or [secrets] master_key).
+    Set {
+        /// The name `secret:NAME` refers to.
+        name: String,
+    },
+    /// Names and dates of the stored secrets (never their values).
+    List(JsonFlag),
+    /// Delete a stored secret.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+    /// Re-encrypt every stored secret with a new master key.
+    RotateKey {
+        /// File holding the new key (64 hex characters or base64 of 32 bytes).
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+    },
+    /// Print a new random master key (hex) to use as AIRLOCK_MASTER_KEY.
+    GenKey,
 }
 
 #[derive(Debug, Subcommand)]

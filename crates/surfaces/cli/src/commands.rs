@@ -4,6 +4,7 @@ mod approvals;
 mod audit;
 mod check;
 mod policy;
+mod secret;
 mod serve;
 mod sessions;
 mod token;
@@ -12,14 +13,15 @@ mod whoami;
 use std::process::ExitCode;
 
 use crate::cli::{
-    ApprovalsCommand, AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TokenCommand,
+    ApprovalsCommand, AuditCommand, Cli, Command, PolicyCommand, SecretCommand, SessionsCommand,
+    TokenCommand,
 };
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve::run(&cli.config).await,
-        Command::Check => check::run(&cli.config),
+        Command::Check => check::run(&cli.config).await,
         Command::Token(TokenCommand::Create(args)) => token::create(&cli.config, args).await,
         Command::Token(TokenCommand::List(f)) => token::list(&cli.config, f.json).await,
         Command::Token(TokenCommand::Revoke { name }) => token::revoke(&cli.config, &name).await,
@@ -53,6 +55,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Secret(SecretCommand::Set { name }) => secret::set(&cli.config, &name).await,
+        Command::Secret(SecretCommand::List(f)) => secret::list(&cli.config, f.json).await,
+        Command::Secret(SecretCommand::Delete { name }) => secret::delete(&cli.config, &name).await,
+        Command::Secret(SecretCommand::RotateKey { new_key_file }) => {
+            secret::rotate_key(&cli.config, &new_key_file).await
+        }
+        Command::Secret(SecretCommand::GenKey) => secret::gen_key(),
         Command::Whoami { token, json } => whoami::run(&cli.config, &token, json).await,
         Command::Deny(args) => {
             approvals::decide(

@@ -34,6 +34,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Opens the encrypted store's secrets that `config` needs (with its master key) and
+/// puts them in force for `secret:` references. A wrong master key is an error.
+pub async fn load_stored_secrets(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    airlock_vault::stored::load(store, config)
+        .await
+        .context("cannot open Airlock's secret store")
+}
+
 /// The audit chain's key: `[audit] key`, or `data_dir/audit.key`, generated on first use
 /// when `create` is set.
 pub fn audit_key(config: &Config, create: bool) -> anyhow::Result<Option<Secret>> {

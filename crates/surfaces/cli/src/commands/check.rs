@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use airlock_session::Runtime;
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match airlock_config::load_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -39,6 +39,16 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
         if let Err(e) = airlock_tls::server_config(&paths, &[]) {
             eprintln!("{}: [api] {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    // `secret:` references need the encrypted store and its master key.
+    if airlock_vault::stored::config_uses_stored(&config)
+        || airlock_vault::stored::MasterKey::configured(&config).is_ok_and(|k| k.is_some())
+    {
+        let store = crate::context::open_store(&config).await?;
+        if let Err(e) = crate::context::load_stored_secrets(&config, &*store).await {
+            eprintln!("{}: {e:#}", path.display());
             return Ok(ExitCode::from(1));
         }
     }

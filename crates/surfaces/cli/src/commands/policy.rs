@@ -83,6 +83,9 @@ pub async fn explain(config_path: &Path, args: PolicyExplain) -> anyhow::Result<
     let mut catalog_note = "functions: volatility unknown (offline)".to_owned();
     let mut catalog: Arc<dyn FunctionCatalog> = Arc::new(NoCatalog);
     if !args.offline {
+        if let Ok(store) = crate::context::open_store(&config).await {
+            let _ = crate::context::load_stored_secrets(&config, &*store).await;
+        }
         match Runtime::build(config.clone())
             .ok()
             .and_then(|r| r.target(&args.target))
@@ -190,6 +193,7 @@ pub async fn replay(
     let cutoff = Timestamp::now().datetime() - time_duration(since);
     let classifier = Classifier::new();
     // Function volatility from each target's catalog, as the gateway decided with it.
+    let _ = crate::context::load_stored_secrets(&config, &*store).await;
     let runtime = Runtime::build(config.clone()).ok();
     let mut catalogs: std::collections::HashMap<String, Arc<dyn FunctionCatalog>> =
         std::collections::HashMap::new();

@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::context::{audit_key, ensure_data_dir, load_config, open_store};
+use crate::context::{audit_key, ensure_data_dir, load_config, load_stored_secrets, open_store};
 
 /// How often approval requests whose time is up are marked expired.
 const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
@@ -41,6 +41,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             "closed sessions left open by an unclean stop"
         );
     }
+    load_stored_secrets(&config, &*store).await?;
     let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
     // Decisions taken through the API and expiries go to the gateway's audit session.
     let audit = Arc::new(GatewayAudit::new(recorder.clone()));
@@ -87,7 +88,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &config, &gateway),
+            _ = hup.recv() => reload(path, &config, &gateway, &*store).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -114,7 +115,12 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Re-reads the file and the secrets; new sessions use them, open ones are untouched.
 /// A broken file or secret leaves the running configuration in force.
-fn reload(path: &Path, running: &Config, gateway: &Gateway) {
+async fn reload(
+    path: &Path,
+    running: &Config,
+    gateway: &Gateway,
+    store: &dyn airlock_store::Store,
+) {
     let config = match airlock_config::load_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -122,6 +128,11 @@ fn reload(path: &Path, running: &Config, gateway: &Gateway) {
             return;
         }
     };
+    // Stored secrets are opened again: `airlock secret set` then SIGHUP rotates one.
+    if let Err(e) = load_stored_secrets(&config, store).await {
+        tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
+        return;
+    }
     let ignored = config.restart_only_changes(running);
     if !ignored.is_empty() {
         tracing::warn!(settings = %ignored.join(", "), "these settings change only on restart; the running values stay");

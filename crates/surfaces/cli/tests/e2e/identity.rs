@@ -99,7 +99,11 @@ fn foreign_forged_and_unsigned_tokens_are_refused() {
     let refused = |token: &str, needle: &str| {
         let out = psql(&conn(&gw, "agent-1", token), &["select 1"]);
         assert!(!out.ok, "accepted: {needle}");
-        assert!(out.stderr.contains("password authentication failed"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("password authentication failed"),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
         let sig = token.rsplit('.').next().unwrap_or("");
         if sig.len() > 8 {

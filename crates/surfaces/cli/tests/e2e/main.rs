@@ -23,6 +23,7 @@ mod postgres_reload;
 mod postgres_stream;
 mod postgres_upstream;
 mod raw;
+mod secrets;
 
 use std::process::{Command, Stdio};
 
