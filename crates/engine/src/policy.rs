@@ -22,7 +22,9 @@ use cedar_policy::{
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
-pub use schema::{ACTION_GROUPS, HARMLESS_SETTINGS, SESSION_KINDS, schema_text};
+pub use schema::{
+    ACTION_GROUPS, HARMLESS_SETTINGS, HARMLESS_VOLATILE_FUNCTIONS, SESSION_KINDS, schema_text,
+};
 
 use crate::sql::SQL_KINDS;
 
@@ -355,7 +357,11 @@ impl PolicyEngine {
         // decided as its own actions.
         let harmless = matches!(volatility, Some(Volatility::Immutable | Volatility::Stable))
             || matches!(action, Action::Sql(sql) if SESSION_KINDS.contains(&sql.kind.as_str()))
-            || matches!(action, Action::Sql(sql) if matches!(sql.kind.as_str(), "set" | "show") && HARMLESS_SETTINGS.contains(&sql.flags.variable.as_str()));
+            || matches!(action, Action::Sql(sql) if matches!(sql.kind.as_str(), "set" | "show") && HARMLESS_SETTINGS.contains(&sql.flags.variable.as_str()))
+            || matches!(action, Action::Sql(SqlAction { kind, object: SqlObject::Function { schema, name }, .. })
+                if kind == "call"
+                    && matches!(schema.as_deref(), None | Some("pg_catalog"))
+                    && HARMLESS_VOLATILE_FUNCTIONS.contains(&name.as_str()));
         if harmless
             && matches!(verdict.decision, Decision::Deny { .. })
             && verdict.policies.is_empty()

@@ -66,6 +66,23 @@ pub const HARMLESS_SETTINGS: &[&str] = &[
     "jit",
 ];
 
+/// Built-in (`pg_catalog`) functions that are `volatile` only because they read the
+/// clock or randomness, or wait: calling them changes nothing, so they are permitted
+/// without a permit (unless forbidden), like immutable and stable functions. Matched
+/// unqualified (PostgreSQL searches `pg_catalog` first unless `search_path` was changed,
+/// which itself needs a permit) or qualified with `pg_catalog`. `setseed` and
+/// `nextval` are not here: they change session or database state.
+pub const HARMLESS_VOLATILE_FUNCTIONS: &[&str] = &[
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "random",
+    "random_normal",
+    "gen_random_uuid",
+    "clock_timestamp",
+    "timeofday",
+];
+
 /// Kinds that are permitted without a permit, unless a forbid applies: transaction
 /// control, prepared statement and cursor bookkeeping, plain EXPLAIN. Every one of them
 /// is harmless by itself; what they run is decided as its own actions.

@@ -373,3 +373,34 @@ fn dynamic_sql_can_be_permitted_explicitly() {
         Decision::Deny { .. }
     ));
 }
+
+#[test]
+fn clock_randomness_and_sleep_builtins_need_no_permit_but_can_be_forbidden() {
+    let e = engine("@id(\"read\") permit(principal, action == Sql::Action::\"select\", resource);");
+    for sql in [
+        "select pg_sleep(1), count(*) from orders",
+        "select pg_catalog.pg_sleep(0.1)",
+        "select random(), gen_random_uuid(), clock_timestamp()",
+    ] {
+        assert_eq!(decide(&e, &[], sql).decision, Decision::Allow, "{sql}");
+    }
+    // Only the built-ins: the same name in another schema, and other volatile
+    // functions, still need a permit.
+    for sql in [
+        "select public.pg_sleep(1)",
+        "select setseed(0.5)",
+        "select nextval('s')",
+    ] {
+        assert!(
+            matches!(decide(&e, &[], sql).decision, Decision::Deny { .. }),
+            "{sql}"
+        );
+    }
+    let e = engine(
+        "@id(\"read\") permit(principal, action == Sql::Action::\"select\", resource);\n@id(\"no-sleep\") forbid(principal, action == Sql::Action::\"call\", resource == Function::\"pg_sleep\");",
+    );
+    assert!(matches!(
+        decide(&e, &[], "select pg_sleep(1)").decision,
+        Decision::Deny { .. }
+    ));
+}
