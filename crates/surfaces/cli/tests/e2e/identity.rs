@@ -21,12 +21,17 @@ fn oidc_config(idp: &Idp, extra: &str) -> String {
 }
 
 fn gateway(prefix: &str, idp: &Idp) -> (Airlock, String) {
+    gateway_with(prefix, idp, "")
+}
+
+fn gateway_with(prefix: &str, idp: &Idp, extra: &str) -> (Airlock, String) {
     let pg = Postgres::shared();
     let db = pg.create_database(prefix);
     let gw = AirlockBuilder::new(bin())
         .target("shop", pg, &db)
         .policy(Some(READ_ONLY))
         .extra(&oidc_config(idp, ""))
+        .extra(extra)
         .start();
     (gw, db)
 }
@@ -45,8 +50,23 @@ fn b64(bytes: &[u8]) -> String {
 #[test]
 fn an_oidc_access_token_is_the_password_and_its_groups_decide() {
     let idp = Idp::start("k1");
-    let (gw, _db) = gateway("id_ok", &idp);
+    let api_port = airlock_testkit::free_port();
+    let (gw, _db) = gateway_with(
+        "id_ok",
+        &idp,
+        &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n"),
+    );
     let jwt = idp.token("agent-1");
+    // A bearer token on the admin API, like on the PostgreSQL listener.
+    airlock_testkit::wait_port(api_port, Duration::from_secs(10)).unwrap();
+    let out = Command::new("curl")
+        .args(["-sk", "-H", &format!("Authorization: Bearer {jwt}")])
+        .arg(format!("https://127.0.0.1:{api_port}/api/whoami"))
+        .output()
+        .unwrap();
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["principal"], "agent-1", "{who}");
+    assert_eq!(who["groups"], serde_json::json!(["ai-agents"]));
     let c = conn(&gw, "agent-1", &jwt);
     let out = psql(&c, &["select count(*) from orders"]);
     assert!(out.ok, "{out:?}");
