@@ -2,8 +2,7 @@
 //! the psql password, refused tokens, key rotation at the provider, the provider down,
 //! credentials that expire or are revoked while a session is open, and `whoami`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airlock_testkit::{Airlock, AirlockBuilder, Idp, Postgres, psql};
@@ -183,38 +182,13 @@ fn keys_rotate_at_the_provider_and_cached_keys_outlive_an_outage() {
     );
 }
 
-/// Runs the `second_statement` psycopg scenario: `between` runs after its first
-/// statement, before its second.
-fn second_statement(conn: &str, between: impl FnOnce()) -> Value {
-    let script = airlock_testkit::workspace_root().join("tests/clients/python/pg_client.py");
-    let mut child = Command::new(airlock_testkit::python())
-        .arg(script)
-        .arg("second_statement")
-        .env("AIRLOCK_CONN", conn)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    between();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success(), "{rest}");
-    serde_json::from_str(rest.trim()).unwrap()
-}
-
 #[test]
 fn a_token_that_expires_mid_session_ends_it_at_the_next_statement() {
     let idp = Idp::start("k1");
     let (gw, _db) = gateway("id_expire", &idp);
     // `brief` tokens live 4 s.
     let brief = idp.token("brief");
-    let r = second_statement(&conn(&gw, "brief", &brief), || {
+    let r = crate::py_interactive("second_statement", &conn(&gw, "brief", &brief), || {
         std::thread::sleep(Duration::from_secs(5))
     });
     assert_eq!(r["first"], 100);
@@ -249,7 +223,7 @@ fn a_revoked_service_token_ends_open_sessions_at_their_next_statement() {
         .policy(Some(READ_ONLY))
         .start();
     let token = gw.token("agent", &["ai-agents"]);
-    let r = second_statement(&gw.conn("shop", &token), || {
+    let r = crate::py_interactive("second_statement", &gw.conn("shop", &token), || {
         gw.cli_ok(&["token", "revoke", "agent"]);
         // The gateway re-reads revocations every second.
         std::thread::sleep(Duration::from_millis(1500));

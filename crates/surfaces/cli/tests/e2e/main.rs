@@ -85,6 +85,40 @@ pub fn py_env(scenario: &str, conn: &str, env: &[(&str, &str)]) -> serde_json::V
     serde_json::from_slice(out.stdout.trim_ascii()).expect("scenario prints JSON")
 }
 
+/// Runs an interactive psycopg scenario (`session_alive`, `second_statement`): it prints
+/// "ready" after its first statement, then `between` runs, then it is told to go on.
+/// Returns its JSON.
+pub fn py_interactive(scenario: &str, conn: &str, between: impl FnOnce()) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let script = airlock_testkit::workspace_root().join("tests/clients/python/pg_client.py");
+    let mut child = Command::new(airlock_testkit::python())
+        .arg(script)
+        .arg(scenario)
+        .env("AIRLOCK_CONN", conn)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready", "scenario {scenario} did not start");
+    between();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("tell it to go on");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read result");
+    assert!(
+        child.wait().expect("wait").success(),
+        "scenario {scenario} failed: {rest}"
+    );
+    serde_json::from_str(rest.trim()).expect("scenario prints JSON")
+}
+
 /// The events of a session, by kind.
 pub fn events_of<'a>(session: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
     session["events"]

@@ -2,7 +2,7 @@
 //! password, rotation of the value with a session open, master key rotation, and a wrong
 //! master key (a clear error, nothing served).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -83,45 +83,29 @@ fn stored_secrets_serve_rotate_and_refuse_a_wrong_master_key() {
     let out = psql(&conn, &["select current_user"]);
     assert_eq!(out.stdout.trim(), role, "{out:?}");
 
-    // A session stays open while the value rotates.
-    let script = airlock_testkit::workspace_root().join("tests/clients/python/pg_client.py");
-    let mut open = Command::new(airlock_testkit::python())
-        .arg(script)
-        .arg("session_alive")
-        .env("AIRLOCK_CONN", &conn)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+    // A session stays open while the value rotates; new sessions use the new value.
+    let r = crate::py_interactive("session_alive", &conn, || {
+        pg.superuser_sql(
+            "postgres",
+            &format!("alter role {role} password 'second-pw'"),
+        )
         .unwrap();
-    let mut stdout = BufReader::new(open.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    pg.superuser_sql(
-        "postgres",
-        &format!("alter role {role} password 'second-pw'"),
-    )
-    .unwrap();
-    assert!(
-        secret_set(&gw, KEY, "shop-pw", "second-pw")
-            .status
-            .success()
-    );
-    gw.signal("HUP");
-    reloaded(&gw, 1);
-    let out = psql(&conn, &["select current_user"]);
-    assert_eq!(
-        out.stdout.trim(),
-        role,
-        "new sessions use the new value: {out:?}"
-    );
-    open.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert!(
-        open.wait().unwrap().success(),
-        "the open session broke: {rest}"
-    );
+        assert!(
+            secret_set(&gw, KEY, "shop-pw", "second-pw")
+                .status
+                .success()
+        );
+        gw.signal("HUP");
+        reloaded(&gw, 1);
+        let out = psql(&conn, &["select current_user"]);
+        assert_eq!(
+            out.stdout.trim(),
+            role,
+            "new sessions use the new value: {out:?}"
+        );
+    });
+    assert_eq!(r["first"], role.as_str());
+    assert_eq!(r["second"], 2, "the open session broke: {r}");
 
     // The master key rotates: everything is re-sealed; the old key no longer opens it.
     let new_key = gw.cli_ok(&["secret", "gen-key"]).trim().to_owned();
