@@ -266,6 +266,10 @@ pub struct ServerConfig {
     /// Log line format.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Reload when the configuration file, a policy file or a `file:` secret changes,
+    /// as on SIGHUP (checked every second).
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// How log lines are written.

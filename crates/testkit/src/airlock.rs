@@ -14,6 +14,7 @@ pub struct AirlockBuilder {
     bin: PathBuf,
     targets: Vec<String>,
     listener_extra: String,
+    server_extra: String,
     extra: String,
     env: Vec<(String, String)>,
     policy: Option<String>,
@@ -40,6 +41,7 @@ impl AirlockBuilder {
             bin: PathBuf::from(bin),
             targets: Vec::new(),
             listener_extra: String::new(),
+            server_extra: String::new(),
             extra: String::new(),
             env: Vec::new(),
             policy: Some(PERMIT_ALL.to_string()),
@@ -86,6 +88,13 @@ impl AirlockBuilder {
         self
     }
 
+    /// Adds lines to the `[server]` section.
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server_extra.push_str(toml);
+        self.server_extra.push('\n');
+        self
+    }
+
     /// Appends raw TOML at the end of the file.
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
@@ -109,7 +118,8 @@ impl AirlockBuilder {
             policy_section = "[policy]\npath = \"policies\"\n".into();
         }
         let config = format!(
-            "[server]\ndata_dir = \"data\"\n\n{policy_section}\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
+            "[server]\ndata_dir = \"data\"\n{}\n{policy_section}\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
+            self.server_extra,
             self.listener_extra,
             self.targets.join("\n"),
             self.extra

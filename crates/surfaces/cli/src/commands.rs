@@ -8,6 +8,7 @@ mod secret;
 mod serve;
 mod sessions;
 mod token;
+mod watch;
 mod whoami;
 
 use std::process::ExitCode;

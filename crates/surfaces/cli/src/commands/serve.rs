@@ -86,9 +86,25 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // With `[server] watch`, a changed file reloads like SIGHUP (see `watch.rs`).
+    let mut tick = tokio::time::interval(super::watch::WATCH_EVERY);
+    let mut seen = super::watch::fingerprint(path, &gateway.runtime().config);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &config, &gateway, &*store).await,
+            _ = hup.recv() => {
+                reload(path, &config, &gateway, &*store).await;
+                seen = super::watch::fingerprint(path, &gateway.runtime().config);
+            }
+            _ = tick.tick(), if config.server.watch => {
+                let now = super::watch::fingerprint(path, &gateway.runtime().config);
+                if now != seen {
+                    // Let a writer finish (an editor's save, a mount's swap) first.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tracing::info!("a watched file changed; reloading");
+                    reload(path, &config, &gateway, &*store).await;
+                    seen = super::watch::fingerprint(path, &gateway.runtime().config);
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -95,3 +95,48 @@ fn secret_rotation_by_sighup_keeps_open_sessions_and_serves_new_ones() {
     let out = psql(&conn, &["select 'still serving'"]);
     assert_eq!(out.stdout, "still serving\n", "{out:?}");
 }
+
+#[test]
+fn a_watched_secret_file_rotates_without_a_signal() {
+    let pg = Postgres::shared();
+    let db = pg.create_database("watch");
+    let role = pg.create_role("watch_", "old-secret");
+    let gw = AirlockBuilder::new(bin())
+        .server("watch = true")
+        .raw_target(&format!(
+            "[[targets]]\nname = \"shop\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{db}\"\nuser = \"{role}\"\npassword = \"file:secrets/shop\"\nsslmode = \"disable\"\n",
+            pg.port
+        ))
+        .write();
+    std::fs::create_dir_all(gw.dir.join("secrets")).unwrap();
+    std::fs::write(gw.dir.join("secrets/shop"), "old-secret\n").unwrap();
+    let mut gw = gw;
+    gw.start().unwrap();
+    let token = gw.token("agent", &["g"]);
+    let conn = gw.conn("shop", &token);
+    let r = crate::py_interactive("session_alive", &conn, || {
+        pg.superuser_sql(
+            "postgres",
+            &format!("alter role {role} password 'new-secret'"),
+        )
+        .unwrap();
+        // Like a secret mount: the file is replaced, nobody signals the gateway.
+        std::fs::write(gw.dir.join("secrets/shop.tmp"), "new-secret\n").unwrap();
+        std::fs::rename(gw.dir.join("secrets/shop.tmp"), gw.dir.join("secrets/shop")).unwrap();
+        let mut reloaded = false;
+        for _ in 0..100 {
+            if gw.log().contains("a watched file changed")
+                && gw.log().contains("configuration and secrets reloaded")
+            {
+                reloaded = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(reloaded, "{}", gw.log());
+        let out = psql(&conn, &["select current_user"]);
+        assert_eq!(out.stdout.trim(), role, "{out:?}");
+    });
+    assert_eq!(r["first"], role.as_str());
+    assert_eq!(r["second"], 2, "the open session broke: {r}");
+}
