@@ -366,6 +366,9 @@ impl Config {
         if self.server.log_format != other.server.log_format {
             changed.push("server.log_format");
         }
+        if self.server.watch != other.server.watch {
+            changed.push("server.watch");
+        }
         if self.postgres != other.postgres {
             changed.push("[postgres]");
         }
