@@ -83,13 +83,16 @@ fn read_only_means_read_only_even_through_functions() {
     );
     assert!(out.ok, "safe functions are allowed: {out:?}");
     assert_eq!(out.stdout, "100|100|x|t\n");
+    // Volatile only by reading the clock or waiting: allowed too.
+    let out = psql(&f.conn(), &["select pg_sleep(0), clock_timestamp() is not null"]);
+    assert_eq!(out.stdout, "|t\n", "{out:?}");
     for sql in [
         "select pg_terminate_backend(pg_backend_pid())",
         "select set_config('statement_timeout', '1', false)",
         "select lo_import('/etc/passwd')",
         "select pg_read_file('/etc/passwd')",
         "select 1 limit (select pg_terminate_backend(1))::int",
-        "values (pg_sleep(0))",
+        "values (setseed(0.5))",
     ] {
         let out = psql(&f.conn(), &[sql]);
         assert!(!out.ok, "{sql} ran: {out:?}");
