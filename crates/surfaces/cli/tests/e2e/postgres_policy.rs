@@ -84,7 +84,10 @@ fn read_only_means_read_only_even_through_functions() {
     assert!(out.ok, "safe functions are allowed: {out:?}");
     assert_eq!(out.stdout, "100|100|x|t\n");
     // Volatile only by reading the clock or waiting: allowed too.
-    let out = psql(&f.conn(), &["select pg_sleep(0), clock_timestamp() is not null"]);
+    let out = psql(
+        &f.conn(),
+        &["select pg_sleep(0), clock_timestamp() is not null"],
+    );
     assert_eq!(out.stdout, "|t\n", "{out:?}");
     for sql in [
         "select pg_terminate_backend(pg_backend_pid())",
