@@ -991,8 +991,8 @@ impl ClientSide<'_> {
         body: &[u8],
         drafts: &mut Vec<EventDraft>,
     ) -> Result<Step, CodecError> {
-        // Expiry and revocation take effect at the next statement.
-        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F')
+        // Expiry and revocation take effect at the next statement that runs something.
+        if matches!(tag, b'Q' | b'E' | b'F')
             && let Some(problem) = self.session.credential_problem()
         {
             return Ok(Step::Close(problem));
@@ -1095,7 +1095,7 @@ impl ClientSide<'_> {
             }
             b'B' => {
                 let b = frontend::bind(body)?;
-                let prepared = self.statements.bound(&b).cloned();
+                let prepared = self.statements.bound(&b);
                 drafts.push(translate::statement_draft(
                     EventKind::Bind,
                     prepared.as_ref().map(|p| p.text.as_str()),
@@ -1103,9 +1103,11 @@ impl ClientSide<'_> {
                     json!({ "portal": b.portal, "statement_name": b.statement, "params": translate::recorded_params(&b, prepared.as_ref().map(|p| p.param_types.as_slice()).unwrap_or(&[])) }),
                 ));
                 match prepared {
-                    Some(p) => match p.refused {
+                    Some(p) => match &p.refused {
                         None => Step::Forward { sync: false },
-                        Some(message) => self.refuse_in_order(denial_reply(message, None), false),
+                        Some(message) => {
+                            self.refuse_in_order(denial_reply(message.clone(), None), false)
+                        }
                     },
                     None => self.refuse_in_order(
                         denial_reply(format!("airlock: prepared statement \"{}\" is unknown to Airlock, so it cannot be decided", b.statement), None),

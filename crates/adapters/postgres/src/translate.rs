@@ -94,7 +94,7 @@ impl Statements {
     /// Remembers a Bind: the portal runs the statement prepared now under
     /// `bind.statement`. An unknown statement drops the portal's old binding, so an
     /// Execute is never taken for a statement it does not run.
-    pub fn bound(&mut self, bind: &Bind<'_>) -> Option<&Prepared> {
+    pub fn bound(&mut self, bind: &Bind<'_>) -> Option<Arc<Prepared>> {
         match self.prepared.get(bind.statement) {
             Some(p) => {
                 let held = p.held.then(|| Held::of(p, bind));
@@ -105,7 +105,7 @@ impl Statements {
                         held,
                     },
                 );
-                Some(&**p)
+                Some(p.clone())
             }
             None => {
                 self.portals.remove(bind.portal);
@@ -357,7 +357,9 @@ mod tests {
         let mut s = Statements::default();
         s.prepared("st", prepared("select 1", false));
         assert_eq!(
-            s.bound(&bind("", "st", vec![])).map(|p| p.text.as_str()),
+            s.bound(&bind("", "st", vec![]))
+                .map(|p| p.text.clone())
+                .as_deref(),
             Some("select 1")
         );
         assert_eq!(

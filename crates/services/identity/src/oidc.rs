@@ -102,9 +102,9 @@ pub enum OidcError {
     /// The signature does not verify.
     #[error("the token's signature does not verify with provider `{0}`'s keys")]
     Signature(String),
-    /// `exp` is past.
-    #[error("the token expired at {0}; get a fresh one from the provider")]
-    Expired(String),
+    /// `exp` is past (beyond the leeway).
+    #[error("the token has expired; get a fresh one from the provider")]
+    Expired,
     /// `nbf` is in the future.
     #[error("the token is not valid yet (nbf in the future); check the clocks")]
     NotYetValid,
@@ -251,7 +251,7 @@ impl OidcProvider {
         let s = &self.settings;
         match e.kind() {
             K::InvalidSignature => OidcError::Signature(s.name.clone()),
-            K::ExpiredSignature => OidcError::Expired("a time past the leeway".into()),
+            K::ExpiredSignature => OidcError::Expired,
             K::ImmatureSignature => OidcError::NotYetValid,
             K::InvalidAudience => OidcError::Audience(s.audiences.join(", ")),
             K::InvalidIssuer => OidcError::UnknownIssuer(s.issuer.clone()),

@@ -203,7 +203,7 @@ async fn every_wrong_token_is_refused_with_a_reason() {
     ));
     assert!(matches!(
         refused(&identity, &sign(&key, &with("exp", json!(now() - 60)))).await,
-        OidcError::Expired(_)
+        OidcError::Expired
     ));
     assert!(matches!(
         refused(&identity, &sign(&key, &with("nbf", json!(now() + 600)))).await,
