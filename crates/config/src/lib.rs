@@ -17,8 +17,8 @@ pub use secret_ref::{SecretRef, valid_stored_name};
 pub use types::{
     ApiConfig, ApprovalsConfig, AuditConfig, Config, IdentityConfig, LogFormat, MaskStyleConfig,
     MaskingRuleConfig, OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig,
-    SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig, WebhookConfig,
-    WebhookFormat,
+    ReadDurability, SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
+    WebhookConfig, WebhookFormat,
 };
 pub use webhook::{
     WebhookUrl, check_literal as check_issuer_url, check_literal as check_webhook_url, webhook_url,

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::{Config, ConfigError, SslMode};
 
@@ -201,6 +202,16 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
             ));
         }
     }
+    let sync_interval = config.audit.sync_interval;
+    if sync_interval < Duration::from_millis(1) || sync_interval > Duration::from_secs(1) {
+        return Err(invalid(
+            key_line(text, "sync_interval"),
+            format!(
+                "[audit] sync_interval must be between 1ms and 1s, not {}",
+                humantime::format_duration(sync_interval)
+            ),
+        ));
+    }
     for t in &config.targets {
         if t.hold_timeout.is_zero() {
             let line = line_col(text, t.name.span().start).0;
@@ -342,6 +353,17 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// 1-based line of the first line that sets `key` (0 when none does).
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(0, |i| i + 1)
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or("");
@@ -389,6 +411,30 @@ password = "env:SHOP_PG_PASSWORD"
         assert_eq!(c.targets[0].name(), "shop");
         assert_eq!(c.targets[0].sslmode, SslMode::Prefer);
         assert_eq!(c.targets[0].connect_timeout.as_secs(), 10);
+    }
+
+    #[test]
+    fn reads_are_written_before_answered_by_default_and_synced_on_request() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.audit.read_durability, crate::ReadDurability::Written);
+        assert_eq!(c.audit.sync_interval, Duration::from_millis(10));
+        let strict = parse(&format!(
+            "{MINIMAL}\n[audit]\nread_durability = \"synced\"\nsync_interval = \"50ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(strict.audit.read_durability, crate::ReadDurability::Synced);
+        assert_eq!(strict.audit.sync_interval, Duration::from_millis(50));
+        let err = parse(&format!(
+            "{MINIMAL}\n[audit]\nread_durability = \"never\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("never") && err.contains("synced"), "{err}");
+        let text = format!("{MINIMAL}\n[audit]\nsync_interval = \"5s\"\n");
+        let line = text.lines().count();
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("between 1ms and 1s"), "{err}");
+        assert!(err.contains(&format!(":{line}:")), "{err}");
     }
 
     #[test]

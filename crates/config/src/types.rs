@@ -413,12 +413,46 @@ pub enum SslMode {
 }
 
 /// `[audit]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Key for the event chain's HMAC; generated into `data_dir/audit.key` when absent.
     #[serde(default)]
     pub key: Option<SecretRef>,
+    /// How durable the record of a plain read must be before its answer reaches the
+    /// agent. Anything that may change something always waits for `synced`.
+    #[serde(default)]
+    pub read_durability: ReadDurability,
+    /// With `read_durability = "written"`: records written but not yet synced are
+    /// synced within this long.
+    #[serde(default = "default_sync_interval", with = "humantime_serde_compat")]
+    pub sync_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            key: None,
+            read_durability: ReadDurability::default(),
+            sync_interval: default_sync_interval(),
+        }
+    }
+}
+
+/// `[audit] read_durability`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadDurability {
+    /// The record is in the journal file (it survives the gateway process dying) before
+    /// the answer is released, and on disk within `sync_interval`.
+    #[default]
+    Written,
+    /// The record is synced to disk (`fdatasync`) before the answer is released.
+    Synced,
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(10)
 }
 
 fn default_pg_port() -> u16 {

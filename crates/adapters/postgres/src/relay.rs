@@ -477,8 +477,9 @@ async fn client_to_server(
                     return End::RecorderFailed;
                 }
             } else {
-                // Plain reads: forwarded now, answered once durable (the gate).
-                match session.submit(drafts).await {
+                // Plain reads: forwarded now, answered once recorded (the gate; how
+                // durable is `[audit] read_durability`).
+                match session.submit_read(drafts).await {
                     Ok(pending) => shared.with(|s| s.gate = Some(pending)),
                     Err(e) => {
                         tracing::error!(error = %e, "statement not forwarded: recording failed");

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use airlock_model::{EventKind, Timestamp};
-use airlock_recorder::{GENESIS_HASH, NewEvent, Record, Recorder, chain_hash};
+use airlock_recorder::{GENESIS_HASH, NewEvent, ReadDurability, Record, Recorder, chain_hash};
 use airlock_store::{ChainedEvent, SqliteStore, Store, StoreOp};
 use airlock_vault::Secret;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -63,9 +63,14 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let (recorder, _done) = rt.block_on(async {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
-        Recorder::start(store, Secret::new("k".repeat(32)), &dir.join("journal"))
-            .await
-            .unwrap()
+        Recorder::start(
+            store,
+            Secret::new("k".repeat(32)),
+            &dir.join("journal"),
+            ReadDurability::Synced,
+        )
+        .await
+        .unwrap()
     });
     c.bench_function("record/durable_round_1_statement", |b| {
         b.iter(|| rt.block_on(recorder.record(vec![new_event("s1")])).unwrap())

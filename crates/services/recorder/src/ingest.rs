@@ -19,7 +19,7 @@ const INGEST_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Work for the ingest thread, in journal order.
 pub(crate) enum Ingest {
-    /// Records already durable in the journal.
+    /// Records already written to the journal.
     Ops(Vec<StoreOp>),
     /// Every record of this segment has been sent: once stored durably, delete it.
     SegmentDone(u64),

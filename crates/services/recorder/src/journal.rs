@@ -197,7 +197,18 @@ impl Journal {
 
     /// Appends `ops` and waits until they are on disk. Returns the number of the
     /// segment just closed when this append filled it (a new one is started).
+    #[cfg(test)]
     pub(crate) fn append(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
+        let closed = self.write(ops)?;
+        self.sync()?;
+        Ok(closed)
+    }
+
+    /// Appends `ops` to the file, without syncing: from here on they survive the
+    /// gateway process dying, not yet the machine. Returns the number of the segment
+    /// just closed when this write filled it; a closed segment is synced and a new
+    /// one started.
+    pub(crate) fn write(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
         let path = segment_path(&self.dir, self.segment);
         self.buf.clear();
         for op in ops {
@@ -209,7 +220,7 @@ impl Journal {
         }
         let end = self.len + self.buf.len() as u64;
         if end > self.allocated {
-            // Zeros ahead of the data; the sync below makes the new size durable once,
+            // Zeros ahead of the data; the next sync makes the new size durable once,
             // and the following commits overwrite blocks that already exist.
             let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
             let zeros = vec![0u8; usize::try_from(target - self.allocated).unwrap_or(0)];
@@ -221,7 +232,6 @@ impl Journal {
         self.file
             .write_all_at(&self.buf, self.len)
             .map_err(io_error(&path))?;
-        self.file.sync_data().map_err(io_error(&path))?;
         self.len = end;
         if self.len < self.limit {
             return Ok(None);
@@ -234,6 +244,13 @@ impl Journal {
         *self = Journal::create(&self.dir, closed + 1)?;
         self.limit = limit;
         Ok(Some(closed))
+    }
+
+    /// Waits until everything written so far is on disk (`fdatasync`).
+    pub(crate) fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(io_error(&segment_path(&self.dir, self.segment)))
     }
 
     /// The segment being appended to.

@@ -8,7 +8,14 @@
 //! segments the store holds durably. At start-up, segments left by a crash are
 //! replayed into the store.
 //!
-//! Invariant: a caller that holds a [`Receipt`] knows its events are durable. Nothing
+//! The records of plain reads may be acknowledged once written, before the sync
+//! ([`ReadDurability::Written`], the default): they then survive the gateway process
+//! dying, and are synced within a few milliseconds, or at once when a statement that
+//! must wait for the sync comes along. On this project's VM a sync costs ~110 µs of CPU
+//! and 200–350 µs of wall time, more than the rest of a read's trip through Airlock.
+//!
+//! Invariant: a caller that holds a [`Receipt`] from [`Recorder::record`] or
+//! [`Recorder::submit`] knows its events are durable. Nothing
 //! is dropped: the queue is bounded, so a slow disk slows the sessions down instead of
 //! losing events, and a write that fails is reported to every waiting caller and
 //! leaves the recorder refusing further work (fail closed).
@@ -23,7 +30,7 @@ mod writer;
 pub use chain::{GENESIS_HASH, chain_hash};
 pub use journal::JournalError;
 pub use verify::{ChainProblem, VerifyReport, verify_chain};
-pub use writer::{Pending, Receipt, Recorder};
+pub use writer::{Pending, ReadDurability, Receipt, Recorder};
 
 use airlock_model::{EventKind, SessionSummary, Timestamp};
 

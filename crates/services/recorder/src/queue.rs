@@ -18,10 +18,20 @@ use crate::{Record, RecorderError};
 /// The longest a lazy submission waits before the writer commits it on its own.
 pub(crate) const LAZY_FLUSH: Duration = Duration::from_millis(5);
 
+/// What a waiting submitter is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckAt {
+    /// Once the records are in the journal file (a plain read's record, with
+    /// `read_durability = "written"`).
+    Written,
+    /// Once they are synced to disk.
+    Synced,
+}
+
 /// One submission: records in order, and who to tell once they are durable.
 pub(crate) struct Batch {
     pub(crate) records: Vec<Record>,
-    pub(crate) ack: Option<oneshot::Sender<Result<(), String>>>,
+    pub(crate) ack: Option<(oneshot::Sender<Result<(), String>>, AckAt)>,
     /// Returned to the queue's capacity when the batch is dropped after its commit.
     _permit: OwnedSemaphorePermit,
 }
@@ -58,7 +68,7 @@ impl Queue {
     pub(crate) async fn push(
         &self,
         records: Vec<Record>,
-        ack: Option<oneshot::Sender<Result<(), String>>>,
+        ack: Option<(oneshot::Sender<Result<(), String>>, AckAt)>,
         urgent: bool,
     ) -> Result<(), RecorderError> {
         let permit = self
@@ -97,9 +107,10 @@ impl Queue {
     }
 
     /// Blocks until there is work to commit: an urgent batch, lazy batches older than
-    /// [`LAZY_FLUSH`], or anything left once closed. Moves the batches into `into`.
-    /// Returns `false` when the queue is closed and empty: the writer's cue to stop.
-    pub(crate) fn take(&self, into: &mut Vec<Batch>) -> bool {
+    /// [`LAZY_FLUSH`], anything left once closed, or `until` (the writer's next sync
+    /// being due). Moves the batches into `into`. Returns `false` when the queue is
+    /// closed and empty: the writer's cue to stop.
+    pub(crate) fn take(&self, into: &mut Vec<Batch>, until: Option<Instant>) -> bool {
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
@@ -109,11 +120,18 @@ impl Queue {
             }
             // Lazy batches do not wake the writer (that would cost a thread switch per
             // statement's result): it looks every LAZY_FLUSH instead.
-            let left = match state.lazy_since {
+            let mut left = match state.lazy_since {
                 Some(since) if since.elapsed() >= LAZY_FLUSH => break,
                 Some(since) => LAZY_FLUSH - since.elapsed(),
                 None => LAZY_FLUSH,
             };
+            if let Some(until) = until {
+                match until.checked_duration_since(Instant::now()) {
+                    None => break,
+                    Some(d) if d.is_zero() => break,
+                    Some(d) => left = left.min(d),
+                }
+            }
             match self.wake.wait_timeout(state, left) {
                 Ok((s, _)) => state = s,
                 Err(_) => return false,
@@ -145,7 +163,7 @@ mod tests {
         queue.push(Vec::new(), None, false).await.unwrap();
         let started = Instant::now();
         let mut got = Vec::new();
-        assert!(queue.take(&mut got));
+        assert!(queue.take(&mut got, None));
         assert_eq!(got.len(), 1);
         assert!(
             started.elapsed() >= LAZY_FLUSH,
@@ -155,9 +173,23 @@ mod tests {
         got.clear();
         queue.push(Vec::new(), None, false).await.unwrap();
         let (ack, _done) = oneshot::channel();
-        queue.push(Vec::new(), Some(ack), false).await.unwrap();
-        assert!(queue.take(&mut got));
+        queue
+            .push(Vec::new(), Some((ack, AckAt::Synced)), false)
+            .await
+            .unwrap();
+        assert!(queue.take(&mut got, None));
         assert_eq!(got.len(), 2, "the lazy batch rides with the urgent one");
+    }
+
+    #[test]
+    fn an_idle_queue_returns_empty_when_the_next_sync_is_due() {
+        let queue = Queue::new(8);
+        let started = Instant::now();
+        let mut got = Vec::new();
+        assert!(queue.take(&mut got, Some(started + Duration::from_millis(2))));
+        assert!(got.is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(2));
+        assert!(started.elapsed() < LAZY_FLUSH * 20);
     }
 
     #[tokio::test]
@@ -166,10 +198,10 @@ mod tests {
         queue.push(Vec::new(), None, false).await.unwrap();
         queue.close();
         let mut got = Vec::new();
-        assert!(queue.take(&mut got));
+        assert!(queue.take(&mut got, None));
         assert_eq!(got.len(), 1);
         got.clear();
-        assert!(!queue.take(&mut got));
+        assert!(!queue.take(&mut got, None));
         assert!(matches!(
             queue.push(Vec::new(), None, false).await,
             Err(RecorderError::Stopped)
@@ -187,7 +219,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "no room: the second submitter waits");
         let mut got = Vec::new();
-        assert!(queue.take(&mut got));
+        assert!(queue.take(&mut got, None));
         drop(got); // the commit is done: its permit returns
         second.await.unwrap().unwrap();
     }

@@ -8,9 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airlock_store::{ChainedEvent, Store, StoreOp};
 use airlock_vault::Secret;
@@ -18,8 +21,24 @@ use tokio::sync::oneshot;
 
 use crate::ingest::{Ingest, Ingester};
 use crate::journal::{self, Journal};
-use crate::queue::{Batch, Queue};
+use crate::queue::{AckAt, Batch, Queue};
 use crate::{GENESIS_HASH, Record, RecorderError, chain_hash};
+
+/// How durable the record of a plain read must be before its answer is released
+/// ([`Recorder::submit_read`]). Everything else always waits for the sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadDurability {
+    /// In the journal file: survives the gateway process dying (a crash, SIGKILL, an
+    /// out-of-memory kill). Synced to disk within `sync_within` (sooner when a
+    /// statement that must wait for the sync comes along), so a machine crash or power
+    /// loss loses at most the reads answered in that last interval.
+    Written {
+        /// The longest a written record waits for its sync.
+        sync_within: Duration,
+    },
+    /// Synced to disk before the answer is released, like everything else.
+    Synced,
+}
 
 /// Proof that the records it was issued for are durable. Only the recorder can make
 /// one, so an API that takes a `Receipt` cannot be called before recording.
@@ -52,6 +71,7 @@ impl std::future::IntoFuture for Pending {
 struct Handle {
     queue: Arc<Queue>,
     broken: Arc<Mutex<Option<String>>>,
+    syncs: Arc<AtomicU64>,
 }
 
 impl Drop for Handle {
@@ -64,6 +84,7 @@ impl Drop for Handle {
 #[derive(Clone)]
 pub struct Recorder {
     handle: Arc<Handle>,
+    reads: ReadDurability,
 }
 
 /// Submissions queued at most; beyond it, callers wait (back-pressure).
@@ -80,6 +101,7 @@ impl Recorder {
         store: Arc<dyn Store>,
         key: Secret,
         journal_dir: &Path,
+        reads: ReadDurability,
     ) -> Result<(Recorder, oneshot::Receiver<()>), RecorderError> {
         let leftovers = journal::recover(journal_dir)?;
         let mut log = store.event_log()?;
@@ -112,6 +134,7 @@ impl Recorder {
         let journal = Journal::create(journal_dir, next_segment)?;
         let queue = Arc::new(Queue::new(QUEUE_DEPTH));
         let broken = Arc::new(Mutex::new(None));
+        let syncs = Arc::new(AtomicU64::new(0));
         let (ingest_tx, ingest_rx) = std::sync::mpsc::sync_channel(INGEST_DEPTH);
         let ingester = Ingester {
             log,
@@ -120,6 +143,12 @@ impl Recorder {
         };
         let writer = Writer {
             journal,
+            sync_within: match reads {
+                ReadDurability::Written { sync_within } => sync_within,
+                ReadDurability::Synced => Duration::ZERO,
+            },
+            unsynced_since: None,
+            syncs: syncs.clone(),
             ingest: ingest_tx,
             key,
             next_id,
@@ -146,7 +175,12 @@ impl Recorder {
             .map_err(spawn_error)?;
         Ok((
             Recorder {
-                handle: Arc::new(Handle { queue, broken }),
+                handle: Arc::new(Handle {
+                    queue,
+                    broken,
+                    syncs,
+                }),
+                reads,
             },
             done,
         ))
@@ -160,9 +194,27 @@ impl Recorder {
     /// Queues records in order and returns a [`Pending`] that resolves to a [`Receipt`]
     /// once they are durable. Lets a caller fix the order under a lock and wait outside it.
     pub async fn submit(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
+        self.submit_with(records, AckAt::Synced).await
+    }
+
+    /// Like [`submit`](Self::submit), for the records of plain reads: the [`Pending`]
+    /// resolves as soon as they are as durable as `[audit] read_durability` asks
+    /// ([`ReadDurability`]).
+    pub async fn submit_read(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
+        let at = match self.reads {
+            ReadDurability::Written { .. } => AckAt::Written,
+            ReadDurability::Synced => AckAt::Synced,
+        };
+        self.submit_with(records, at).await
+    }
+
+    async fn submit_with(&self, records: Vec<Record>, at: AckAt) -> Result<Pending, RecorderError> {
         self.check()?;
         let (ack, done) = oneshot::channel();
-        self.handle.queue.push(records, Some(ack), true).await?;
+        self.handle
+            .queue
+            .push(records, Some((ack, at)), true)
+            .await?;
         Ok(Pending { done })
     }
 
@@ -183,6 +235,12 @@ impl Recorder {
         self.handle.queue.push(records, None, true).await
     }
 
+    /// How many times the journal was synced to disk since start (each sync makes a
+    /// whole group of records durable).
+    pub fn syncs(&self) -> u64 {
+        self.handle.syncs.load(Ordering::Relaxed)
+    }
+
     fn check(&self) -> Result<(), RecorderError> {
         match self.handle.broken.lock() {
             Ok(g) => match g.as_ref() {
@@ -196,6 +254,12 @@ impl Recorder {
 
 struct Writer {
     journal: Journal,
+    /// The longest written records wait for their sync; zero syncs every commit.
+    sync_within: Duration,
+    /// When the oldest record written but not yet synced was written.
+    unsynced_since: Option<Instant>,
+    /// Journal syncs so far.
+    syncs: Arc<AtomicU64>,
     ingest: SyncSender<Ingest>,
     key: Secret,
     next_id: i64,
@@ -210,20 +274,37 @@ impl Writer {
     fn run(mut self, queue: &Queue) {
         let mut batches = Vec::new();
         loop {
-            let more = queue.take(&mut batches);
-            if !batches.is_empty() {
-                let result = self.commit(&mut batches);
-                if let Err(msg) = &result {
-                    tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
-                    if let Ok(mut g) = self.broken.lock() {
-                        g.get_or_insert_with(|| msg.clone());
-                    }
+            let sync_due = self.unsynced_since.map(|since| since + self.sync_within);
+            let more = queue.take(&mut batches, sync_due);
+            let written = if batches.is_empty() {
+                Ok(())
+            } else {
+                self.commit(&mut batches)
+            };
+            // Those who wait for the write alone hear now, before the sync.
+            for b in &mut batches {
+                if let Some((ack, AckAt::Written)) = b.ack.take_if(|(_, at)| *at == AckAt::Written)
+                {
+                    let _ = ack.send(written.clone());
                 }
-                for b in batches.drain(..) {
-                    if let Some(ack) = b.ack {
-                        // A caller that stopped waiting is fine: its records are written.
-                        let _ = ack.send(result.clone());
-                    }
+            }
+            let must_sync = !more
+                || batches.iter().any(|b| b.ack.is_some())
+                || sync_due.is_some_and(|due| Instant::now() >= due);
+            let result = match written {
+                Ok(()) if must_sync && self.unsynced_since.is_some() => self.sync(),
+                other => other,
+            };
+            if let Err(msg) = &result {
+                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+                if let Ok(mut g) = self.broken.lock() {
+                    g.get_or_insert_with(|| msg.clone());
+                }
+            }
+            for b in batches.drain(..) {
+                if let Some((ack, _)) = b.ack {
+                    // A caller that stopped waiting is fine: its records are written.
+                    let _ = ack.send(result.clone());
                 }
             }
             if !more {
@@ -236,8 +317,17 @@ impl Writer {
             .send(Ingest::SegmentDone(self.journal.segment()));
     }
 
+    /// Syncs everything written so far.
+    fn sync(&mut self) -> Result<(), String> {
+        self.journal.sync().map_err(|e| e.to_string())?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.unsynced_since = None;
+        Ok(())
+    }
+
     /// Chains the batches' records (moved out: only the acks are needed afterwards),
-    /// makes them durable in the journal and hands them to the ingest thread.
+    /// writes them to the journal (the caller syncs) and hands them to the ingest
+    /// thread.
     fn commit(&mut self, batches: &mut [Batch]) -> Result<(), String> {
         if let Ok(g) = self.broken.lock()
             && let Some(msg) = g.as_ref()
@@ -288,7 +378,7 @@ impl Writer {
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         let closed = loop {
-            match self.journal.append(&ops) {
+            match self.journal.write(&ops) {
                 Ok(closed) => break closed,
                 Err(e) if attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "recorder journal write failed, retrying");
@@ -301,7 +391,13 @@ impl Writer {
         };
         self.next_id = next_id;
         self.prev_hash = prev_hash;
-        // Durable from here on. The ingest thread stores them for readers; if it has
+        if closed.is_some() {
+            // Closing a segment synced it; the new one holds nothing yet.
+            self.unsynced_since = None;
+        } else {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        // Written from here on (synced by the caller in time). The ingest thread stores them for readers; if it has
         // stopped (a failed store write), it has already marked the recorder broken.
         let mut sent = self.ingest.send(Ingest::Ops(ops)).is_ok();
         if let Some(n) = closed {
@@ -311,5 +407,125 @@ impl Writer {
             return Err("the recorder's ingest thread has stopped".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NewEvent;
+    use airlock_model::{EventKind, Timestamp};
+    use airlock_store::SqliteStore;
+
+    fn event(statement: &str) -> Record {
+        Record::Event(NewEvent {
+            session_id: "s1".into(),
+            at: Timestamp::now(),
+            kind: EventKind::Query,
+            statement: Some(statement.into()),
+            decision: Some("allow"),
+            detail: serde_json::json!({}),
+        })
+    }
+
+    async fn start(name: &str, reads: ReadDurability) -> (Recorder, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-writer-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
+        let (recorder, _done) = Recorder::start(
+            store,
+            Secret::new("k".repeat(32)),
+            &dir.join("journal"),
+            reads,
+        )
+        .await
+        .unwrap();
+        (recorder, dir.join("journal"))
+    }
+
+    fn journal_text(dir: &Path) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        text
+    }
+
+    async fn wait_for_syncs(recorder: &Recorder, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while recorder.syncs() < n {
+            assert!(Instant::now() < deadline, "no sync within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_acknowledged_once_written_and_synced_within_the_interval() {
+        let (recorder, dir) = start(
+            "written",
+            ReadDurability::Written {
+                sync_within: Duration::from_millis(300),
+            },
+        )
+        .await;
+        let pending = recorder
+            .submit_read(vec![event("select 'read-1'")])
+            .await
+            .unwrap();
+        pending.await.unwrap();
+        assert_eq!(recorder.syncs(), 0, "acknowledged before any sync");
+        assert!(
+            journal_text(&dir).contains("read-1"),
+            "but written to the journal first"
+        );
+        wait_for_syncs(&recorder, 1).await;
+    }
+
+    #[tokio::test]
+    async fn a_statement_that_must_be_synced_syncs_the_reads_written_before_it() {
+        let (recorder, dir) = start(
+            "mixed",
+            ReadDurability::Written {
+                sync_within: Duration::from_secs(60),
+            },
+        )
+        .await;
+        for i in 0..3 {
+            let pending = recorder
+                .submit_read(vec![event(&format!("select 'read-{i}'"))])
+                .await
+                .unwrap();
+            pending.await.unwrap();
+        }
+        assert_eq!(recorder.syncs(), 0);
+        recorder.record(vec![event("delete from t")]).await.unwrap();
+        assert_eq!(
+            recorder.syncs(),
+            1,
+            "one sync covers the reads and the change"
+        );
+        let text = journal_text(&dir);
+        let read = text.find("read-2").unwrap();
+        let change = text.find("delete from t").unwrap();
+        assert!(read < change, "the journal keeps their order");
+    }
+
+    #[tokio::test]
+    async fn with_synced_reads_a_read_waits_for_its_sync() {
+        let (recorder, _dir) = start("synced", ReadDurability::Synced).await;
+        let pending = recorder.submit_read(vec![event("select 1")]).await.unwrap();
+        pending.await.unwrap();
+        assert_eq!(recorder.syncs(), 1);
+        recorder
+            .record_later(vec![event("a result")])
+            .await
+            .unwrap();
+        wait_for_syncs(&recorder, 2).await;
     }
 }

@@ -203,20 +203,27 @@ impl Session {
             .collect()
     }
 
-    /// Records events and returns once they are durable. Fails once the session ended.
+    /// Records events and returns once they are durable (synced). Fails once the
+    /// session ended.
     pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
-        self.submit(drafts).await?.await
-    }
-
-    /// Queues events in order and returns what resolves once they are durable, so
-    /// that a caller can do something else meanwhile (send a read to the target) and
-    /// wait before the outcome matters (its answer to the client).
-    pub async fn submit(&self, drafts: Vec<EventDraft>) -> Result<Pending, RecorderError> {
         let ended = self.ended.lock().await;
         if *ended {
             return Err(RecorderError::SessionEnded);
         }
-        self.recorder.submit(self.to_records(drafts)).await
+        let pending = self.recorder.submit(self.to_records(drafts)).await?;
+        drop(ended);
+        pending.await
+    }
+
+    /// Queues the events of plain reads in order and returns what resolves once they
+    /// are as durable as `[audit] read_durability` asks, so that a caller can send the
+    /// reads to the target meanwhile and wait before their answer reaches the client.
+    pub async fn submit_read(&self, drafts: Vec<EventDraft>) -> Result<Pending, RecorderError> {
+        let ended = self.ended.lock().await;
+        if *ended {
+            return Err(RecorderError::SessionEnded);
+        }
+        self.recorder.submit_read(self.to_records(drafts)).await
     }
 
     /// Queues events without waiting for them to be durable. Fails once the session ended.

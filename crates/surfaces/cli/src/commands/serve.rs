@@ -11,7 +11,7 @@ use airlock_config::{Config, LogFormat};
 use airlock_identity::Identity;
 use airlock_model::Timestamp;
 use airlock_postgres::PostgresAdapter;
-use airlock_recorder::Recorder;
+use airlock_recorder::{ReadDurability, Recorder};
 use airlock_session::{Gateway, GatewayAudit, Runtime};
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
@@ -32,8 +32,19 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
     let key = audit_key(&config, true)?.context("no audit key")?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
-    let (recorder, writer) =
-        Recorder::start(store.clone(), key, &config.server.data_dir.join("journal")).await?;
+    let reads = match config.audit.read_durability {
+        airlock_config::ReadDurability::Written => ReadDurability::Written {
+            sync_within: config.audit.sync_interval,
+        },
+        airlock_config::ReadDurability::Synced => ReadDurability::Synced,
+    };
+    let (recorder, writer) = Recorder::start(
+        store.clone(),
+        key,
+        &config.server.data_dir.join("journal"),
+        reads,
+    )
+    .await?;
     let dangling = store.close_dangling_sessions(Timestamp::now()).await?;
     if dangling > 0 {
         tracing::warn!(
