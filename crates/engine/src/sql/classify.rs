@@ -211,17 +211,26 @@ impl Classifier {
         {
             return Ok(from_cache(text, &hit));
         }
-        // Keyed by the statement with its constants replaced by placeholders
-        // (`pg_query::normalize`): every identifier, alias and function name stays as
-        // written, so two statements share an entry only if they differ in constants
-        // alone, which never changes the actions of the cacheable kinds below.
-        let key = std::panic::catch_unwind(|| pg_query::normalize(text))
-            .ok()
-            .and_then(Result::ok)
+        // Keyed by the statement with its constants replaced by placeholders: every
+        // identifier, alias and function name stays as written, so two statements
+        // share an entry only if they differ in constants alone, which never changes
+        // the actions of the cacheable kinds below. The one-pass key (`cache_key`)
+        // when the text is simple enough for it, else `pg_query::normalize`, which
+        // parses the statement to find its constants.
+        let fast = cache_key::literal_free_key(text, options.standard_conforming_strings);
+        let fast_hit = fast.is_some();
+        let key = fast
+            .or_else(|| {
+                std::panic::catch_unwind(|| pg_query::normalize(text))
+                    .ok()
+                    .and_then(Result::ok)
+            })
             .map(|normalized| (normalized, options.standard_conforming_strings));
-        // Only text without constants goes into the exact cache: it is what repeats
-        // verbatim (`... WHERE id = $1`); text with literals would only churn it.
-        let exact_key = exact_key.filter(|_| key.as_ref().is_some_and(|(n, _)| n == text));
+        // Only text without constants goes into the exact cache, and only when its key
+        // took a parse: it is what repeats verbatim (`... WHERE id = $1`); text with
+        // literals would only churn it.
+        let exact_key =
+            exact_key.filter(|_| !fast_hit && key.as_ref().is_some_and(|(n, _)| n == text));
         if let Some(key) = &key
             && let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(key).cloned())
         {
@@ -1036,6 +1045,7 @@ fn def_true(def: &Value) -> bool {
     }
 }
 
+mod cache_key;
 mod shape;
 pub use shape::{CopyOut, CopySource, ResultShape};
 
