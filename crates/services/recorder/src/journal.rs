@@ -24,6 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use airlock_store::StoreOp;
 
@@ -159,7 +160,8 @@ pub(crate) fn remove_segment(dir: &Path, n: u64) -> Result<(), JournalError> {
 /// The segment being appended to.
 pub(crate) struct Journal {
     dir: PathBuf,
-    file: File,
+    /// Shared with whoever syncs it outside the writer's lock ([`Journal::sync_handle`]).
+    file: Arc<File>,
     segment: u64,
     /// Bytes of records written.
     len: u64,
@@ -186,7 +188,7 @@ impl Journal {
             .map_err(io_error(dir))?;
         Ok(Journal {
             dir: dir.to_owned(),
-            file,
+            file: Arc::new(file),
             segment,
             len: 0,
             allocated: 0,
@@ -247,15 +249,37 @@ impl Journal {
     }
 
     /// Waits until everything written so far is on disk (`fdatasync`).
+    #[cfg(test)]
     pub(crate) fn sync(&mut self) -> Result<(), JournalError> {
-        self.file
-            .sync_data()
-            .map_err(io_error(&segment_path(&self.dir, self.segment)))
+        self.sync_handle().sync()
+    }
+
+    /// What syncs the current segment, usable without holding the journal: a sync
+    /// through it covers every write made to the journal before the sync started
+    /// (writes to a segment closed since then were synced when it closed).
+    pub(crate) fn sync_handle(&self) -> SyncHandle {
+        SyncHandle {
+            file: self.file.clone(),
+            path: segment_path(&self.dir, self.segment),
+        }
     }
 
     /// The segment being appended to.
     pub(crate) fn segment(&self) -> u64 {
         self.segment
+    }
+}
+
+/// Syncs one segment file ([`Journal::sync_handle`]).
+pub(crate) struct SyncHandle {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl SyncHandle {
+    /// `fdatasync`.
+    pub(crate) fn sync(&self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(io_error(&self.path))
     }
 }
 

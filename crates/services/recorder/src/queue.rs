@@ -108,39 +108,81 @@ impl Queue {
 
     /// Blocks until there is work to commit: an urgent batch, lazy batches older than
     /// [`LAZY_FLUSH`], anything left once closed, or `until` (the writer's next sync
-    /// being due). Moves the batches into `into`. Returns `false` when the queue is
-    /// closed and empty: the writer's cue to stop.
-    pub(crate) fn take(&self, into: &mut Vec<Batch>, until: Option<Instant>) -> bool {
+    /// being due). Moves nothing: the writer takes the batches with [`Queue::drain`]
+    /// under its own lock, so that nobody writes between taking and writing.
+    pub(crate) fn wait(&self, until: Option<Instant>) {
         let Ok(mut state) = self.state.lock() else {
-            return false;
+            return;
         };
         loop {
             if state.urgent || state.closed {
-                break;
+                return;
             }
             // Lazy batches do not wake the writer (that would cost a thread switch per
             // statement's result): it looks every LAZY_FLUSH instead.
             let mut left = match state.lazy_since {
-                Some(since) if since.elapsed() >= LAZY_FLUSH => break,
+                Some(since) if since.elapsed() >= LAZY_FLUSH => return,
                 Some(since) => LAZY_FLUSH - since.elapsed(),
                 None => LAZY_FLUSH,
             };
             if let Some(until) = until {
                 match until.checked_duration_since(Instant::now()) {
-                    None => break,
-                    Some(d) if d.is_zero() => break,
+                    None => return,
+                    Some(d) if d.is_zero() => return,
                     Some(d) => left = left.min(d),
                 }
             }
             match self.wake.wait_timeout(state, left) {
                 Ok((s, _)) => state = s,
-                Err(_) => return false,
+                Err(_) => return,
             }
         }
+    }
+
+    /// Moves every queued batch into `into`. Returns `false` when the queue is closed
+    /// and was empty: the writer's cue to stop.
+    pub(crate) fn drain(&self, into: &mut Vec<Batch>) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
         std::mem::swap(into, &mut state.batches);
         state.urgent = false;
         state.lazy_since = None;
         !(state.closed && into.is_empty())
+    }
+
+    /// [`wait`](Self::wait), then [`drain`](Self::drain).
+    #[cfg(test)]
+    pub(crate) fn take(&self, into: &mut Vec<Batch>, until: Option<Instant>) -> bool {
+        self.wait(until);
+        self.drain(into)
+    }
+
+    /// Moves the queued batches nobody waits for (results, disconnects) into `into`,
+    /// in order, without blocking: a session writing its own records first writes the
+    /// ones it queued before, so that a session's events stay in order.
+    pub(crate) fn take_lazy(&self, into: &mut Vec<Batch>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.batches.iter().all(|b| b.ack.is_some()) {
+            return;
+        }
+        let (lazy, waited): (Vec<_>, Vec<_>) = std::mem::take(&mut state.batches)
+            .into_iter()
+            .partition(|b| b.ack.is_none());
+        state.batches = waited;
+        state.lazy_since = None;
+        into.extend(lazy);
+    }
+
+    /// Wakes the writer without giving it anything (something was written that it
+    /// must sync in time).
+    pub(crate) fn nudge(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.urgent = true;
+        }
+        self.wake.notify_one();
     }
 
     /// No more submissions: the writer drains what is queued and stops.

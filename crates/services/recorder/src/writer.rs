@@ -1,10 +1,12 @@
-//! The writer thread: chains queued records, makes each group durable in the journal
-//! with one sync, acknowledges, and hands the records to the ingest thread.
+//! The writer: chains records into the audit chain, writes them to the journal, syncs
+//! it, acknowledges, and hands the records to the ingest thread.
 //!
-//! A dedicated OS thread, not a task: each round ends in an fsync, so nothing on the
-//! async runtime waits on the disk. While one round syncs, the next statements queue
-//! up and go together in the next round (group commit), which keeps "recorded before
-//! forwarded" cheap under load.
+//! Two ways in. Whatever a caller waits to be synced (a statement that may change
+//! something), and everything nobody waits for (results, disconnects), goes through
+//! the queue to the writer thread, which commits each group with one write and one
+//! sync (group commit). The records of plain reads, with `read_durability =
+//! "written"`, are written by the session itself under the writer's lock, and the
+//! thread syncs them within the interval: that saves two thread hand-offs per read.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,8 +22,8 @@ use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
 use crate::ingest::{Ingest, Ingester};
-use crate::journal::{self, Journal};
-use crate::queue::{AckAt, Batch, Queue};
+use crate::journal::{self, Journal, SyncHandle};
+use crate::queue::{AckAt, Queue};
 use crate::{GENESIS_HASH, Record, RecorderError, chain_hash};
 
 /// How durable the record of a plain read must be before its answer is released
@@ -72,6 +74,9 @@ struct Handle {
     queue: Arc<Queue>,
     broken: Arc<Mutex<Option<String>>>,
     syncs: Arc<AtomicU64>,
+    /// The chain and the journal: written by the writer thread, and by sessions
+    /// writing the records of their reads themselves ([`Recorder::submit_read`]).
+    writer: Arc<Mutex<Writer>>,
 }
 
 impl Drop for Handle {
@@ -91,6 +96,10 @@ pub struct Recorder {
 const QUEUE_DEPTH: usize = 4096;
 /// Journal commits the ingest thread may lag behind before the writer waits for it.
 const INGEST_DEPTH: usize = 1024;
+/// Records written by sessions themselves and not yet handed to the ingest thread, at
+/// most; beyond it, sessions queue their records for the writer thread instead, which
+/// waits for the ingest thread (back-pressure).
+const BACKLOG_LIMIT: usize = 20_000;
 
 impl Recorder {
     /// Replays journal segments an earlier run left in `journal_dir` into `store`,
@@ -141,20 +150,27 @@ impl Recorder {
             dir: journal_dir.to_owned(),
             broken: broken.clone(),
         };
-        let writer = Writer {
+        let writer = Arc::new(Mutex::new(Writer {
             journal,
             sync_within: match reads {
                 ReadDurability::Written { sync_within } => sync_within,
                 ReadDurability::Synced => Duration::ZERO,
             },
             unsynced_since: None,
-            syncs: syncs.clone(),
-            ingest: ingest_tx,
+            written: 0,
+            backlog: Vec::new(),
+            backlog_ops: 0,
             key,
             next_id,
             prev_hash,
             seqs: HashMap::new(),
+        }));
+        let thread = WriterThread {
+            writer: writer.clone(),
+            queue: queue.clone(),
+            ingest: ingest_tx,
             broken: broken.clone(),
+            syncs: syncs.clone(),
         };
         let (finished, done) = oneshot::channel();
         let spawn_error =
@@ -163,11 +179,10 @@ impl Recorder {
             .name("airlock-ingest".into())
             .spawn(move || ingester.run(ingest_rx))
             .map_err(spawn_error)?;
-        let writer_queue = queue.clone();
         std::thread::Builder::new()
             .name("airlock-recorder".into())
             .spawn(move || {
-                writer.run(&writer_queue);
+                thread.run();
                 // The writer dropped its sender on return: the ingester drains and ends.
                 let _ = ingest_thread.join();
                 let _ = finished.send(());
@@ -179,6 +194,7 @@ impl Recorder {
                     queue,
                     broken,
                     syncs,
+                    writer,
                 }),
                 reads,
             },
@@ -200,12 +216,64 @@ impl Recorder {
     /// Like [`submit`](Self::submit), for the records of plain reads: the [`Pending`]
     /// resolves as soon as they are as durable as `[audit] read_durability` asks
     /// ([`ReadDurability`]).
+    ///
+    /// With [`ReadDurability::Written`] the caller writes them to the journal itself,
+    /// together with its session's earlier records still queued: no hand-off to the
+    /// writer thread and back (two thread wake-ups a statement), and the [`Pending`]
+    /// returned is already resolved. The writer thread syncs them within the interval.
     pub async fn submit_read(&self, records: Vec<Record>) -> Result<Pending, RecorderError> {
-        let at = match self.reads {
-            ReadDurability::Written { .. } => AckAt::Written,
-            ReadDurability::Synced => AckAt::Synced,
-        };
-        self.submit_with(records, at).await
+        match self.reads {
+            ReadDurability::Synced => self.submit_with(records, AckAt::Synced).await,
+            ReadDurability::Written { .. } => {
+                self.check()?;
+                match self.write_now(records)? {
+                    None => {
+                        let (ack, done) = oneshot::channel();
+                        let _ = ack.send(Ok(()));
+                        Ok(Pending { done })
+                    }
+                    // The ingest thread lags: wait in the queue like everyone else.
+                    Some(records) => self.submit_with(records, AckAt::Written).await,
+                }
+            }
+        }
+    }
+
+    /// Chains and writes `records` (after the queued records nobody waits for) under
+    /// the writer's lock. Gives them back when too much is waiting for the ingest
+    /// thread. A failed write is not retried here: the recorder refuses everything
+    /// from then on (fail closed).
+    fn write_now(&self, records: Vec<Record>) -> Result<Option<Vec<Record>>, RecorderError> {
+        let poisoned = || RecorderError::Unavailable("recorder state poisoned".into());
+        let mut writer = self.handle.writer.lock().map_err(|_| poisoned())?;
+        if writer.backlog_ops >= BACKLOG_LIMIT {
+            return Ok(Some(records));
+        }
+        let mut earlier = Vec::new();
+        self.handle.queue.take_lazy(&mut earlier);
+        let was_synced = writer.unsynced_since.is_none();
+        let all = earlier
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.records))
+            .chain(records);
+        match writer.commit(all, false) {
+            Ok(()) => {
+                drop(writer);
+                if was_synced {
+                    // The writer thread syncs it within the interval.
+                    self.handle.queue.nudge();
+                }
+                Ok(None)
+            }
+            Err(msg) => {
+                drop(writer);
+                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+                if let Ok(mut g) = self.handle.broken.lock() {
+                    g.get_or_insert_with(|| msg.clone());
+                }
+                Err(RecorderError::Unavailable(msg))
+            }
+        }
     }
 
     async fn submit_with(&self, records: Vec<Record>, at: AckAt) -> Result<Pending, RecorderError> {
@@ -252,94 +320,36 @@ impl Recorder {
     }
 }
 
+/// The chain and the journal, behind the recorder's lock.
 struct Writer {
     journal: Journal,
     /// The longest written records wait for their sync; zero syncs every commit.
     sync_within: Duration,
     /// When the oldest record written but not yet synced was written.
     unsynced_since: Option<Instant>,
-    /// Journal syncs so far.
-    syncs: Arc<AtomicU64>,
-    ingest: SyncSender<Ingest>,
+    /// Writes so far: a sync started after write `n` covers every write up to `n`.
+    written: u64,
+    /// Written records (and segment ends) for the ingest thread, in journal order;
+    /// only the writer thread hands them over, so that order holds.
+    backlog: Vec<Ingest>,
+    /// Records in `backlog`.
+    backlog_ops: usize,
     key: Secret,
     next_id: i64,
     prev_hash: String,
     /// Last `seq` given out per open session; numbering here keeps it in chain order
     /// even when a session's two directions submit concurrently.
     seqs: HashMap<String, i64>,
-    broken: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
-    fn run(mut self, queue: &Queue) {
-        let mut batches = Vec::new();
-        loop {
-            let sync_due = self.unsynced_since.map(|since| since + self.sync_within);
-            let more = queue.take(&mut batches, sync_due);
-            let written = if batches.is_empty() {
-                Ok(())
-            } else {
-                self.commit(&mut batches)
-            };
-            // Those who wait for the write alone hear now, before the sync.
-            for b in &mut batches {
-                if let Some((ack, AckAt::Written)) = b.ack.take_if(|(_, at)| *at == AckAt::Written)
-                {
-                    let _ = ack.send(written.clone());
-                }
-            }
-            let must_sync = !more
-                || batches.iter().any(|b| b.ack.is_some())
-                || sync_due.is_some_and(|due| Instant::now() >= due);
-            let result = match written {
-                Ok(()) if must_sync && self.unsynced_since.is_some() => self.sync(),
-                other => other,
-            };
-            if let Err(msg) = &result {
-                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
-                if let Ok(mut g) = self.broken.lock() {
-                    g.get_or_insert_with(|| msg.clone());
-                }
-            }
-            for b in batches.drain(..) {
-                if let Some((ack, _)) = b.ack {
-                    // A caller that stopped waiting is fine: its records are written.
-                    let _ = ack.send(result.clone());
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        // A clean stop: the ingest thread stores the last segment and deletes it.
-        let _ = self
-            .ingest
-            .send(Ingest::SegmentDone(self.journal.segment()));
-    }
-
-    /// Syncs everything written so far.
-    fn sync(&mut self) -> Result<(), String> {
-        self.journal.sync().map_err(|e| e.to_string())?;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.unsynced_since = None;
-        Ok(())
-    }
-
-    /// Chains the batches' records (moved out: only the acks are needed afterwards),
-    /// writes them to the journal (the caller syncs) and hands them to the ingest
-    /// thread.
-    fn commit(&mut self, batches: &mut [Batch]) -> Result<(), String> {
-        if let Ok(g) = self.broken.lock()
-            && let Some(msg) = g.as_ref()
-        {
-            return Err(msg.clone());
-        }
+    /// Chains `records` and writes them to the journal (not synced: see
+    /// [`WriterThread`]), retrying a failed write a few times when `retry` (the writer
+    /// thread may sleep; a session may not). Queues them for the ingest thread.
+    fn commit(&mut self, records: impl Iterator<Item = Record>, retry: bool) -> Result<(), String> {
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();
-        let mut ops = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
-        let records = batches
-            .iter_mut()
-            .flat_map(|b| std::mem::take(&mut b.records));
+        let mut ops = Vec::new();
         for record in records {
             ops.push(match record {
                 Record::StartSession(s) => {
@@ -375,12 +385,15 @@ impl Writer {
                 }
             });
         }
+        if ops.is_empty() {
+            return Ok(());
+        }
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         let closed = loop {
             match self.journal.write(&ops) {
                 Ok(closed) => break closed,
-                Err(e) if attempt < 3 => {
+                Err(e) if retry && attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "recorder journal write failed, retrying");
                     std::thread::sleep(delay);
                     delay *= 4;
@@ -391,20 +404,135 @@ impl Writer {
         };
         self.next_id = next_id;
         self.prev_hash = prev_hash;
+        self.written += 1;
         if closed.is_some() {
             // Closing a segment synced it; the new one holds nothing yet.
             self.unsynced_since = None;
         } else {
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
-        // Written from here on (synced by the caller in time). The ingest thread stores them for readers; if it has
-        // stopped (a failed store write), it has already marked the recorder broken.
-        let mut sent = self.ingest.send(Ingest::Ops(ops)).is_ok();
+        self.backlog_ops += ops.len();
+        self.backlog.push(Ingest::Ops(ops));
         if let Some(n) = closed {
-            sent &= self.ingest.send(Ingest::SegmentDone(n)).is_ok();
+            self.backlog.push(Ingest::SegmentDone(n));
         }
-        if !sent {
-            return Err("the recorder's ingest thread has stopped".into());
+        Ok(())
+    }
+}
+
+/// The writer thread: commits what is queued, syncs the journal when someone waits
+/// for it or when written records have waited `sync_within`, acknowledges, and hands
+/// written records to the ingest thread.
+///
+/// A dedicated OS thread, not a task: a sync blocks for hundreds of microseconds, and
+/// nothing on the async runtime waits on the disk. While one round syncs, the next
+/// statements queue up and go together in the next round (group commit), which keeps
+/// "recorded before forwarded" cheap under load. The sync runs outside the writer's
+/// lock, so sessions keep writing their reads meanwhile.
+struct WriterThread {
+    writer: Arc<Mutex<Writer>>,
+    queue: Arc<Queue>,
+    ingest: SyncSender<Ingest>,
+    broken: Arc<Mutex<Option<String>>>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl WriterThread {
+    fn run(self) {
+        let mut batches = Vec::new();
+        loop {
+            let sync_due = match self.writer.lock() {
+                Ok(w) => w.unsynced_since.map(|since| since + w.sync_within),
+                Err(_) => break,
+            };
+            self.queue.wait(sync_due);
+            let Ok(mut writer) = self.writer.lock() else {
+                break;
+            };
+            // Taken under the writer's lock: a session writing its own records takes
+            // its queued ones first under the same lock, so its events stay in order.
+            let more = self.queue.drain(&mut batches);
+            let written = match self.broken_message() {
+                Some(msg) => Err(msg),
+                None => writer.commit(
+                    batches
+                        .iter_mut()
+                        .flat_map(|b| std::mem::take(&mut b.records)),
+                    true,
+                ),
+            };
+            let must_sync = !more
+                || batches
+                    .iter()
+                    .any(|b| matches!(b.ack, Some((_, AckAt::Synced))))
+                || writer.sync_within.is_zero()
+                || sync_due.is_some_and(|due| Instant::now() >= due);
+            let sync = (must_sync && writer.unsynced_since.is_some())
+                .then(|| (writer.journal.sync_handle(), writer.written));
+            let backlog = std::mem::take(&mut writer.backlog);
+            writer.backlog_ops = 0;
+            let segment = writer.journal.segment();
+            drop(writer);
+            // Those who wait for the write alone hear now, before the sync.
+            for b in &mut batches {
+                if let Some((ack, _)) = b.ack.take_if(|(_, at)| *at == AckAt::Written) {
+                    let _ = ack.send(written.clone());
+                }
+            }
+            let handed = self.hand_to_ingest(backlog);
+            let result = written.and(handed).and_then(|()| match sync {
+                Some((handle, upto)) => self.sync(&handle, upto),
+                None => Ok(()),
+            });
+            if let Err(msg) = &result {
+                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+                if let Ok(mut g) = self.broken.lock() {
+                    g.get_or_insert_with(|| msg.clone());
+                }
+            }
+            for b in batches.drain(..) {
+                if let Some((ack, _)) = b.ack {
+                    // A caller that stopped waiting is fine: its records are written.
+                    let _ = ack.send(result.clone());
+                }
+            }
+            if !more {
+                // A clean stop: the ingest thread stores the last segment and deletes it.
+                let _ = self.ingest.send(Ingest::SegmentDone(segment));
+                break;
+            }
+        }
+    }
+
+    fn broken_message(&self) -> Option<String> {
+        self.broken.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Hands written records to the ingest thread (waiting while it lags).
+    fn hand_to_ingest(&self, backlog: Vec<Ingest>) -> Result<(), String> {
+        for msg in backlog {
+            // If it has stopped (a failed store write), it has already marked the
+            // recorder broken.
+            if self.ingest.send(msg).is_err() {
+                return Err("the recorder's ingest thread has stopped".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs the journal: everything up to write `upto` is durable afterwards.
+    fn sync(&self, handle: &SyncHandle, upto: u64) -> Result<(), String> {
+        handle.sync().map_err(|e| e.to_string())?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| "recorder state poisoned".to_owned())?;
+        if writer.written == upto {
+            writer.unsynced_since = None;
+        } else if writer.unsynced_since.is_some() {
+            // Written while this sync ran: due one interval from now at the latest.
+            writer.unsynced_since = Some(Instant::now());
         }
         Ok(())
     }
@@ -514,6 +642,41 @@ mod tests {
         let read = text.find("read-2").unwrap();
         let change = text.find("delete from t").unwrap();
         assert!(read < change, "the journal keeps their order");
+    }
+
+    #[tokio::test]
+    async fn a_read_written_by_its_session_comes_after_the_records_it_queued_before() {
+        let (recorder, dir) = start(
+            "order",
+            ReadDurability::Written {
+                sync_within: Duration::from_millis(5),
+            },
+        )
+        .await;
+        for i in 0..50 {
+            recorder
+                .record_later(vec![event(&format!("result-{i}"))])
+                .await
+                .unwrap();
+            recorder
+                .submit_read(vec![event(&format!("read-{i}"))])
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let text = journal_text(&dir);
+        let mut last = 0;
+        for i in 0..50 {
+            let result = text.find(&format!("\"result-{i}\"")).unwrap();
+            let read = text.find(&format!("\"read-{i}\"")).unwrap();
+            assert!(
+                last <= result && result < read,
+                "result-{i} before read-{i}"
+            );
+            last = read;
+        }
+        wait_for_syncs(&recorder, 1).await;
     }
 
     #[tokio::test]
