@@ -1,6 +1,7 @@
-//! Recording in isolation: the CPU work per event (chain hash, journal encoding), and a
+//! Recording in isolation: the CPU work per event (chain hash, journal encoding), a
 //! whole durable round (submit, journal append + fdatasync, acknowledgement) for one
-//! statement and for a group of concurrent ones.
+//! statement and for a group of concurrent ones, and a plain read's record written by
+//! its caller (`read_durability = "written"`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -89,6 +90,32 @@ fn bench(c: &mut Criterion) {
                     t.await.unwrap().unwrap();
                 }
             })
+        })
+    });
+    drop(recorder);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A plain read's record with `read_durability = "written"`: written by the caller,
+    // synced later by the writer thread.
+    let dir = std::env::temp_dir().join(format!("airlock-bench-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (recorder, _done) = rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
+        Recorder::start(
+            store,
+            Secret::new("k".repeat(32)),
+            &dir.join("journal"),
+            ReadDurability::Written {
+                sync_within: std::time::Duration::from_millis(10),
+            },
+        )
+        .await
+        .unwrap()
+    });
+    c.bench_function("record/read_written_1_statement", |b| {
+        b.iter(|| {
+            rt.block_on(async { recorder.submit_read(vec![new_event("s1")]).await?.await })
+                .unwrap()
         })
     });
     drop(recorder);
