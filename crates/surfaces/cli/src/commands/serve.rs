@@ -38,6 +38,17 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         },
         airlock_config::ReadDurability::Synced => ReadDurability::Synced,
     };
+    match reads {
+        ReadDurability::Written { sync_within } => tracing::info!(
+            read_durability = "written",
+            sync_interval = %humantime::format_duration(sync_within),
+            "recording: reads are answered once their record is written, and synced within the interval; everything else waits for the sync"
+        ),
+        ReadDurability::Synced => tracing::info!(
+            read_durability = "synced",
+            "recording: every record is synced before its statement runs or is answered"
+        ),
+    }
     let (recorder, writer) = Recorder::start(
         store.clone(),
         key,

@@ -175,6 +175,49 @@ fn statements_answered_before_a_crash_are_recorded_after_the_restart() {
     assert_eq!(left.len(), 1, "replayed segments are deleted: {left:?}");
 }
 
+/// `[audit] read_durability = "synced"`: the same crash test passes, the gateway says
+/// at start which durability it runs with, and the default says "written".
+#[test]
+fn reads_can_be_synced_before_they_are_answered() {
+    let mut f = Fixture::with("synced", |b| {
+        b.listener("allow_plaintext_loopback = true")
+            .extra("[audit]\nread_durability = \"synced\"\nsync_interval = \"50ms\"\n")
+    });
+    assert!(
+        f.gw.log()
+            .contains("recording: every record is synced before its statement runs"),
+        "{}",
+        f.gw.log()
+    );
+    let mut r = crate::raw::Raw::ready(f.gw.port, "shop", &f.token);
+    for i in 0..5 {
+        let answer = r.query(&format!("select 'synced-marker-{i}'"));
+        assert!(answer.iter().any(|m| m.tag == b'C'));
+    }
+    f.gw.signal("KILL");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(r);
+    f.gw.start().unwrap();
+    let session = f.gw.last_session_of("agent", "shop");
+    let recorded = session["events"].to_string();
+    for i in 0..5 {
+        assert!(
+            recorded.contains(&format!("synced-marker-{i}")),
+            "{recorded}"
+        );
+    }
+
+    let written = Fixture::with("written", |b| b);
+    assert!(
+        written
+            .gw
+            .log()
+            .contains("recording: reads are answered once their record is written"),
+        "{}",
+        written.gw.log()
+    );
+}
+
 /// Makes the journal's files immutable (`chattr +i`) for as long as it lives.
 struct FrozenJournal(Vec<std::path::PathBuf>);
 
