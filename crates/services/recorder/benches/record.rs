@@ -39,6 +39,28 @@ fn new_event(session: &str) -> Record {
     })
 }
 
+/// A recorder on a fresh store and journal in a temporary folder (returned, to delete).
+fn start(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    reads: ReadDurability,
+) -> (Recorder, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("airlock-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (recorder, _done) = rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
+        Recorder::start(
+            store,
+            Secret::new("k".repeat(32)),
+            &dir.join("journal"),
+            reads,
+        )
+        .await
+        .unwrap()
+    });
+    (recorder, dir)
+}
+
 fn bench(c: &mut Criterion) {
     let e = event();
     c.bench_function("record/chain_hash", |b| {
@@ -60,19 +82,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = std::env::temp_dir().join(format!("airlock-bench-record-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (recorder, _done) = rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
-        Recorder::start(
-            store,
-            Secret::new("k".repeat(32)),
-            &dir.join("journal"),
-            ReadDurability::Synced,
-        )
-        .await
-        .unwrap()
-    });
+    let (recorder, dir) = start(&rt, "record", ReadDurability::Synced);
     c.bench_function("record/durable_round_1_statement", |b| {
         b.iter(|| rt.block_on(recorder.record(vec![new_event("s1")])).unwrap())
     });
@@ -97,21 +107,13 @@ fn bench(c: &mut Criterion) {
 
     // A plain read's record with `read_durability = "written"`: written by the caller,
     // synced later by the writer thread.
-    let dir = std::env::temp_dir().join(format!("airlock-bench-read-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (recorder, _done) = rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&dir).await.unwrap());
-        Recorder::start(
-            store,
-            Secret::new("k".repeat(32)),
-            &dir.join("journal"),
-            ReadDurability::Written {
-                sync_within: std::time::Duration::from_millis(10),
-            },
-        )
-        .await
-        .unwrap()
-    });
+    let (recorder, dir) = start(
+        &rt,
+        "read",
+        ReadDurability::Written {
+            sync_within: std::time::Duration::from_millis(10),
+        },
+    );
     c.bench_function("record/read_written_1_statement", |b| {
         b.iter(|| {
             rt.block_on(async { recorder.submit_read(vec![new_event("s1")]).await?.await })
