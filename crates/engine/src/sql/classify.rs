@@ -218,7 +218,9 @@ impl Classifier {
         // when the text is simple enough for it, else `pg_query::normalize`, which
         // parses the statement to find its constants.
         let fast = cache_key::literal_free_key(text, options.standard_conforming_strings);
-        let fast_hit = fast.is_some();
+        let fast_without_constants = fast
+            .as_deref()
+            .is_some_and(|k| cache_key::has_no_literal(k, text));
         let key = fast
             .or_else(|| {
                 std::panic::catch_unwind(|| pg_query::normalize(text))
@@ -226,11 +228,12 @@ impl Classifier {
                     .and_then(Result::ok)
             })
             .map(|normalized| (normalized, options.standard_conforming_strings));
-        // Only text without constants goes into the exact cache, and only when its key
-        // took a parse: it is what repeats verbatim (`... WHERE id = $1`); text with
-        // literals would only churn it.
-        let exact_key =
-            exact_key.filter(|_| !fast_hit && key.as_ref().is_some_and(|(n, _)| n == text));
+        // Only text without constants goes into the exact cache: it is what repeats
+        // verbatim (`... WHERE id = $1`), and an exact hit skips even the one-pass key;
+        // text with literals would only churn it.
+        let without_constants =
+            fast_without_constants || key.as_ref().is_some_and(|(n, _)| n == text);
+        let exact_key = exact_key.filter(|_| without_constants);
         if let Some(key) = &key
             && let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(key).cloned())
         {

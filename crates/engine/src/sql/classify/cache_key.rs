@@ -108,6 +108,11 @@ pub(super) fn literal_free_key(text: &str, standard_conforming_strings: bool) ->
     String::from_utf8(key).ok()
 }
 
+/// Whether `key` (made from `text` by [`literal_free_key`]) found no literal in it.
+pub(super) fn has_no_literal(key: &str, text: &str) -> bool {
+    key.strip_prefix(TAG) == Some(text)
+}
+
 /// Index just past the quoted token starting at `start` (a doubled quote continues it).
 /// A backslash anywhere gives up, whatever the setting says it means.
 fn end_of_quoted(bytes: &[u8], start: usize, quote: u8) -> Option<usize> {
@@ -224,6 +229,14 @@ mod tests {
             "{k:?}"
         );
         assert_eq!(k.matches(char::from(NUMBER)).count(), 1);
+    }
+
+    #[test]
+    fn text_without_literals_is_its_own_key() {
+        let text = "select a from t where id = $1";
+        assert!(has_no_literal(&key(text).unwrap(), text));
+        let text = "select a from t where id = 1";
+        assert!(!has_no_literal(&key(text).unwrap(), text));
     }
 
     #[test]
