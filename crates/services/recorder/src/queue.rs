@@ -168,12 +168,8 @@ impl Queue {
         if state.batches.iter().all(|b| b.ack.is_some()) {
             return;
         }
-        let (lazy, waited): (Vec<_>, Vec<_>) = std::mem::take(&mut state.batches)
-            .into_iter()
-            .partition(|b| b.ack.is_none());
-        state.batches = waited;
+        into.extend(state.batches.extract_if(.., |b| b.ack.is_none()));
         state.lazy_since = None;
-        into.extend(lazy);
     }
 
     /// Wakes the writer without giving it anything (something was written that it

@@ -9,6 +9,7 @@
 //! thread syncs them within the interval: that saves two thread hand-offs per read.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
@@ -49,22 +50,27 @@ pub struct Receipt {
     _private: (),
 }
 
-/// Records queued and not yet known to be durable.
+/// Records queued and not yet known to be durable; a future resolving to a
+/// [`Receipt`]. One for records already written ([`Recorder::submit_read`]) is ready at
+/// once, without a channel.
 pub struct Pending {
-    done: oneshot::Receiver<Result<(), String>>,
+    done: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
-impl std::future::IntoFuture for Pending {
+impl Future for Pending {
     type Output = Result<Receipt, RecorderError>;
-    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            match self.done.await {
-                Ok(Ok(())) => Ok(Receipt { _private: () }),
-                Ok(Err(e)) => Err(RecorderError::Unavailable(e)),
-                Err(_) => Err(RecorderError::Stopped),
-            }
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(done) = self.done.as_mut() else {
+            return std::task::Poll::Ready(Ok(Receipt { _private: () }));
+        };
+        std::pin::Pin::new(done).poll(cx).map(|r| match r {
+            Ok(Ok(())) => Ok(Receipt { _private: () }),
+            Ok(Err(e)) => Err(RecorderError::Unavailable(e)),
+            Err(_) => Err(RecorderError::Stopped),
         })
     }
 }
@@ -227,11 +233,7 @@ impl Recorder {
             ReadDurability::Written { .. } => {
                 self.check()?;
                 match self.write_now(records)? {
-                    None => {
-                        let (ack, done) = oneshot::channel();
-                        let _ = ack.send(Ok(()));
-                        Ok(Pending { done })
-                    }
+                    None => Ok(Pending { done: None }),
                     // The ingest thread lags: wait in the queue like everyone else.
                     Some(records) => self.submit_with(records, AckAt::Written).await,
                 }
@@ -283,7 +285,7 @@ impl Recorder {
             .queue
             .push(records, Some((ack, at)), true)
             .await?;
-        Ok(Pending { done })
+        Ok(Pending { done: Some(done) })
     }
 
     /// Queues records without waiting for them to be durable (results, disconnects):

@@ -203,15 +203,22 @@ impl Session {
             .collect()
     }
 
-    /// Records events and returns once they are durable (synced). Fails once the
-    /// session ended.
-    pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
+    /// Holds the session open while records are queued (so none lands after its
+    /// end); fails once it ended.
+    async fn open(&self) -> Result<tokio::sync::MutexGuard<'_, bool>, RecorderError> {
         let ended = self.ended.lock().await;
         if *ended {
             return Err(RecorderError::SessionEnded);
         }
+        Ok(ended)
+    }
+
+    /// Records events and returns once they are durable (synced). Fails once the
+    /// session ended.
+    pub async fn record(&self, drafts: Vec<EventDraft>) -> Result<Receipt, RecorderError> {
+        let open = self.open().await?;
         let pending = self.recorder.submit(self.to_records(drafts)).await?;
-        drop(ended);
+        drop(open);
         pending.await
     }
 
@@ -219,19 +226,13 @@ impl Session {
     /// are as durable as `[audit] read_durability` asks, so that a caller can send the
     /// reads to the target meanwhile and wait before their answer reaches the client.
     pub async fn submit_read(&self, drafts: Vec<EventDraft>) -> Result<Pending, RecorderError> {
-        let ended = self.ended.lock().await;
-        if *ended {
-            return Err(RecorderError::SessionEnded);
-        }
+        let _open = self.open().await?;
         self.recorder.submit_read(self.to_records(drafts)).await
     }
 
     /// Queues events without waiting for them to be durable. Fails once the session ended.
     pub async fn record_later(&self, drafts: Vec<EventDraft>) -> Result<(), RecorderError> {
-        let ended = self.ended.lock().await;
-        if *ended {
-            return Err(RecorderError::SessionEnded);
-        }
+        let _open = self.open().await?;
         self.recorder.record_later(self.to_records(drafts)).await
     }
 

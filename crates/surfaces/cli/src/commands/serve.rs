@@ -33,22 +33,24 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let key = audit_key(&config, true)?.context("no audit key")?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
     let reads = match config.audit.read_durability {
-        airlock_config::ReadDurability::Written => ReadDurability::Written {
-            sync_within: config.audit.sync_interval,
-        },
-        airlock_config::ReadDurability::Synced => ReadDurability::Synced,
+        airlock_config::ReadDurability::Written => {
+            tracing::info!(
+                read_durability = "written",
+                sync_interval = %humantime::format_duration(config.audit.sync_interval),
+                "recording: reads are answered once their record is written, and synced within the interval; everything else waits for the sync"
+            );
+            ReadDurability::Written {
+                sync_within: config.audit.sync_interval,
+            }
+        }
+        airlock_config::ReadDurability::Synced => {
+            tracing::info!(
+                read_durability = "synced",
+                "recording: every record is synced before its statement runs or is answered"
+            );
+            ReadDurability::Synced
+        }
     };
-    match reads {
-        ReadDurability::Written { sync_within } => tracing::info!(
-            read_durability = "written",
-            sync_interval = %humantime::format_duration(sync_within),
-            "recording: reads are answered once their record is written, and synced within the interval; everything else waits for the sync"
-        ),
-        ReadDurability::Synced => tracing::info!(
-            read_durability = "synced",
-            "recording: every record is synced before its statement runs or is answered"
-        ),
-    }
     let (recorder, writer) = Recorder::start(
         store.clone(),
         key,

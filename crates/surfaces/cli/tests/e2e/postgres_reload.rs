@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
-use airlock_testkit::{AirlockBuilder, Postgres, psql};
+use airlock_testkit::{Airlock, AirlockBuilder, Postgres, psql};
 
 use crate::bin;
 
@@ -13,16 +13,7 @@ fn secret_rotation_by_sighup_keeps_open_sessions_and_serves_new_ones() {
     let pg = Postgres::shared();
     let db = pg.create_database("reload");
     let role = pg.create_role("rot_", "old-secret");
-    let gw = AirlockBuilder::new(bin())
-        .raw_target(&format!(
-            "[[targets]]\nname = \"shop\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{db}\"\nuser = \"{role}\"\npassword = \"file:secrets/shop\"\nsslmode = \"disable\"\n",
-            pg.port
-        ))
-        .write();
-    std::fs::create_dir_all(gw.dir.join("secrets")).unwrap();
-    std::fs::write(gw.dir.join("secrets/shop"), "old-secret\n").unwrap();
-    let mut gw = gw;
-    gw.start().unwrap();
+    let gw = started_with_file_secret(pg, &db, &role, "");
     let token = gw.token("agent", &["g"]);
     let conn = gw.conn("shop", &token);
 
@@ -101,17 +92,7 @@ fn a_watched_secret_file_rotates_without_a_signal() {
     let pg = Postgres::shared();
     let db = pg.create_database("watch");
     let role = pg.create_role("watch_", "old-secret");
-    let gw = AirlockBuilder::new(bin())
-        .server("watch = true")
-        .raw_target(&format!(
-            "[[targets]]\nname = \"shop\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{db}\"\nuser = \"{role}\"\npassword = \"file:secrets/shop\"\nsslmode = \"disable\"\n",
-            pg.port
-        ))
-        .write();
-    std::fs::create_dir_all(gw.dir.join("secrets")).unwrap();
-    std::fs::write(gw.dir.join("secrets/shop"), "old-secret\n").unwrap();
-    let mut gw = gw;
-    gw.start().unwrap();
+    let gw = started_with_file_secret(pg, &db, &role, "watch = true");
     let token = gw.token("agent", &["g"]);
     let conn = gw.conn("shop", &token);
     let r = crate::py_interactive("session_alive", &conn, || {
@@ -139,4 +120,20 @@ fn a_watched_secret_file_rotates_without_a_signal() {
     });
     assert_eq!(r["first"], role.as_str());
     assert_eq!(r["second"], 2, "the open session broke: {r}");
+}
+
+/// A gateway whose target `shop` logs in as `role` with the password in the file
+/// `secrets/shop` (holding `old-secret`), started; `server` is added to `[server]`.
+fn started_with_file_secret(pg: &Postgres, db: &str, role: &str, server: &str) -> Airlock {
+    let mut gw = AirlockBuilder::new(bin())
+        .server(server)
+        .raw_target(&format!(
+            "[[targets]]\nname = \"shop\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{db}\"\nuser = \"{role}\"\npassword = \"file:secrets/shop\"\nsslmode = \"disable\"\n",
+            pg.port
+        ))
+        .write();
+    std::fs::create_dir_all(gw.dir.join("secrets")).unwrap();
+    std::fs::write(gw.dir.join("secrets/shop"), "old-secret\n").unwrap();
+    gw.start().unwrap();
+    gw
 }
