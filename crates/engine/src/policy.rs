@@ -121,16 +121,68 @@ pub struct PolicyEngine {
     action_entities: HashMap<EntityUid, (Entity, Vec<EntityUid>)>,
     version: String,
     authorizer: Authorizer,
-    cache: Mutex<HashMap<CacheKey, Verdict>>,
+    cache: Mutex<hashbrown::HashMap<CacheKey, Verdict>>,
 }
 
-#[derive(Hash, PartialEq, Eq)]
+/// What a cached verdict depends on. Looked up through [`CacheKeyRef`], which borrows
+/// the same fields, so that a hit (nearly every statement) copies nothing.
+#[derive(PartialEq, Eq)]
 struct CacheKey {
     principal: String,
     groups: Vec<String>,
     target: String,
     action: Action,
     volatility: Option<Volatility>,
+}
+
+/// A [`CacheKey`] borrowed from the request; hashes exactly as the key it stands for.
+#[derive(Hash)]
+struct CacheKeyRef<'a> {
+    principal: &'a str,
+    groups: &'a [String],
+    target: &'a str,
+    action: &'a Action,
+    volatility: Option<Volatility>,
+}
+
+impl CacheKey {
+    fn borrowed(&self) -> CacheKeyRef<'_> {
+        CacheKeyRef {
+            principal: &self.principal,
+            groups: &self.groups,
+            target: &self.target,
+            action: &self.action,
+            volatility: self.volatility,
+        }
+    }
+}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.borrowed().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<CacheKey> for CacheKeyRef<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        self.principal == key.principal
+            && self.groups == key.groups.as_slice()
+            && self.target == key.target
+            && self.action == &key.action
+            && self.volatility == key.volatility
+    }
+}
+
+impl CacheKeyRef<'_> {
+    fn to_owned(&self) -> CacheKey {
+        CacheKey {
+            principal: self.principal.to_owned(),
+            groups: self.groups.to_vec(),
+            target: self.target.to_owned(),
+            action: self.action.clone(),
+            volatility: self.volatility,
+        }
+    }
 }
 
 const CACHE_CAPACITY: usize = 16_384;
@@ -263,7 +315,7 @@ impl PolicyEngine {
             action_entities,
             version: short_digest(&digest_input),
             authorizer: Authorizer::new(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(hashbrown::HashMap::new()),
         })
     }
 
@@ -339,11 +391,11 @@ impl PolicyEngine {
             }) => Some(catalog.volatility(schema.as_deref(), name)),
             _ => None,
         };
-        let key = CacheKey {
-            principal: principal.name.clone(),
-            groups: principal.groups.clone(),
-            target: target.name.clone(),
-            action: action.clone(),
+        let key = CacheKeyRef {
+            principal: &principal.name,
+            groups: &principal.groups,
+            target: &target.name,
+            action,
             volatility,
         };
         if let Some(v) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
@@ -399,7 +451,7 @@ impl PolicyEngine {
             if c.len() >= CACHE_CAPACITY {
                 c.clear();
             }
-            c.insert(key, verdict.clone());
+            c.insert(key.to_owned(), verdict.clone());
         }
         verdict
     }

@@ -404,3 +404,52 @@ fn clock_randomness_and_sleep_builtins_need_no_permit_but_can_be_forbidden() {
         Decision::Deny { .. }
     ));
 }
+
+#[test]
+fn cached_verdicts_are_found_by_every_field_of_the_request() {
+    let e = engine(READ_ONLY);
+    // Each decision twice: the second comes from the cache and must match the first;
+    // requests differing in groups, target or catalog answer must not share an entry.
+    for _ in 0..2 {
+        assert_eq!(
+            decide(&e, &["ai-agents"], "select * from orders").decision,
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(&e, &["others"], "select * from orders").decision,
+            Decision::Deny { .. }
+        ));
+        let select = Action::Sql(SqlAction {
+            kind: "select".into(),
+            object: SqlObject::Table {
+                schema: "public".into(),
+                name: "orders".into(),
+            },
+            flags: Default::default(),
+        });
+        let elsewhere = TargetRef {
+            name: "billing".into(),
+            kind: airlock_model::TargetKind::Postgres,
+        };
+        assert!(matches!(
+            e.decide(&agent(&["ai-agents"]), &elsewhere, &select, &NoCatalog)
+                .decision,
+            Decision::Deny { .. }
+        ));
+        let volatile = Fixed(Volatility::Volatile);
+        let immutable = Fixed(Volatility::Immutable);
+        let count = |catalog: &dyn FunctionCatalog| {
+            let statements = Classifier::new()
+                .classify("select count(*) from orders", ParseOptions::default())
+                .unwrap();
+            let actions: Vec<Action> = statements
+                .iter()
+                .flat_map(|s| s.actions.iter().cloned().map(Action::Sql))
+                .collect();
+            e.decide_all(&agent(&["ai-agents"]), &shop(), &actions, catalog)
+                .decision
+        };
+        assert_eq!(count(&immutable), Decision::Allow);
+        assert!(matches!(count(&volatile), Decision::Deny { .. }));
+    }
+}

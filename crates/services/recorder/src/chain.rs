@@ -12,30 +12,49 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub fn chain_hash(key: &[u8], e: &ChainedEvent) -> String {
     // HMAC accepts keys of any length, so construction cannot fail; fall back to an
     // impossible hash rather than panic if that ever changed.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::from("invalid-key");
-    };
-    let mut field = |bytes: &[u8]| {
-        mac.update(&(bytes.len() as u64).to_be_bytes());
-        mac.update(bytes);
-    };
-    field(e.prev_hash.as_bytes());
-    field(&e.id.to_be_bytes());
-    field(e.session_id.as_bytes());
-    field(&e.seq.to_be_bytes());
-    field(e.at.as_bytes());
-    field(e.kind.as_bytes());
-    // An absent column is distinguished from an empty one by a marker byte.
-    match &e.statement {
-        Some(s) => field(&[&[1u8][..], s.as_bytes()].concat()),
-        None => field(&[0u8]),
+    match ChainKey::new(key) {
+        Some(k) => k.hash(e),
+        None => String::from("invalid-key"),
     }
-    match &e.decision {
-        Some(s) => field(&[&[1u8][..], s.as_bytes()].concat()),
-        None => field(&[0u8]),
+}
+
+/// The chain's HMAC with its key already absorbed: cloning it per event skips hashing
+/// the key's two padded blocks each time (the writer hashes every event it records).
+#[derive(Clone)]
+pub struct ChainKey(Hmac<Sha256>);
+
+impl ChainKey {
+    /// `None` only if HMAC ever refused a key length (it accepts any today).
+    pub fn new(key: &[u8]) -> Option<ChainKey> {
+        Hmac::<Sha256>::new_from_slice(key).ok().map(ChainKey)
     }
-    field(e.detail.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+
+    /// The hash event `e` must carry (see [`chain_hash`]).
+    pub fn hash(&self, e: &ChainedEvent) -> String {
+        let mut mac = self.0.clone();
+        let mut field = |parts: &[&[u8]]| {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            mac.update(&(len as u64).to_be_bytes());
+            for p in parts {
+                mac.update(p);
+            }
+        };
+        field(&[e.prev_hash.as_bytes()]);
+        field(&[&e.id.to_be_bytes()]);
+        field(&[e.session_id.as_bytes()]);
+        field(&[&e.seq.to_be_bytes()]);
+        field(&[e.at.as_bytes()]);
+        field(&[e.kind.as_bytes()]);
+        // An absent column is distinguished from an empty one by a marker byte.
+        for column in [&e.statement, &e.decision] {
+            match column {
+                Some(s) => field(&[&[1u8], s.as_bytes()]),
+                None => field(&[&[0u8]]),
+            }
+        }
+        field(&[e.detail.as_bytes()]);
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +74,34 @@ mod tests {
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }
+    }
+
+    #[test]
+    fn the_keyed_hash_is_the_hash_of_each_field_length_prefixed() {
+        // Spelled out independently, so that a change to the encoding (which would
+        // break every chain already recorded) fails here.
+        let e = event();
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+        let fields: [&[u8]; 9] = [
+            GENESIS_HASH.as_bytes(),
+            &1i64.to_be_bytes(),
+            b"s",
+            &1i64.to_be_bytes(),
+            b"2026-11-25T00:00:00.000000Z",
+            b"query",
+            b"\x01select 1",
+            b"\x01allow",
+            b"{}",
+        ];
+        for f in fields {
+            mac.update(&(f.len() as u64).to_be_bytes());
+            mac.update(f);
+        }
+        let expected = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(chain_hash(b"k", &e), expected);
+        let key = ChainKey::new(b"k").unwrap();
+        assert_eq!(key.hash(&e), expected);
+        assert_eq!(key.hash(&e), expected, "the key is reusable");
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub(crate) fn remove_segment(dir: &Path, n: u64) -> Result<(), JournalError> {
 /// The segment being appended to.
 pub(crate) struct Journal {
     dir: PathBuf,
+    /// The segment's file name, for errors (built once, not per write).
+    path: PathBuf,
     /// Shared with whoever syncs it outside the writer's lock ([`Journal::sync_handle`]).
     file: Arc<File>,
     segment: u64,
@@ -188,6 +190,7 @@ impl Journal {
             .map_err(io_error(dir))?;
         Ok(Journal {
             dir: dir.to_owned(),
+            path,
             file: Arc::new(file),
             segment,
             len: 0,
@@ -211,7 +214,7 @@ impl Journal {
     /// just closed when this write filled it; a closed segment is synced and a new
     /// one started.
     pub(crate) fn write(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
-        let path = segment_path(&self.dir, self.segment);
+        let path = &self.path;
         self.buf.clear();
         for op in ops {
             serde_json::to_writer(&mut self.buf, op).map_err(|e| JournalError::Io {
@@ -228,19 +231,19 @@ impl Journal {
             let zeros = vec![0u8; usize::try_from(target - self.allocated).unwrap_or(0)];
             self.file
                 .write_all_at(&zeros, self.allocated)
-                .map_err(io_error(&path))?;
+                .map_err(io_error(path))?;
             self.allocated = target;
         }
         self.file
             .write_all_at(&self.buf, self.len)
-            .map_err(io_error(&path))?;
+            .map_err(io_error(path))?;
         self.len = end;
         if self.len < self.limit {
             return Ok(None);
         }
         // Closed segments hold records only: cut the zeros before moving on.
-        self.file.set_len(self.len).map_err(io_error(&path))?;
-        self.file.sync_all().map_err(io_error(&path))?;
+        self.file.set_len(self.len).map_err(io_error(path))?;
+        self.file.sync_all().map_err(io_error(path))?;
         let closed = self.segment;
         let limit = self.limit;
         *self = Journal::create(&self.dir, closed + 1)?;
@@ -260,7 +263,7 @@ impl Journal {
     pub(crate) fn sync_handle(&self) -> SyncHandle {
         SyncHandle {
             file: self.file.clone(),
-            path: segment_path(&self.dir, self.segment),
+            path: self.path.clone(),
         }
     }
 

@@ -5,7 +5,8 @@ use std::fmt;
 
 use airlock_store::{SessionFilter, Store};
 
-use crate::{GENESIS_HASH, RecorderError, chain_hash};
+use crate::chain::ChainKey;
+use crate::{GENESIS_HASH, RecorderError};
 
 /// One thing verification found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,8 @@ const PAGE: i64 = 5000;
 /// Walks the whole chain with `key` and cross-checks sessions against their events.
 pub async fn verify_chain(store: &dyn Store, key: &[u8]) -> Result<VerifyReport, RecorderError> {
     let mut report = VerifyReport::default();
+    let key = ChainKey::new(key)
+        .ok_or_else(|| RecorderError::Unavailable("the audit key cannot key HMAC-SHA256".into()))?;
     // Sessions are read first: one that opens while the chain is walked is not in this
     // snapshot, so a live gateway cannot make a new session look like a deleted one.
     let sessions = store.list_sessions(&SessionFilter::default()).await?;
@@ -144,7 +147,7 @@ pub async fn verify_chain(store: &dyn Store, key: &[u8]) -> Result<VerifyReport,
             } else if e.prev_hash != prev_hash {
                 report.problems.push(ChainProblem::Unlinked { id: e.id });
             }
-            if chain_hash(key, &e) != e.hash {
+            if key.hash(&e) != e.hash {
                 report.problems.push(ChainProblem::Edited {
                     id: e.id,
                     session_id: e.session_id.clone(),

@@ -22,10 +22,11 @@ use airlock_store::{ChainedEvent, Store, StoreOp};
 use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
+use crate::chain::ChainKey;
 use crate::ingest::{Ingest, Ingester};
 use crate::journal::{self, Journal, SyncHandle};
 use crate::queue::{AckAt, Queue};
-use crate::{GENESIS_HASH, Record, RecorderError, chain_hash};
+use crate::{GENESIS_HASH, Record, RecorderError};
 
 /// How durable the record of a plain read must be before its answer is released
 /// ([`Recorder::submit_read`]). Everything else always waits for the sync.
@@ -166,7 +167,9 @@ impl Recorder {
             written: 0,
             backlog: Vec::new(),
             backlog_ops: 0,
-            key,
+            key: ChainKey::new(key.expose().as_bytes()).ok_or_else(|| {
+                RecorderError::Unavailable("the audit key cannot key HMAC-SHA256".into())
+            })?,
             next_id,
             prev_hash,
             seqs: HashMap::new(),
@@ -336,7 +339,7 @@ struct Writer {
     backlog: Vec<Ingest>,
     /// Records in `backlog`.
     backlog_ops: usize,
-    key: Secret,
+    key: ChainKey,
     next_id: i64,
     prev_hash: String,
     /// Last `seq` given out per open session; numbering here keeps it in chain order
@@ -351,7 +354,7 @@ impl Writer {
     fn commit(&mut self, records: impl Iterator<Item = Record>, retry: bool) -> Result<(), String> {
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();
-        let mut ops = Vec::new();
+        let mut ops = Vec::with_capacity(records.size_hint().0.max(2));
         for record in records {
             ops.push(match record {
                 Record::StartSession(s) => {
@@ -380,7 +383,7 @@ impl Writer {
                         prev_hash: std::mem::take(&mut prev_hash),
                         hash: String::new(),
                     };
-                    chained.hash = chain_hash(self.key.expose().as_bytes(), &chained);
+                    chained.hash = self.key.hash(&chained);
                     prev_hash = chained.hash.clone();
                     next_id += 1;
                     StoreOp::Event(chained)
