@@ -143,30 +143,41 @@ impl Statements {
 }
 
 /// Compact descriptions of actions for the event detail: `delete public.orders`.
-pub fn action_summary(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
-            Action::Connect => "connect".to_owned(),
-            Action::Sql(sql) => match &sql.object {
-                SqlObject::Target => sql.kind.clone(),
-                SqlObject::Table { schema, name } => format!("{} {schema}.{name}", sql.kind),
-                SqlObject::Function {
-                    schema: Some(s),
-                    name,
-                } => format!("{} {s}.{name}", sql.kind),
-                SqlObject::Function { schema: None, name } => format!("{} {name}", sql.kind),
-            },
-        })
-        .collect()
+fn summarize_action(a: &Action) -> String {
+    match a {
+        Action::Connect => "connect".to_owned(),
+        Action::Sql(sql) => match &sql.object {
+            SqlObject::Target => sql.kind.clone(),
+            SqlObject::Table { schema, name } => format!("{} {schema}.{name}", sql.kind),
+            SqlObject::Function {
+                schema: Some(s),
+                name,
+            } => format!("{} {s}.{name}", sql.kind),
+            SqlObject::Function { schema: None, name } => format!("{} {name}", sql.kind),
+        },
+    }
 }
 
 /// The decision part of a statement event's detail, plus `extra` fields.
 pub fn verdict_detail(verdict: &Verdict, actions: &[Action], extra: &[(&str, Value)]) -> Value {
     let mut d = serde_json::Map::new();
-    d.insert("actions".into(), json!(action_summary(actions)));
-    d.insert("policies".into(), json!(verdict.policies));
-    d.insert("policy_version".into(), json!(verdict.policy_version));
+    // Built as values directly (every statement does this): `json!` of a `Vec<String>`
+    // goes through serde and copies each string once more.
+    let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    d.insert(
+        "actions".into(),
+        Value::Array(
+            actions
+                .iter()
+                .map(|a| Value::String(summarize_action(a)))
+                .collect(),
+        ),
+    );
+    d.insert("policies".into(), strings(verdict.policies.clone()));
+    d.insert(
+        "policy_version".into(),
+        Value::String(verdict.policy_version.clone()),
+    );
     if let Decision::Deny { reason } | Decision::Hold { reason, .. } = &verdict.decision {
         d.insert("reason".into(), json!(reason));
     }

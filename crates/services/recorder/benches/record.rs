@@ -8,7 +8,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use airlock_model::{EventKind, Timestamp};
-use airlock_recorder::{GENESIS_HASH, NewEvent, ReadDurability, Record, Recorder, chain_hash};
+use airlock_recorder::{
+    ChainKey, GENESIS_HASH, NewEvent, ReadDurability, Record, Recorder, chain_hash,
+};
 use airlock_store::{ChainedEvent, SqliteStore, Store, StoreOp};
 use airlock_vault::Secret;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -70,6 +72,10 @@ fn bench(c: &mut Criterion) {
                 black_box(&e),
             ))
         })
+    });
+    let key = ChainKey::new(b"an audit key of 32 bytes........").expect("any key length");
+    c.bench_function("record/chain_hash_keyed", |b| {
+        b.iter(|| black_box(key.hash(black_box(&e))))
     });
     let op = StoreOp::Event(e.clone());
     c.bench_function("record/journal_line", |b| {

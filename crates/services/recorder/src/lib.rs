@@ -27,7 +27,7 @@ mod queue;
 mod verify;
 mod writer;
 
-pub use chain::{GENESIS_HASH, chain_hash};
+pub use chain::{ChainKey, GENESIS_HASH, chain_hash};
 pub use journal::JournalError;
 pub use verify::{ChainProblem, VerifyReport, verify_chain};
 pub use writer::{Pending, ReadDurability, Receipt, Recorder};

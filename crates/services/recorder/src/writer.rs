@@ -354,7 +354,9 @@ impl Writer {
     fn commit(&mut self, records: impl Iterator<Item = Record>, retry: bool) -> Result<(), String> {
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();
-        let mut ops = Vec::with_capacity(records.size_hint().0.max(2));
+        // A read usually brings its predecessor's result along: room for a few without
+        // regrowing (each op is a few hundred bytes).
+        let mut ops = Vec::with_capacity(records.size_hint().0.max(4));
         for record in records {
             ops.push(match record {
                 Record::StartSession(s) => {
@@ -379,7 +381,10 @@ impl Writer {
                         kind: e.kind.as_str().to_owned(),
                         statement: e.statement,
                         decision: e.decision.map(str::to_owned),
-                        detail: e.detail.to_string(),
+                        // Straight into a byte buffer: `Display` goes through
+                        // `fmt::Write` and costs about twice as much.
+                        detail: serde_json::to_string(&e.detail)
+                            .unwrap_or_else(|_| e.detail.to_string()),
                         prev_hash: std::mem::take(&mut prev_hash),
                         hash: String::new(),
                     };

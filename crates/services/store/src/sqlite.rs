@@ -514,4 +514,60 @@ mod tests {
             3
         );
     }
+
+    #[tokio::test]
+    async fn batches_of_events_are_stored_whole_and_in_order_around_session_changes() {
+        // 70 events: two full multi-row inserts and six single ones, with a session
+        // starting and one ending in between (what a busy ingest batch looks like).
+        let (store, _dir) = temp_store().await;
+        let session = |id: &str| {
+            StoreOp::StartSession(SessionSummary {
+                id: id.into(),
+                principal: Some("p".into()),
+                target: "shop".into(),
+                protocol: "postgres".into(),
+                client_addr: "127.0.0.1:1".into(),
+                started_at: Timestamp::now(),
+                ended_at: None,
+            })
+        };
+        let event = |id: i64| {
+            StoreOp::Event(ChainedEvent {
+                id,
+                session_id: if id <= 40 { "a".into() } else { "b".into() },
+                seq: id,
+                at: format!("2026-11-26T00:00:00.{id:06}Z"),
+                kind: "query".into(),
+                statement: (id % 2 == 0).then(|| format!("select {id}")),
+                decision: (id % 3 == 0).then(|| "allow".to_string()),
+                detail: format!("{{\"n\":{id}}}"),
+                prev_hash: format!("p{id}"),
+                hash: format!("h{id}"),
+            })
+        };
+        let mut ops = vec![session("a")];
+        ops.extend((1..=40).map(event));
+        ops.push(session("b"));
+        ops.push(StoreOp::EndSession {
+            id: "a".into(),
+            at: Timestamp::now(),
+        });
+        ops.extend((41..=70).map(event));
+        store.event_log().unwrap().apply(&ops).unwrap();
+        let stored = store.events_after(0, 1000).await.unwrap();
+        let expected: Vec<ChainedEvent> = ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored, expected);
+        let sessions = store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        assert!(sessions.iter().any(|s| s.id == "a" && s.ended_at.is_some()));
+        assert!(sessions.iter().any(|s| s.id == "b" && s.ended_at.is_none()));
+    }
 }
