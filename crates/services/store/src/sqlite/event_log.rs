@@ -35,7 +35,7 @@ const EVENT_COLUMNS: usize = 10;
 
 /// `INSERT INTO events` with `rows` rows of placeholders.
 fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; EVENT_COLUMNS].join(", "));
+    let row = format!("({})", ["?"; EVENT_COLUMNS].join(", "));
     format!(
         "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash) VALUES {}",
         vec![row; rows].join(", ")
