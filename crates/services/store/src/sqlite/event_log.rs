@@ -12,7 +12,6 @@
 //! everything before it; only then may the recorder delete the journal segment.
 
 use std::path::Path;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use airlock_model::Timestamp;
@@ -23,68 +22,6 @@ use crate::{EventLog, StoreError, StoreOp};
 /// Copies recorder batches into `airlock.db`.
 pub struct SqliteEventLog {
     conn: Connection,
-}
-
-/// Events stored by one `INSERT` (a multi-row `VALUES` list): under load the ingest
-/// thread stores thousands of events a second, and one statement per row spent about a
-/// third of its time on per-statement work (step, reset, binding bookkeeping).
-const EVENTS_PER_INSERT: usize = 32;
-
-/// The columns of `events`, in the order [`insert_events`] binds them.
-const EVENT_COLUMNS: usize = 10;
-
-/// `INSERT INTO events` with `rows` rows of placeholders.
-fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", ["?"; EVENT_COLUMNS].join(", "));
-    format!(
-        "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash) VALUES {}",
-        vec![row; rows].join(", ")
-    )
-}
-
-static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
-static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(EVENTS_PER_INSERT));
-
-/// Inserts `events` (at most [`EVENTS_PER_INSERT`]): a full chunk with one statement,
-/// fewer one by one, so that the connection caches two statements, not one per count.
-fn insert_events(
-    tx: &rusqlite::Transaction<'_>,
-    events: &[&crate::ChainedEvent],
-) -> Result<(), rusqlite::Error> {
-    if events.len() == EVENTS_PER_INSERT {
-        return insert_rows(tx, &INSERT_MANY, events);
-    }
-    for e in events {
-        insert_rows(tx, &INSERT_ONE, std::slice::from_ref(e))?;
-    }
-    Ok(())
-}
-
-/// Runs `sql` (built by [`insert_sql`] for `events.len()` rows) with `events` bound.
-fn insert_rows(
-    tx: &rusqlite::Transaction<'_>,
-    sql: &str,
-    events: &[&crate::ChainedEvent],
-) -> Result<(), rusqlite::Error> {
-    let mut insert = tx.prepare_cached(sql)?;
-    let mut at = 0;
-    let mut bind = |value: &dyn rusqlite::ToSql| -> Result<(), rusqlite::Error> {
-        at += 1;
-        insert.raw_bind_parameter(at, value)
-    };
-    for e in events {
-        bind(&e.id)?;
-        bind(&e.session_id)?;
-        bind(&e.seq)?;
-        bind(&e.at)?;
-        bind(&e.kind)?;
-        bind(&e.statement)?;
-        bind(&e.decision)?;
-        bind(&e.detail)?;
-        bind(&e.prev_hash)?;
-        bind(&e.hash)?;
-    }
-    insert.raw_execute().map(|_| ())
 }
 
 fn write_error(e: rusqlite::Error) -> StoreError {
@@ -117,27 +54,14 @@ impl SqliteEventLog {
                 "INSERT OR IGNORE INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
             let mut end = tx.prepare_cached(
                 "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
             )?;
-            let mut events = Vec::with_capacity(EVENTS_PER_INSERT);
             for op in ops {
-                match op {
-                    StoreOp::Event(e) => {
-                        events.push(e);
-                        if events.len() == EVENTS_PER_INSERT {
-                            insert_events(&tx, &events)?;
-                            events.clear();
-                        }
-                        continue;
-                    }
-                    // Everything else in journal order: events queued so far go first.
-                    _ if !events.is_empty() => {
-                        insert_events(&tx, &events)?;
-                        events.clear();
-                    }
-                    _ => {}
-                }
                 match op {
                     StoreOp::StartSession(s) => {
                         start.execute(params![
@@ -150,14 +74,24 @@ impl SqliteEventLog {
                             s.ended_at.map(|t| t.to_string()),
                         ])?;
                     }
+                    StoreOp::Event(e) => {
+                        event.execute(params![
+                            e.id,
+                            e.session_id,
+                            e.seq,
+                            e.at,
+                            e.kind,
+                            e.statement,
+                            e.decision,
+                            e.detail,
+                            e.prev_hash,
+                            e.hash,
+                        ])?;
+                    }
                     StoreOp::EndSession { id, at } => {
                         end.execute(params![at.to_string(), id])?;
                     }
-                    StoreOp::Event(_) => {}
                 }
-            }
-            if !events.is_empty() {
-                insert_events(&tx, &events)?;
             }
         }
         tx.commit()
