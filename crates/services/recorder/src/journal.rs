@@ -32,6 +32,8 @@ use airlock_store::StoreOp;
 pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Zero-filled space added to a segment ahead of its data at a time.
 const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+/// What preallocation writes at a time (see [`Journal::write`]).
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Why the journal cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -228,10 +230,18 @@ impl Journal {
             // Zeros ahead of the data; the next sync makes the new size durable once,
             // and the following commits overwrite blocks that already exist.
             let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            let zeros = vec![0u8; usize::try_from(target - self.allocated).unwrap_or(0)];
-            self.file
-                .write_all_at(&zeros, self.allocated)
-                .map_err(io_error(path))?;
+            // In pieces: one large write leaves large page-cache folios behind, and on
+            // ext4 every later small write into one walks all of its blocks (3.1-3.6 µs
+            // per 900-byte append after a 1 MiB write, against 1.3 µs after 64 KiB ones;
+            // ~9 µs per `pgbench -S` transaction in the gateway).
+            let mut at = self.allocated;
+            while at < target {
+                let piece =
+                    usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+                let zeros = ZEROS.get(..piece).unwrap_or(&ZEROS);
+                self.file.write_all_at(zeros, at).map_err(io_error(path))?;
+                at += zeros.len() as u64;
+            }
             self.allocated = target;
         }
         self.file
@@ -333,6 +343,29 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn records_past_several_preallocations_are_recovered_and_the_zeros_ignored() {
+        let dir = temp_dir("prealloc");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        // ~2.5 MiB of records in ~1 KiB writes: three preallocation rounds, each written
+        // in 64 KiB pieces.
+        let long = "x".repeat(1000);
+        for _ in 0..2500 {
+            j.write(&[end(&long)]).unwrap();
+        }
+        let size = fs::metadata(segment_path(&dir, 1)).unwrap().len();
+        assert_eq!(size % PREALLOCATE_BYTES, 0, "whole preallocations: {size}");
+        assert!(size >= j.len && size - j.len < PREALLOCATE_BYTES);
+        let got = recover(&dir).unwrap();
+        assert_eq!(got[0].ops.len(), 2500);
+        assert!(
+            got[0]
+                .ops
+                .iter()
+                .all(|op| matches!(op, StoreOp::EndSession { id, .. } if *id == long))
+        );
     }
 
     #[test]
