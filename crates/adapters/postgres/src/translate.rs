@@ -160,7 +160,7 @@ fn summarize_action(a: &Action) -> String {
 
 /// The decision part of a statement event's detail, plus `extra` fields.
 pub fn verdict_detail(verdict: &Verdict, actions: &[Action], extra: &[(&str, Value)]) -> Value {
-    let mut d = serde_json::Map::new();
+    let mut d = serde_json::Map::with_capacity(5 + extra.len());
     // Built as values directly (every statement does this): `json!` of a `Vec<String>`
     // goes through serde and copies each string once more.
     let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());

@@ -53,7 +53,13 @@ impl ChainKey {
             }
         }
         field(&[e.detail.as_bytes()]);
-        hex::encode(mac.finalize().into_bytes())
+        let digest = mac.finalize().into_bytes();
+        // Into a fixed buffer, then one allocation (`hex::encode` pushes char by char).
+        let mut text = [0u8; 64];
+        match hex::encode_to_slice(digest, &mut text) {
+            Ok(()) => String::from_utf8_lossy(&text).into_owned(),
+            Err(_) => hex::encode(digest),
+        }
     }
 }
 
