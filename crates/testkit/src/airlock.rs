@@ -321,8 +321,14 @@ impl Airlock {
 }
 
 impl Drop for Airlock {
+    /// Stops the gateway and removes its folder, unless the test is failing: then the
+    /// folder (config, `serve.log`, data) stays for a look. Left behind, a suite's
+    /// folders add up on machines short of disk.
     fn drop(&mut self) {
         self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -272,10 +272,7 @@ impl Recorder {
             }
             Err(msg) => {
                 drop(writer);
-                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
-                if let Ok(mut g) = self.handle.broken.lock() {
-                    g.get_or_insert_with(|| msg.clone());
-                }
+                mark_broken(&self.handle.broken, &msg);
                 Err(RecorderError::Unavailable(msg))
             }
         }
@@ -430,6 +427,24 @@ impl Writer {
     }
 }
 
+/// Marks the recorder broken with `msg` unless it already is; only the first failure
+/// is logged. Every later statement is refused with that first message, and logging
+/// each refusal would flood the log (a gateway once wrote 500 MB in 10 s so) on a disk
+/// that may already be the problem.
+pub(crate) fn mark_broken(broken: &Mutex<Option<String>>, msg: &str) {
+    let first = match broken.lock() {
+        Ok(mut g) if g.is_none() => {
+            *g = Some(msg.to_owned());
+            true
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    };
+    if first {
+        tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+    }
+}
+
 /// The writer thread: commits what is queued, syncs the journal when someone waits
 /// for it or when written records have waited `sync_within`, acknowledges, and hands
 /// written records to the ingest thread.
@@ -452,6 +467,9 @@ impl WriterThread {
         let mut batches = Vec::new();
         loop {
             let sync_due = match self.writer.lock() {
+                // Once broken, nothing is synced again: no deadline to wake up for (a
+                // past one would make this loop spin until the gateway stops).
+                Ok(_) if self.broken_message().is_some() => None,
                 Ok(w) => w.unsynced_since.map(|since| since + w.sync_within),
                 Err(_) => break,
             };
@@ -495,10 +513,7 @@ impl WriterThread {
                 None => Ok(()),
             });
             if let Err(msg) = &result {
-                tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
-                if let Ok(mut g) = self.broken.lock() {
-                    g.get_or_insert_with(|| msg.clone());
-                }
+                mark_broken(&self.broken, msg);
             }
             for b in batches.drain(..) {
                 if let Some((ack, _)) = b.ack {

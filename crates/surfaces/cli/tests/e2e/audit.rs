@@ -270,6 +270,12 @@ fn when_recording_fails_no_answer_reaches_the_agent_and_nothing_more_is_served()
     let next = psql(&f.conn(), &["select 1"]);
     assert!(!next.ok, "a new session is not served: {}", next.stdout);
     assert!(next.stderr.contains("record"), "{}", next.stderr);
+    // The failure is logged once; the writer does not retry (and log) in a loop, which
+    // once wrote 500 MB of log in 10 s to a disk that may already be the problem.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = f.gw.log();
+    let failures = log.matches("recorder write failed").count();
+    assert_eq!(failures, 1, "logged once ({} bytes of log)", log.len());
 }
 
 /// Inside a transaction block a data change is sent while its record syncs (its
