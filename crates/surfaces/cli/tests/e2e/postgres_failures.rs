@@ -178,6 +178,13 @@ fn shutdown_tells_open_sessions_and_records_their_end() {
     f.gw.stop();
     let m = r.read().expect("a goodbye before the connection closes");
     assert_eq!((m.tag, m.field(b'C').as_deref()), (b'E', Some("57P01")));
+    // A clean stop: the recorder drained and synced (nothing held it open until the
+    // gateway gave up on it).
+    let log = f.gw.log();
+    assert!(
+        log.contains("stopped; every record is in the journal and synced"),
+        "{log}"
+    );
     let s = f.gw.last_session_of("agent", "shop");
     assert_eq!(
         events_of(&s, "disconnect")[0]["detail"]["reason"],
