@@ -408,6 +408,19 @@ mod tests {
         (SqliteStore::open_in(&dir).await.unwrap(), dir)
     }
 
+    /// A session of principal `p` on `shop` starting now.
+    fn session_started(id: &str) -> StoreOp {
+        StoreOp::StartSession(SessionSummary {
+            id: id.into(),
+            principal: Some("p".into()),
+            target: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: Timestamp::now(),
+            ended_at: None,
+        })
+    }
+
     fn uuid_like() -> u128 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -476,15 +489,7 @@ mod tests {
         let (store, _dir) = temp_store().await;
         let mut ops = Vec::new();
         for i in 0..3 {
-            ops.push(StoreOp::StartSession(SessionSummary {
-                id: format!("s{i}"),
-                principal: Some("p".into()),
-                target: "shop".into(),
-                protocol: "postgres".into(),
-                client_addr: "127.0.0.1:1".into(),
-                started_at: Timestamp::now(),
-                ended_at: None,
-            }));
+            ops.push(session_started(&format!("s{i}")));
         }
         store.event_log().unwrap().apply(&ops).unwrap();
         let all = store
@@ -517,20 +522,9 @@ mod tests {
 
     #[tokio::test]
     async fn batches_of_events_are_stored_whole_and_in_order_around_session_changes() {
-        // 70 events: two full multi-row inserts and six single ones, with a session
-        // starting and one ending in between (what a busy ingest batch looks like).
+        // 70 events in one batch, with a session starting and one ending in between
+        // (what a busy ingest batch looks like).
         let (store, _dir) = temp_store().await;
-        let session = |id: &str| {
-            StoreOp::StartSession(SessionSummary {
-                id: id.into(),
-                principal: Some("p".into()),
-                target: "shop".into(),
-                protocol: "postgres".into(),
-                client_addr: "127.0.0.1:1".into(),
-                started_at: Timestamp::now(),
-                ended_at: None,
-            })
-        };
         let event = |id: i64| {
             StoreOp::Event(ChainedEvent {
                 id,
@@ -545,9 +539,9 @@ mod tests {
                 hash: format!("h{id}"),
             })
         };
-        let mut ops = vec![session("a")];
+        let mut ops = vec![session_started("a")];
         ops.extend((1..=40).map(event));
-        ops.push(session("b"));
+        ops.push(session_started("b"));
         ops.push(StoreOp::EndSession {
             id: "a".into(),
             at: Timestamp::now(),
