@@ -6,8 +6,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use airlock_store::{EventLog, StoreOp};
@@ -46,54 +45,172 @@ pub(crate) struct Ingester {
     pub(crate) broken: Arc<Mutex<Option<String>>>,
 }
 
+/// The hand-over from the writer thread to the ingest thread, bounded to `depth`
+/// messages (the writer waits while it is full: back-pressure).
+///
+/// Hand-written rather than a channel: a channel wakes its receiver on every message,
+/// and the writer hands over one per journal commit, under TPC-B several thousand a
+/// second, each a thread switch for an ingest thread that only wants them every
+/// [`INGEST_INTERVAL`]. Here the writer wakes it only when the queue was empty (so
+/// that it knows when its interval ends), when something is prompt ([`Ingest`]:
+/// sessions starting or ending, a segment's end), when the queue is full, and when the
+/// writer hangs up.
+pub(crate) struct IngestQueue {
+    state: Mutex<QueueState>,
+    /// The ingest thread waits here for work.
+    ready: Condvar,
+    /// The writer waits here while the queue is full.
+    room: Condvar,
+    depth: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    waiting: VecDeque<Ingest>,
+    /// A prompt message is waiting.
+    prompt: bool,
+    /// The writer has hung up: store what is left and stop.
+    closed: bool,
+    /// The ingest thread has stopped (a failed store write): nothing is taken any more.
+    stopped: bool,
+}
+
+/// Why a message was not handed over: the ingest thread has stopped.
+#[derive(Debug)]
+pub(crate) struct IngestStopped;
+
+/// The writer's end of an [`IngestQueue`]; dropping it hangs up.
+pub(crate) struct IngestSender(Arc<IngestQueue>);
+
+/// The ingest thread's end of an [`IngestQueue`]; dropping it (the thread ending, also
+/// on a failed write) releases a writer waiting for room.
+pub(crate) struct IngestReceiver(Arc<IngestQueue>);
+
+/// A queue holding at most `depth` messages, and its two ends.
+pub(crate) fn ingest_queue(depth: usize) -> (IngestSender, IngestReceiver) {
+    let queue = Arc::new(IngestQueue {
+        state: Mutex::new(QueueState::default()),
+        ready: Condvar::new(),
+        room: Condvar::new(),
+        depth: depth.max(1),
+    });
+    (IngestSender(queue.clone()), IngestReceiver(queue))
+}
+
+impl IngestQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // The state stays consistent through a panic elsewhere (plain pushes and takes).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl IngestSender {
+    /// Queues `msg`, waiting while the queue is full.
+    pub(crate) fn send(&self, msg: Ingest) -> Result<(), IngestStopped> {
+        let queue = &self.0;
+        let mut state = queue.lock();
+        while state.waiting.len() >= queue.depth && !state.stopped {
+            state = queue.room.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.stopped {
+            return Err(IngestStopped);
+        }
+        let prompt = msg.is_prompt();
+        let wake = state.waiting.is_empty()
+            || (prompt && !state.prompt)
+            || state.waiting.len() + 1 >= queue.depth;
+        state.prompt |= prompt;
+        state.waiting.push_back(msg);
+        drop(state);
+        if wake {
+            queue.ready.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IngestSender {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_one();
+    }
+}
+
+impl IngestReceiver {
+    /// Waits until there is something to store and it is time to: at once for a prompt
+    /// message, a full queue or a hang-up, otherwise once `interval` has passed since
+    /// `last`. Moves everything waiting into `into`; returns `false` when the writer has
+    /// hung up and nothing was left.
+    fn take(&self, into: &mut VecDeque<Ingest>, last: Instant, interval: Duration) -> bool {
+        let queue = &self.0;
+        let mut state = queue.lock();
+        loop {
+            if state.prompt || state.closed || state.waiting.len() >= queue.depth {
+                break;
+            }
+            if state.waiting.is_empty() {
+                state = queue.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let Some(left) = (last + interval)
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            state = match queue.ready.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        let was_full = state.waiting.len() >= queue.depth;
+        into.append(&mut state.waiting);
+        state.prompt = false;
+        let more = !(state.closed && into.is_empty());
+        drop(state);
+        if was_full {
+            queue.room.notify_all();
+        }
+        more
+    }
+}
+
+impl Drop for IngestReceiver {
+    fn drop(&mut self) {
+        self.0.lock().stopped = true;
+        self.0.room.notify_all();
+    }
+}
+
 impl Ingester {
     /// Runs until the writer hangs up or a write fails (which stops the recorder).
-    pub(crate) fn run(mut self, rx: Receiver<Ingest>) {
+    pub(crate) fn run(mut self, rx: IngestReceiver) {
         let mut ops = Vec::new();
-        let mut last = Instant::now();
+        // The first records are stored at once.
+        let mut last = Instant::now()
+            .checked_sub(INGEST_INTERVAL)
+            .unwrap_or_else(Instant::now);
         let mut waiting: VecDeque<Ingest> = VecDeque::new();
-        loop {
-            if waiting.is_empty() {
-                match rx.recv() {
-                    Ok(m) => waiting.push_back(m),
-                    Err(_) => break,
-                }
-            }
-            // Let more gather until INGEST_INTERVAL after the last commit; a segment end
-            // and sessions starting or ending (what `airlock sessions` readers look
-            // for) are stored without delay, with everything before them.
-            let mut prompt = waiting.iter().any(Ingest::is_prompt);
-            let deadline = last + INGEST_INTERVAL;
-            while !prompt {
-                let Some(left) = deadline
-                    .checked_duration_since(Instant::now())
-                    .filter(|d| !d.is_zero())
-                else {
+        // Everything waiting goes into one transaction per segment: a segment's end
+        // commits what came before it and frees the segment.
+        while rx.take(&mut waiting, last, INGEST_INTERVAL) {
+            let mut result = Ok(());
+            while result.is_ok() {
+                let Some(msg) = waiting.pop_front() else {
                     break;
                 };
-                match rx.recv_timeout(left) {
-                    Ok(m) => {
-                        prompt = m.is_prompt();
-                        waiting.push_back(m);
-                    }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            while let Ok(m) = rx.try_recv() {
-                waiting.push_back(m);
-            }
-            // Everything waiting goes into one transaction, up to a segment's end.
-            let mut done = None;
-            while let Some(msg) = waiting.pop_front() {
                 match msg {
                     Ingest::Ops(mut more) => ops.append(&mut more),
                     Ingest::SegmentDone(n) => {
-                        done = Some(n);
-                        break;
+                        result = self.step(&ops, Some(n));
+                        ops.clear();
                     }
                 }
             }
-            if let Err(e) = self.step(&ops, done) {
+            if result.is_ok() && !ops.is_empty() {
+                result = self.step(&ops, None);
+            }
+            if let Err(e) = result {
                 tracing::error!(error = %e, "recorder cannot store journalled records; refusing further statements until restart");
                 if let Ok(mut g) = self.broken.lock() {
                     g.get_or_insert(e);
@@ -114,5 +231,99 @@ impl Ingester {
             journal::remove_segment(&self.dir, n).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_model::Timestamp;
+
+    fn plain() -> Ingest {
+        Ingest::Ops(Vec::new())
+    }
+
+    fn session_end() -> Ingest {
+        Ingest::Ops(vec![StoreOp::EndSession {
+            id: "s1".into(),
+            at: Timestamp::now(),
+        }])
+    }
+
+    #[test]
+    fn plain_records_wait_for_the_interval_and_prompt_ones_go_at_once() {
+        let (tx, rx) = ingest_queue(8);
+        let interval = Duration::from_millis(200);
+        let mut got = VecDeque::new();
+
+        tx.send(plain()).unwrap();
+        let last = Instant::now();
+        assert!(rx.take(&mut got, last, interval));
+        assert_eq!(got.len(), 1);
+        assert!(
+            last.elapsed() >= interval,
+            "plain records wait for the interval"
+        );
+
+        got.clear();
+        let last = Instant::now();
+        tx.send(plain()).unwrap();
+        tx.send(session_end()).unwrap();
+        assert!(rx.take(&mut got, last, Duration::from_secs(60)));
+        assert_eq!(got.len(), 2, "a session's end takes what came before along");
+    }
+
+    #[test]
+    fn an_idle_receiver_sleeps_until_something_comes_then_its_interval_counts() {
+        let (tx, rx) = ingest_queue(8);
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tx.send(plain()).unwrap();
+            tx
+        });
+        let mut got = VecDeque::new();
+        // Woken by the first message (a zero interval: nothing more to wait for).
+        assert!(rx.take(&mut got, Instant::now(), Duration::ZERO));
+        assert_eq!(got.len(), 1);
+        drop(sender.join().unwrap());
+        got.clear();
+        assert!(!rx.take(&mut got, Instant::now(), Duration::from_secs(60)));
+        assert!(got.is_empty(), "hung up and nothing left: the thread stops");
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_writer_wait_and_wakes_the_receiver() {
+        let (tx, rx) = ingest_queue(2);
+        tx.send(plain()).unwrap();
+        tx.send(plain()).unwrap();
+        let third = std::thread::spawn(move || {
+            tx.send(plain()).unwrap();
+            tx
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!third.is_finished(), "no room: the writer waits");
+        let mut got = VecDeque::new();
+        // A full queue is taken without waiting out the interval.
+        assert!(rx.take(&mut got, Instant::now(), Duration::from_secs(60)));
+        assert_eq!(got.len(), 2);
+        let tx = third.join().unwrap();
+        drop(tx);
+        got.clear();
+        assert!(rx.take(&mut got, Instant::now(), Duration::from_secs(60)));
+        assert_eq!(
+            got.len(),
+            1,
+            "what was queued before the hang-up is still stored"
+        );
+    }
+
+    #[test]
+    fn a_stopped_ingest_thread_fails_the_writer_instead_of_blocking_it() {
+        let (tx, rx) = ingest_queue(1);
+        tx.send(plain()).unwrap();
+        let blocked = std::thread::spawn(move || tx.send(plain()));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(rx);
+        assert!(blocked.join().unwrap().is_err());
     }
 }

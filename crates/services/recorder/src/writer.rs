@@ -14,7 +14,6 @@ use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
 use crate::chain::ChainKey;
-use crate::ingest::{Ingest, Ingester};
+use crate::ingest::{Ingest, IngestSender, Ingester, ingest_queue};
 use crate::journal::{self, Journal, SyncHandle};
 use crate::queue::{AckAt, Queue};
 use crate::{GENESIS_HASH, Record, RecorderError};
@@ -151,7 +150,7 @@ impl Recorder {
         let queue = Arc::new(Queue::new(QUEUE_DEPTH));
         let broken = Arc::new(Mutex::new(None));
         let syncs = Arc::new(AtomicU64::new(0));
-        let (ingest_tx, ingest_rx) = std::sync::mpsc::sync_channel(INGEST_DEPTH);
+        let (ingest_tx, ingest_rx) = ingest_queue(INGEST_DEPTH);
         let ingester = Ingester {
             log,
             dir: journal_dir.to_owned(),
@@ -457,7 +456,7 @@ pub(crate) fn mark_broken(broken: &Mutex<Option<String>>, msg: &str) {
 struct WriterThread {
     writer: Arc<Mutex<Writer>>,
     queue: Arc<Queue>,
-    ingest: SyncSender<Ingest>,
+    ingest: IngestSender,
     broken: Arc<Mutex<Option<String>>>,
     syncs: Arc<AtomicU64>,
 }
