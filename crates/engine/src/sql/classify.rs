@@ -154,8 +154,8 @@ const CACHE_CAPACITY: usize = 4096;
 
 /// Normalized text and `standard_conforming_strings`.
 type CacheKey = (String, bool);
-/// A single statement's kind, actions and result shape.
-type Cached = (String, Vec<SqlAction>, ResultShape);
+/// A single statement's kind, actions, result shape and effect.
+type Cached = (String, Vec<SqlAction>, ResultShape, StatementEffect);
 
 /// Longest statement text remembered verbatim by the exact-text cache.
 const EXACT_MAX_LEN: usize = 4096;
@@ -184,7 +184,7 @@ fn from_cache(text: &str, hit: &Cached) -> Vec<Statement> {
         text: text.trim().to_owned(),
         kind: hit.0.clone(),
         actions: hit.1.clone(),
-        effect: StatementEffect::None,
+        effect: hit.3.clone(),
         result: hit.2.clone(),
     }]
 }
@@ -247,7 +247,12 @@ impl Classifier {
             && options.standard_conforming_strings
             && cacheable(only)
         {
-            let value = Arc::new((only.kind.clone(), only.actions.clone(), only.result.clone()));
+            let value = Arc::new((
+                only.kind.clone(),
+                only.actions.clone(),
+                only.result.clone(),
+                only.effect.clone(),
+            ));
             if let Some(k) = exact_key {
                 remember(&self.exact, k, value.clone());
             }
@@ -257,13 +262,29 @@ impl Classifier {
     }
 }
 
-/// Only plain DML is cached: its actions depend on identifiers alone, never on a
-/// constant (unlike DO bodies, COPY options, SET values, prepared statement names).
+/// Only plain DML and transaction control are cached: their actions and effect depend
+/// on identifiers and keywords alone, never on a constant (unlike DO bodies, COPY
+/// options, SET values, prepared statement names, or the transaction id of `PREPARE
+/// TRANSACTION 'id'`). Caching `BEGIN` and `COMMIT` matters: a transaction sends both
+/// every time, and parsing them cost more than the cache lookups of everything between.
 fn cacheable(s: &Statement) -> bool {
-    matches!(
-        s.kind.as_str(),
-        "select" | "insert" | "update" | "delete" | "merge"
-    ) && s.effect == StatementEffect::None
+    let effect_is_constant = match &s.effect {
+        StatementEffect::None => matches!(
+            s.kind.as_str(),
+            "select" | "insert" | "update" | "delete" | "merge"
+        ),
+        StatementEffect::Transaction(control) => matches!(
+            control,
+            TxControl::Begin
+                | TxControl::Commit
+                | TxControl::Rollback
+                | TxControl::Savepoint
+                | TxControl::Release
+                | TxControl::RollbackTo
+        ),
+        _ => false,
+    };
+    effect_is_constant
         && s.actions
             .iter()
             .all(|a| a.kind != "do" && a.kind != "copy" && !a.flags.into)

@@ -595,3 +595,55 @@ fn the_exact_text_cache_keeps_only_text_without_constants_and_never_mixes_settin
     let other = c.classify("select b from u where id = $1", on).unwrap();
     assert_ne!(other[0].actions, first[0].actions);
 }
+
+#[test]
+fn transaction_control_comes_from_the_cache_with_its_effect() {
+    let c = Classifier::new();
+    let effect = |sql: &str| {
+        let st = c.classify(sql, ParseOptions::default()).unwrap();
+        assert_eq!(st.len(), 1, "{sql}");
+        st[0].effect.clone()
+    };
+    let cases = [
+        ("BEGIN", TxControl::Begin),
+        (
+            "start transaction isolation level serializable",
+            TxControl::Begin,
+        ),
+        ("END", TxControl::Commit),
+        ("COMMIT", TxControl::Commit),
+        ("ROLLBACK", TxControl::Rollback),
+        ("SAVEPOINT a", TxControl::Savepoint),
+        ("ROLLBACK TO SAVEPOINT a", TxControl::RollbackTo),
+        ("RELEASE SAVEPOINT a", TxControl::Release),
+    ];
+    // Twice over: the second round is answered from the cache.
+    for _ in 0..2 {
+        for (sql, control) in cases {
+            assert_eq!(effect(sql), StatementEffect::Transaction(control), "{sql}");
+        }
+        assert_eq!(
+            c.cache.lock().unwrap().len(),
+            cases.len(),
+            "each is cached once"
+        );
+    }
+    // A transaction id is a constant: not cached, and each one still prepares.
+    for _ in 0..2 {
+        assert_eq!(
+            effect("PREPARE TRANSACTION 'a'"),
+            StatementEffect::Transaction(TxControl::Prepare)
+        );
+        assert_eq!(
+            effect("COMMIT PREPARED 'b'"),
+            StatementEffect::Transaction(TxControl::CommitPrepared)
+        );
+    }
+    // DML from the cache still has no effect.
+    for _ in 0..2 {
+        assert_eq!(
+            effect("update t set a = 1 where id = 2"),
+            StatementEffect::None
+        );
+    }
+}
