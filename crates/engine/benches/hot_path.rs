@@ -43,6 +43,14 @@ fn bench(c: &mut Criterion) {
     c.bench_function("classify/parameterized/cached_same_text", |b| {
         b.iter(|| classifier.classify(black_box(parameterized), opts).unwrap())
     });
+    // A transaction's two ends: parsed every time until e95bef1 cached them.
+    c.bench_function("classify/begin/uncached", |b| {
+        b.iter(|| Classifier::new().classify(black_box("BEGIN;"), opts).unwrap())
+    });
+    classifier.classify("BEGIN;", opts).unwrap();
+    c.bench_function("classify/begin/cached", |b| {
+        b.iter(|| classifier.classify(black_box("BEGIN;"), opts).unwrap())
+    });
     c.bench_function("classify/join/uncached", |b| {
         b.iter(|| Classifier::new().classify(black_box(JOIN), opts).unwrap())
     });
