@@ -45,7 +45,11 @@ fn bench(c: &mut Criterion) {
     });
     // A transaction's two ends: parsed every time until e95bef1 cached them.
     c.bench_function("classify/begin/uncached", |b| {
-        b.iter(|| Classifier::new().classify(black_box("BEGIN;"), opts).unwrap())
+        b.iter(|| {
+            Classifier::new()
+                .classify(black_box("BEGIN;"), opts)
+                .unwrap()
+        })
     });
     classifier.classify("BEGIN;", opts).unwrap();
     c.bench_function("classify/begin/cached", |b| {
