@@ -14,7 +14,7 @@ import json
 import statistics
 import sys
 
-PATHS = ["direct", "pgbouncer", "airlock", "airlock-nomask"]
+PATHS = ["direct", "pgbouncer", "airlock", "airlock-b", "airlock-nomask"]
 TESTS = [
     ("select", "select-only `-S`"),
     ("tpcb", "TPC-B-like (default script)"),
@@ -89,6 +89,9 @@ def main():
     else:
         w(f"- airlock: commit {meta.get('commit', '?')}, binary `{meta.get('airlock_bin', '?')}` "
           f"({meta.get('airlock_version', '?')})")
+    if meta.get("airlock_bin_b"):
+        w(f"- airlock-b: binary `{meta['airlock_bin_b']}` ({meta.get('airlock_version_b', '?')}), "
+          "given with AIRLOCK_BIN_B, configured like airlock")
     extra = meta.get("extra_target_toml", "")
     if extra:
         w(f"- extra `[[targets]]` lines: `{extra}`")
@@ -174,6 +177,29 @@ def main():
         w("| test | masking on | masking off | on / off | CPU µs/tx on | CPU µs/tx off | difference |")
         w("|---|---:|---:|---:|---:|---:|---:|")
         out.extend(cost)
+        w("")
+    # An A/B of two builds: airlock (AIRLOCK_BIN) against airlock-b (AIRLOCK_BIN_B), same
+    # configuration, adjacent in every round; the per-round ratios pair runs made moments
+    # apart, which is what a change of a few percent needs on a noisy machine.
+    ab = []
+    for t, label in TESTS:
+        a, b = pg.get((t, "airlock")), pg.get((t, "airlock-b"))
+        if not a or not b:
+            continue
+        def cpu_of(runs):
+            tx = sum(r[2] for r in runs)
+            return sum(r[3] for r in runs) / hz * 1e6 / tx if tx else 0
+        t_a, t_b = median([r[0] for r in a]), median([r[0] for r in b])
+        c_a, c_b = cpu_of(a), cpu_of(b)
+        pairs = ", ".join(ratio(rb[0], ra[0]) for ra, rb in zip(a, b))
+        ab.append(f"| {label} | {fmt(t_a)} | {fmt(t_b)} | {ratio(t_b, t_a)} | {pairs} "
+                  f"| {c_a:.1f} | {c_b:.1f} | {c_b - c_a:+.1f} |")
+    if ab:
+        w("## A/B: airlock (AIRLOCK_BIN) against airlock-b (AIRLOCK_BIN_B)")
+        w("")
+        w("| test | airlock tps | airlock-b tps | b / a | b / a per round | CPU µs/tx a | CPU µs/tx b | difference |")
+        w("|---|---:|---:|---:|---|---:|---:|---:|")
+        out.extend(ab)
         w("")
     b_on = [r for r in big.get("airlock", []) if r[1]]
     b_off = [r for r in big.get("airlock-nomask", []) if r[1]]
