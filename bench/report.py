@@ -44,6 +44,19 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
 
 
+def side_by_side(pg, hz, a, b):
+    """Per pgbench test run through both paths `a` and `b`: (label, runs of a, runs of b,
+    median tps of a and of b, proxy CPU µs per transaction of a and of b)."""
+    def cpu(runs):
+        tx = sum(r[2] for r in runs)
+        return sum(r[3] for r in runs) / hz * 1e6 / tx if tx else 0
+    for t, label in TESTS:
+        runs_a, runs_b = pg.get((t, a)), pg.get((t, b))
+        if runs_a and runs_b:
+            yield (label, runs_a, runs_b, median([r[0] for r in runs_a]),
+                   median([r[0] for r in runs_b]), cpu(runs_a), cpu(runs_b))
+
+
 def main():
     results_path, meta_path, out_path = sys.argv[1:4]
     meta = {}
@@ -160,15 +173,7 @@ def main():
 
     # The cost of default masking: airlock against airlock-nomask, same run, same rounds.
     cost = []
-    for t, label in TESTS:
-        on, off = pg.get((t, "airlock")), pg.get((t, "airlock-nomask"))
-        if not on or not off:
-            continue
-        def cpu(runs):
-            tx = sum(r[2] for r in runs)
-            return sum(r[3] for r in runs) / hz * 1e6 / tx if tx else 0
-        t_on, t_off = median([r[0] for r in on]), median([r[0] for r in off])
-        c_on, c_off = cpu(on), cpu(off)
+    for label, _, _, t_on, t_off, c_on, c_off in side_by_side(pg, hz, "airlock", "airlock-nomask"):
         cost.append(f"| {label} | {fmt(t_on)} tps | {fmt(t_off)} tps | {ratio(t_on, t_off)} "
                     f"| {c_on:.1f} | {c_off:.1f} | {c_on - c_off:+.1f} |")
     if cost:
@@ -182,15 +187,7 @@ def main():
     # configuration, adjacent in every round; the per-round ratios pair runs made moments
     # apart, which is what a change of a few percent needs on a noisy machine.
     ab = []
-    for t, label in TESTS:
-        a, b = pg.get((t, "airlock")), pg.get((t, "airlock-b"))
-        if not a or not b:
-            continue
-        def cpu_of(runs):
-            tx = sum(r[2] for r in runs)
-            return sum(r[3] for r in runs) / hz * 1e6 / tx if tx else 0
-        t_a, t_b = median([r[0] for r in a]), median([r[0] for r in b])
-        c_a, c_b = cpu_of(a), cpu_of(b)
+    for label, a, b, t_a, t_b, c_a, c_b in side_by_side(pg, hz, "airlock", "airlock-b"):
         pairs = ", ".join(ratio(rb[0], ra[0]) for ra, rb in zip(a, b))
         ab.append(f"| {label} | {fmt(t_a)} | {fmt(t_b)} | {ratio(t_b, t_a)} | {pairs} "
                   f"| {c_a:.1f} | {c_b:.1f} | {c_b - c_a:+.1f} |")
