@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Row, SqlitePool};
 use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord};
 
 mod approvals;
+mod event_blocks;
 mod event_log;
 mod secrets;
 pub use event_log::SqliteEventLog;
@@ -130,26 +131,6 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionSummary, Sto
     })
 }
 
-fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ChainedEvent, StoreError> {
-    Ok(ChainedEvent {
-        id: row.try_get("id")?,
-        session_id: row.try_get("session_id")?,
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        kind: row.try_get("kind")?,
-        statement: row.try_get("statement")?,
-        decision: row.try_get("decision")?,
-        detail: row.try_get("detail")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-macro_rules! event_columns {
-    () => {
-        "id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash"
-    };
-}
 macro_rules! session_columns {
     () => {
         "id, principal, target, protocol, client_addr, started_at, ended_at"
@@ -233,13 +214,22 @@ impl Store for SqliteStore {
     }
 
     async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(sql).fetch_optional(&self.pool).await?;
-        row.as_ref().map(event_from_row).transpose()
+        // The block holding the highest id has the highest `last_id` and starts less
+        // than MAX_SPAN before the newest block.
+        let row = sqlx::query(
+            "SELECT session_id, events FROM event_blocks
+             WHERE first_id > (SELECT coalesce(max(first_id), 0) FROM event_blocks) - ?
+             ORDER BY last_id DESC LIMIT 1",
+        )
+        .bind(event_blocks::MAX_SPAN)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let events =
+            event_blocks::decode(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?;
+        Ok(events.into_iter().max_by_key(|e| e.id))
     }
 
     async fn events_after(
@@ -247,17 +237,50 @@ impl Store for SqliteStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE id > ? ORDER BY id LIMIT ?"
-        );
-        let rows = sqlx::query(sql)
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let mut found: Vec<ChainedEvent> = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        // Blocks in key order from the first that can hold an id above `after_id`;
+        // the next `limit` ids are known once a block starts above the highest of
+        // them (ids only grow within a block). Gaps (deleted events) are skipped over
+        // like the old table's `WHERE id > ? ORDER BY id LIMIT ?` did.
+        let mut cursor = after_id.saturating_sub(event_blocks::MAX_SPAN);
+        loop {
+            let rows = sqlx::query(
+                "SELECT first_id, session_id, events FROM event_blocks
+                 WHERE first_id > ? AND last_id > ? ORDER BY first_id LIMIT 16",
+            )
+            .bind(cursor)
             .bind(after_id)
-            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(event_from_row).collect()
+            let Some(last_row) = rows.last() else {
+                break;
+            };
+            let next_cursor: i64 = last_row.try_get(0)?;
+            let mut complete = false;
+            for row in &rows {
+                let first: i64 = row.try_get(0)?;
+                if found.len() >= limit && found.last().is_some_and(|e| first > e.id) {
+                    complete = true;
+                    break;
+                }
+                let block = event_blocks::decode(
+                    &row.try_get::<String, _>(1)?,
+                    &row.try_get::<String, _>(2)?,
+                )?;
+                found.extend(block.into_iter().filter(|e| e.id > after_id));
+                found.sort_by_key(|e| e.id);
+                found.truncate(limit);
+            }
+            if complete {
+                break;
+            }
+            cursor = next_cursor;
+        }
+        Ok(found)
     }
 
     async fn list_sessions(
@@ -295,13 +318,17 @@ impl Store for SqliteStore {
     }
 
     async fn session_events(&self, id: &str) -> Result<Vec<ChainedEvent>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE session_id = ? ORDER BY seq, id"
-        );
-        let rows = sqlx::query(sql).bind(id).fetch_all(&self.pool).await?;
-        rows.iter().map(event_from_row).collect()
+        let rows =
+            sqlx::query("SELECT events FROM event_blocks WHERE session_id = ? ORDER BY first_id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut events = Vec::new();
+        for row in &rows {
+            events.extend(event_blocks::decode(id, &row.try_get::<String, _>(0)?)?);
+        }
+        events.sort_by_key(|e| (e.seq, e.id));
+        Ok(events)
     }
 
     async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError> {
@@ -563,5 +590,201 @@ mod tests {
             .unwrap();
         assert!(sessions.iter().any(|s| s.id == "a" && s.ended_at.is_some()));
         assert!(sessions.iter().any(|s| s.id == "b" && s.ended_at.is_none()));
+    }
+
+    fn chained(id: i64, session: &str, seq: i64) -> ChainedEvent {
+        ChainedEvent {
+            id,
+            session_id: session.into(),
+            seq,
+            at: format!("2026-11-27T00:00:00.{id:06}Z"),
+            kind: if id % 2 == 0 { "result" } else { "query" }.into(),
+            statement: (id % 2 == 1).then(|| format!("select {id}")),
+            decision: None,
+            detail: format!("{{\"n\":{id}}}"),
+            prev_hash: format!("h{}", id - 1),
+            hash: format!("h{id}"),
+        }
+    }
+
+    /// Events of three sessions interleaved over two ingest batches, with the ids in
+    /// `gap` missing (deleted): the whole chain, in id order.
+    async fn interleaved_store(
+        gap: Option<std::ops::RangeInclusive<i64>>,
+    ) -> (SqliteStore, Vec<ChainedEvent>) {
+        let (store, _dir) = temp_store().await;
+        let sessions = ["a", "b", "c"];
+        let mut seqs = [0i64; 3];
+        let mut all = Vec::new();
+        let mut log = store.event_log().unwrap();
+        let mut ops: Vec<StoreOp> = sessions.iter().map(|s| session_started(s)).collect();
+        for id in 1..=9000i64 {
+            // Uneven interleaving: session a is the busiest.
+            let which = match id % 7 {
+                0..=3 => 0,
+                4..=5 => 1,
+                _ => 2,
+            };
+            seqs[which] += 1;
+            if gap.as_ref().is_some_and(|g| g.contains(&id)) {
+                continue;
+            }
+            let e = chained(id, sessions[which], seqs[which]);
+            all.push(e.clone());
+            ops.push(StoreOp::Event(e));
+            if id == 5000 {
+                log.apply(&ops).unwrap();
+                ops.clear();
+            }
+        }
+        log.apply(&ops).unwrap();
+        (store, all)
+    }
+
+    #[tokio::test]
+    async fn events_after_pages_through_interleaved_blocks_in_id_order() {
+        let (store, all) = interleaved_store(None).await;
+        for (after, limit) in [
+            (0, 1),
+            (0, 7),
+            (3, 5000),
+            (4999, 3),
+            (5000, 2),
+            (8990, 100),
+            (9000, 5),
+        ] {
+            let got = store.events_after(after, limit).await.unwrap();
+            let want: Vec<_> = all
+                .iter()
+                .filter(|e| e.id > after)
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "after {after}, limit {limit}");
+        }
+        // Walking the chain page by page meets every event once.
+        let mut walked = Vec::new();
+        let mut last = 0;
+        loop {
+            let page = store.events_after(last, 1234).await.unwrap();
+            let Some(e) = page.last() else { break };
+            last = e.id;
+            walked.extend(page);
+        }
+        assert_eq!(walked, all);
+        assert_eq!(store.chain_head().await.unwrap().as_ref(), all.last());
+        let b = store.session_events("b").await.unwrap();
+        let want_b: Vec<_> = all
+            .iter()
+            .filter(|e| e.session_id == "b")
+            .cloned()
+            .collect();
+        assert_eq!(b, want_b);
+        assert!(b.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    }
+
+    #[tokio::test]
+    async fn events_after_skips_deleted_events_like_a_plain_table() {
+        // More missing than a page: the page still holds the next events after the gap.
+        let (store, all) = interleaved_store(Some(100..=3000)).await;
+        let got = store.events_after(50, 100).await.unwrap();
+        let ids: Vec<i64> = got.iter().map(|e| e.id).collect();
+        let want: Vec<i64> = (51..=99).chain(3001..=3051).collect();
+        assert_eq!(ids, want);
+        assert_eq!(all.len(), 9000 - 2901);
+    }
+
+    #[tokio::test]
+    async fn the_chain_head_is_the_highest_id_not_the_newest_block() {
+        let (store, _dir) = temp_store().await;
+        // Session a's block starts first but holds the highest id.
+        let ops = vec![
+            session_started("a"),
+            session_started("b"),
+            StoreOp::Event(chained(1, "a", 1)),
+            StoreOp::Event(chained(2, "b", 1)),
+            StoreOp::Event(chained(3, "a", 2)),
+        ];
+        assert_eq!(store.chain_head().await.unwrap(), None);
+        store.event_log().unwrap().apply(&ops).unwrap();
+        assert_eq!(store.chain_head().await.unwrap().map(|e| e.id), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_store_with_one_row_per_event_is_migrated_into_blocks() {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-store-migrate-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STORE_FILE);
+        {
+            // The schema before migration 5, with events written as it wrote them.
+            let options = SqliteConnectOptions::from_str("sqlite://")
+                .unwrap()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .unwrap();
+            let mut before = sqlx::migrate!("./migrations");
+            before.migrations = before
+                .migrations
+                .iter()
+                .filter(|m| m.version < 5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            before.run(&pool).await.unwrap();
+            for (id, session, statement) in [
+                (1, "a", Some("select 'x\"y'")),
+                (2, "b", None),
+                (3, "a", None),
+            ] {
+                sqlx::query(
+                    "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash)
+                     VALUES (?, ?, ?, '2026-01-01T00:00:00Z', 'query', ?, 'allow', '{\"k\": [1, \"two\"]}', 'p', 'h')",
+                )
+                .bind(id)
+                .bind(session)
+                .bind(if id == 3 { 2 } else { 1 })
+                .bind(statement)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        let store = SqliteStore::open_file(&path).await.unwrap();
+        let events = store.events_after(0, 10).await.unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].statement.as_deref(), Some("select 'x\"y'"));
+        assert_eq!(
+            events[0].detail, "{\"k\": [1, \"two\"]}",
+            "detail text kept byte for byte"
+        );
+        assert_eq!(events[0].decision.as_deref(), Some("allow"));
+        assert_eq!(events[1].statement, None);
+        assert_eq!(
+            store
+                .session_events("a")
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        // The view shows an operator one row per event, as the table did.
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, session_id, statement FROM events ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(rows[0], (1, "a".into(), Some("select 'x\"y'".into())));
+        assert_eq!(rows.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

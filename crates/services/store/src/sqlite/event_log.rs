@@ -1,5 +1,6 @@
 //! The recorder's ingest path on SQLite: one blocking connection, owned by the
-//! recorder's ingest thread, that copies journalled records into the tables readers use.
+//! recorder's ingest thread, that copies journalled records into the tables readers use
+//! (events in blocks, see [`super::event_blocks`]).
 //!
 //! Why not through sqlx like the rest of the store: sqlx runs SQLite on a worker thread
 //! and every query (BEGIN, each INSERT, COMMIT) is a round trip to it. The recorder
@@ -11,12 +12,14 @@
 //! commit). [`EventLog::make_durable`] commits with `FULL`, which syncs the WAL and so
 //! everything before it; only then may the recorder delete the journal segment.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use airlock_model::Timestamp;
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::event_blocks::BlockBuilder;
 use crate::{EventLog, StoreError, StoreOp};
 
 /// Copies recorder batches into `airlock.db`.
@@ -45,56 +48,71 @@ impl SqliteEventLog {
         Ok(SqliteEventLog { conn })
     }
 
-    fn apply_inner(&mut self, ops: &[StoreOp]) -> Result<(), rusqlite::Error> {
-        let tx = self.conn.transaction()?;
+    fn apply_inner(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(write_error)?;
         {
             // OR IGNORE: replaying a journal after a crash may meet sessions stored
             // before it; events are filtered by chain position by the caller.
-            let mut start = tx.prepare_cached(
-                "INSERT OR IGNORE INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut event = tx.prepare_cached(
-                "INSERT INTO events (id, session_id, seq, at, kind, statement, decision, detail, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            let mut end = tx.prepare_cached(
-                "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
-            )?;
+            let mut start = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(write_error)?;
+            let mut block = tx
+                .prepare_cached(
+                    "INSERT INTO event_blocks (first_id, last_id, session_id, events) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(write_error)?;
+            let mut end = tx
+                .prepare_cached(
+                    "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
+                )
+                .map_err(write_error)?;
+            // Each session's events of the batch, in chain order; a block full or too
+            // wide is stored and a new one started.
+            let mut open: HashMap<&str, BlockBuilder> = HashMap::new();
+            let mut done: Vec<(&str, BlockBuilder)> = Vec::new();
             for op in ops {
                 match op {
                     StoreOp::StartSession(s) => {
-                        start.execute(params![
-                            s.id,
-                            s.principal,
-                            s.target,
-                            s.protocol,
-                            s.client_addr,
-                            s.started_at.to_string(),
-                            s.ended_at.map(|t| t.to_string()),
-                        ])?;
+                        start
+                            .execute(params![
+                                s.id,
+                                s.principal,
+                                s.target,
+                                s.protocol,
+                                s.client_addr,
+                                s.started_at.to_string(),
+                                s.ended_at.map(|t| t.to_string()),
+                            ])
+                            .map_err(write_error)?;
                     }
-                    StoreOp::Event(e) => {
-                        event.execute(params![
-                            e.id,
-                            e.session_id,
-                            e.seq,
-                            e.at,
-                            e.kind,
-                            e.statement,
-                            e.decision,
-                            e.detail,
-                            e.prev_hash,
-                            e.hash,
-                        ])?;
-                    }
+                    StoreOp::Event(e) => match open.get_mut(e.session_id.as_str()) {
+                        Some(b) if b.takes(e) => b.push(e)?,
+                        _ => {
+                            if let Some(full) = open.insert(&e.session_id, BlockBuilder::new(e)?) {
+                                done.push((&e.session_id, full));
+                            }
+                        }
+                    },
                     StoreOp::EndSession { id, at } => {
-                        end.execute(params![at.to_string(), id])?;
+                        end.execute(params![at.to_string(), id])
+                            .map_err(write_error)?;
                     }
                 }
             }
+            done.extend(open);
+            // In key order: appending to the table's b-tree is its cheapest insert.
+            done.sort_unstable_by_key(|(_, b)| b.first_id);
+            for (session_id, b) in done {
+                let (first, last) = (b.first_id, b.last_id);
+                block
+                    .execute(params![first, last, session_id, b.finish()?])
+                    .map_err(write_error)?;
+            }
         }
-        tx.commit()
+        tx.commit().map_err(write_error)
     }
 
     fn make_durable_inner(&mut self, segment: u64) -> Result<(), rusqlite::Error> {
@@ -115,7 +133,7 @@ impl EventLog for SqliteEventLog {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         // On error the transaction is dropped, which rolls it back: nothing of the batch
         // is stored.
-        self.apply_inner(ops).map_err(write_error)
+        self.apply_inner(ops)
     }
 
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError> {

@@ -56,7 +56,7 @@ fn audit_verify_detects_and_names_edits_deletions_and_reordering() {
     // An edited statement.
     sqlite(
         &db,
-        "update events set statement = replace(statement, 'customers', 'customerz') where statement like '%customers%'",
+        "update event_blocks set events = replace(events, 'customers', 'customerz') where events like '%customers%'",
     );
     let (ok, text) = verify(&f);
     assert!(!ok);
@@ -74,7 +74,10 @@ fn audit_verify_detects_and_names_edits_deletions_and_reordering() {
     restore();
 
     // A deleted event in the middle.
-    sqlite(&db, "delete from events where id = 3");
+    sqlite(
+        &db,
+        "update event_blocks set events = (select json_group_array(json(value)) from json_each(event_blocks.events) where json_extract(value, '$.id') != 3) where first_id <= 3 and last_id >= 3",
+    );
     let (ok, text) = verify(&f);
     assert!(!ok && text.contains("event 3 is missing"), "{text}");
     restore();
@@ -82,7 +85,7 @@ fn audit_verify_detects_and_names_edits_deletions_and_reordering() {
     // Two events swapped (ids kept, contents exchanged).
     sqlite(
         &db,
-        "update events set id = -1 where id = 2; update events set id = 2 where id = 3; update events set id = 3 where id = -1;",
+        "update event_blocks set events = (select json_group_array(case json_extract(value, '$.id') when 2 then json_set(value, '$.id', 3) when 3 then json_set(value, '$.id', 2) else json(value) end) from json_each(event_blocks.events)) where first_id <= 3 and last_id >= 2",
     );
     let (ok, text) = verify(&f);
     assert!(
@@ -94,7 +97,7 @@ fn audit_verify_detects_and_names_edits_deletions_and_reordering() {
     // A whole session's events removed.
     sqlite(
         &db,
-        "delete from events where session_id = (select id from sessions order by started_at desc limit 1)",
+        "delete from event_blocks where session_id = (select id from sessions order by started_at desc limit 1)",
     );
     let (ok, text) = verify(&f);
     assert!(!ok && text.contains("has no recorded events"), "{text}");
