@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use airlock_store::{EventLog, StoreOp};
+use airlock_store::{EncodedBatch, EncodedOp, EventLog};
 
 use crate::journal;
 
@@ -22,8 +22,8 @@ const INGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Work for the ingest thread, in journal order.
 pub(crate) enum Ingest {
-    /// Records already written to the journal.
-    Ops(Vec<StoreOp>),
+    /// Records already written to the journal, as it wrote them.
+    Ops(EncodedBatch),
     /// Every record of this segment has been sent: once stored durably, delete it.
     SegmentDone(u64),
 }
@@ -32,9 +32,12 @@ impl Ingest {
     fn is_prompt(&self) -> bool {
         match self {
             Ingest::SegmentDone(_) => true,
-            Ingest::Ops(ops) => ops
-                .iter()
-                .any(|op| matches!(op, StoreOp::StartSession(_) | StoreOp::EndSession { .. })),
+            Ingest::Ops(batch) => batch.ops().iter().any(|op| {
+                matches!(
+                    op,
+                    EncodedOp::StartSession(_) | EncodedOp::EndSession { .. }
+                )
+            }),
         }
     }
 }
@@ -200,7 +203,7 @@ impl Ingester {
                     break;
                 };
                 match msg {
-                    Ingest::Ops(mut more) => ops.append(&mut more),
+                    Ingest::Ops(batch) => ops.push(batch),
                     Ingest::SegmentDone(n) => {
                         result = self.step(&ops, Some(n));
                         ops.clear();
@@ -222,7 +225,7 @@ impl Ingester {
         }
     }
 
-    fn step(&mut self, ops: &[StoreOp], done: Option<u64>) -> Result<(), String> {
+    fn step(&mut self, ops: &[EncodedBatch], done: Option<u64>) -> Result<(), String> {
         if !ops.is_empty() {
             self.log.apply(ops).map_err(|e| e.to_string())?;
         }
@@ -240,14 +243,17 @@ mod tests {
     use airlock_model::Timestamp;
 
     fn plain() -> Ingest {
-        Ingest::Ops(Vec::new())
+        Ingest::Ops(EncodedBatch::default())
     }
 
     fn session_end() -> Ingest {
-        Ingest::Ops(vec![StoreOp::EndSession {
-            id: "s1".into(),
-            at: Timestamp::now(),
-        }])
+        Ingest::Ops(
+            EncodedBatch::encode(vec![airlock_store::StoreOp::EndSession {
+                id: "s1".into(),
+                at: Timestamp::now(),
+            }])
+            .unwrap(),
+        )
     }
 
     #[test]

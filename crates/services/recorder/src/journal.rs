@@ -26,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airlock_store::StoreOp;
+use airlock_store::{EncodedBatch, StoreOp};
 
 /// A segment is closed and a new one started once it reaches this size.
 pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -173,7 +173,6 @@ pub(crate) struct Journal {
     allocated: u64,
     /// Size at which the segment is closed ([`SEGMENT_BYTES`]; smaller in tests).
     limit: u64,
-    buf: Vec<u8>,
 }
 
 impl Journal {
@@ -198,7 +197,6 @@ impl Journal {
             len: 0,
             allocated: 0,
             limit: SEGMENT_BYTES,
-            buf: Vec::with_capacity(64 * 1024),
         })
     }
 
@@ -206,26 +204,23 @@ impl Journal {
     /// segment just closed when this append filled it (a new one is started).
     #[cfg(test)]
     pub(crate) fn append(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
-        let closed = self.write(ops)?;
+        let batch = EncodedBatch::encode(ops.to_vec()).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        let closed = self.write(&batch)?;
         self.sync()?;
         Ok(closed)
     }
 
-    /// Appends `ops` to the file, without syncing: from here on they survive the
-    /// gateway process dying, not yet the machine. Returns the number of the segment
-    /// just closed when this write filled it; a closed segment is synced and a new
-    /// one started.
-    pub(crate) fn write(&mut self, ops: &[StoreOp]) -> Result<Option<u64>, JournalError> {
+    /// Appends `batch`'s lines to the file, without syncing: from here on they survive
+    /// the gateway process dying, not yet the machine. Returns the number of the
+    /// segment just closed when this write filled it; a closed segment is synced and a
+    /// new one started.
+    pub(crate) fn write(&mut self, batch: &EncodedBatch) -> Result<Option<u64>, JournalError> {
         let path = &self.path;
-        self.buf.clear();
-        for op in ops {
-            serde_json::to_writer(&mut self.buf, op).map_err(|e| JournalError::Io {
-                path: path.clone(),
-                source: io::Error::other(e),
-            })?;
-            self.buf.push(b'\n');
-        }
-        let end = self.len + self.buf.len() as u64;
+        let text = batch.text().as_bytes();
+        let end = self.len + text.len() as u64;
         if end > self.allocated {
             // Zeros ahead of the data; the next sync makes the new size durable once,
             // and the following commits overwrite blocks that already exist.
@@ -245,7 +240,7 @@ impl Journal {
             self.allocated = target;
         }
         self.file
-            .write_all_at(&self.buf, self.len)
+            .write_all_at(text, self.len)
             .map_err(io_error(path))?;
         self.len = end;
         if self.len < self.limit {
@@ -353,7 +348,8 @@ mod tests {
         // in 64 KiB pieces.
         let long = "x".repeat(1000);
         for _ in 0..2500 {
-            j.write(&[end(&long)]).unwrap();
+            j.write(&EncodedBatch::encode(vec![end(&long)]).unwrap())
+                .unwrap();
         }
         let size = fs::metadata(segment_path(&dir, 1)).unwrap().len();
         assert_eq!(size % PREALLOCATE_BYTES, 0, "whole preallocations: {size}");

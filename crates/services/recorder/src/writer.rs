@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airlock_store::{ChainedEvent, Store, StoreOp};
+use airlock_store::{ChainedEvent, EncodedBatch, Store, StoreOp};
 use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
@@ -135,7 +135,7 @@ impl Recorder {
                 records = ops.len(),
                 "replaying the recorder journal left by the last run"
             );
-            log.apply(&ops)?;
+            log.apply(&[EncodedBatch::encode(ops)?])?;
             log.make_durable(last.segment)?;
             for l in &leftovers {
                 journal::remove_segment(journal_dir, l.segment)?;
@@ -394,10 +394,12 @@ impl Writer {
         if ops.is_empty() {
             return Ok(());
         }
+        // Encoded once: the journal writes this text and the ingest thread stores it.
+        let batch = EncodedBatch::encode(ops).map_err(|e| e.to_string())?;
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         let closed = loop {
-            match self.journal.write(&ops) {
+            match self.journal.write(&batch) {
                 Ok(closed) => break closed,
                 Err(e) if retry && attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "recorder journal write failed, retrying");
@@ -417,8 +419,8 @@ impl Writer {
         } else {
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
-        self.backlog_ops += ops.len();
-        self.backlog.push(Ingest::Ops(ops));
+        self.backlog_ops += batch.len();
+        self.backlog.push(Ingest::Ops(batch));
         if let Some(n) = closed {
             self.backlog.push(Ingest::SegmentDone(n));
         }

@@ -2,10 +2,12 @@
 //! trait, so that the embedded SQLite backend and a later PostgreSQL backend are
 //! interchangeable and pass the same tests.
 
+mod batch;
 mod error;
 mod records;
 mod sqlite;
 
+pub use batch::{EncodedBatch, EncodedOp};
 pub use error::StoreError;
 pub use records::{ChainedEvent, SessionFilter, StoreOp, StoredSecret, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
@@ -15,10 +17,10 @@ use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 /// The recorder's blocking ingest path, owned by one thread: copies records that the
 /// recorder's journal has already made durable into the tables readers use.
 pub trait EventLog: Send {
-    /// Applies session starts, events and session ends in one transaction, in order.
-    /// Either all of them are stored or none; durable only after
+    /// Applies the session starts, events and session ends of `batches` in one
+    /// transaction, in order. Either all of them are stored or none; durable only after
     /// [`EventLog::make_durable`].
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    fn apply(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError>;
     /// Makes everything applied so far durable and notes that journal `segment` is
     /// fully stored, so that its file may be deleted.
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError>;

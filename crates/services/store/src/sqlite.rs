@@ -423,7 +423,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreOp;
+    use crate::{EncodedBatch, StoreOp};
 
     async fn temp_store() -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
@@ -433,6 +433,12 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         (SqliteStore::open_in(&dir).await.unwrap(), dir)
+    }
+
+    /// Stores `ops` as the recorder's ingest thread does.
+    fn apply(store: &SqliteStore, ops: &[StoreOp]) {
+        let batch = EncodedBatch::encode(ops.to_vec()).unwrap();
+        store.event_log().unwrap().apply(&[batch]).unwrap();
     }
 
     /// A session of principal `p` on `shop` starting now.
@@ -518,7 +524,7 @@ mod tests {
         for i in 0..3 {
             ops.push(session_started(&format!("s{i}")));
         }
-        store.event_log().unwrap().apply(&ops).unwrap();
+        apply(&store, &ops);
         let all = store
             .list_sessions(&SessionFilter::default())
             .await
@@ -574,7 +580,7 @@ mod tests {
             at: Timestamp::now(),
         });
         ops.extend((41..=70).map(event));
-        store.event_log().unwrap().apply(&ops).unwrap();
+        apply(&store, &ops);
         let stored = store.events_after(0, 1000).await.unwrap();
         let expected: Vec<ChainedEvent> = ops
             .iter()
@@ -633,11 +639,13 @@ mod tests {
             all.push(e.clone());
             ops.push(StoreOp::Event(e));
             if id == 5000 {
-                log.apply(&ops).unwrap();
+                log.apply(&[EncodedBatch::encode(ops.clone()).unwrap()])
+                    .unwrap();
                 ops.clear();
             }
         }
-        log.apply(&ops).unwrap();
+        log.apply(&[EncodedBatch::encode(ops.clone()).unwrap()])
+            .unwrap();
         (store, all)
     }
 
@@ -706,7 +714,7 @@ mod tests {
             StoreOp::Event(chained(3, "a", 2)),
         ];
         assert_eq!(store.chain_head().await.unwrap(), None);
-        store.event_log().unwrap().apply(&ops).unwrap();
+        apply(&store, &ops);
         assert_eq!(store.chain_head().await.unwrap().map(|e| e.id), Some(3));
     }
 

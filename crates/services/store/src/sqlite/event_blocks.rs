@@ -13,7 +13,7 @@
 //! ids in `[first_id, first_id + MAX_SPAN)`, so the block holding id `n` has its
 //! `first_id` (the primary key) in `(n - MAX_SPAN, n]`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{ChainedEvent, StoreError};
 
@@ -23,21 +23,9 @@ pub(crate) const MAX_SPAN: i64 = 1 << 16;
 /// old event, and a block's size: a few hundred kB).
 pub(crate) const MAX_EVENTS: usize = 2048;
 
-/// One event inside a block: every field of [`ChainedEvent`] but the session, which is
-/// the block's. Field names as in the old `events` table.
-#[derive(Serialize)]
-struct EventOut<'a> {
-    id: i64,
-    seq: i64,
-    at: &'a str,
-    kind: &'a str,
-    statement: Option<&'a str>,
-    decision: Option<&'a str>,
-    detail: &'a str,
-    prev_hash: &'a str,
-    hash: &'a str,
-}
-
+/// One event as read from a block. A block holds the recorder journal's own lines
+/// ([`crate::StoreOp::Event`] objects, so also `"op"` and `"session_id"`), written once
+/// by the journal and stored as they are; fields other than these are ignored.
 #[derive(Deserialize)]
 struct EventIn {
     id: i64,
@@ -56,60 +44,42 @@ pub(crate) struct BlockBuilder {
     pub(crate) first_id: i64,
     pub(crate) last_id: i64,
     count: usize,
-    json: Vec<u8>,
+    json: String,
 }
 
 impl BlockBuilder {
-    /// A block starting with `event`.
-    pub(crate) fn new(event: &ChainedEvent) -> Result<Self, StoreError> {
+    /// A block starting with event `id`, whose JSON object is `json`.
+    pub(crate) fn new(id: i64, json: &str) -> Self {
         let mut block = BlockBuilder {
-            first_id: event.id,
-            last_id: event.id,
+            first_id: id,
+            last_id: id,
             count: 0,
-            json: Vec::with_capacity(4096),
+            json: String::with_capacity(4096),
         };
-        block.json.push(b'[');
-        block.push(event)?;
-        Ok(block)
+        block.json.push('[');
+        block.push(id, json);
+        block
     }
 
-    /// Whether `event` (of this block's session, later in the chain) may join it.
-    pub(crate) fn takes(&self, event: &ChainedEvent) -> bool {
-        self.count < MAX_EVENTS && event.id > self.last_id && event.id - self.first_id < MAX_SPAN
+    /// Whether event `id` (of this block's session, later in the chain) may join it.
+    pub(crate) fn takes(&self, id: i64) -> bool {
+        self.count < MAX_EVENTS && id > self.last_id && id - self.first_id < MAX_SPAN
     }
 
-    /// Appends `event`; the caller has checked [`BlockBuilder::takes`].
-    pub(crate) fn push(&mut self, event: &ChainedEvent) -> Result<(), StoreError> {
+    /// Appends event `id`; the caller has checked [`BlockBuilder::takes`].
+    pub(crate) fn push(&mut self, id: i64, json: &str) {
         if self.count > 0 {
-            self.json.push(b',');
+            self.json.push(',');
         }
-        let out = EventOut {
-            id: event.id,
-            seq: event.seq,
-            at: &event.at,
-            kind: &event.kind,
-            statement: event.statement.as_deref(),
-            decision: event.decision.as_deref(),
-            detail: &event.detail,
-            prev_hash: &event.prev_hash,
-            hash: &event.hash,
-        };
-        serde_json::to_writer(&mut self.json, &out).map_err(|e| StoreError::Corrupt {
-            what: "event",
-            detail: e.to_string(),
-        })?;
+        self.json.push_str(json);
         self.count += 1;
-        self.last_id = event.id;
-        Ok(())
+        self.last_id = id;
     }
 
     /// The block's `events` text.
-    pub(crate) fn finish(mut self) -> Result<String, StoreError> {
-        self.json.push(b']');
-        String::from_utf8(self.json).map_err(|e| StoreError::Corrupt {
-            what: "event block",
-            detail: e.to_string(),
-        })
+    pub(crate) fn finish(mut self) -> String {
+        self.json.push(']');
+        self.json
     }
 }
 
@@ -139,6 +109,7 @@ pub(crate) fn decode(session_id: &str, events: &str) -> Result<Vec<ChainedEvent>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreOp;
 
     fn event(id: i64, statement: Option<&str>) -> ChainedEvent {
         ChainedEvent {
@@ -155,31 +126,34 @@ mod tests {
         }
     }
 
+    fn line(e: &ChainedEvent) -> String {
+        serde_json::to_string(&StoreOp::Event(e.clone())).unwrap()
+    }
+
     #[test]
-    fn a_block_round_trips_every_field_exactly() {
+    fn a_block_of_journal_lines_reads_back_every_field_exactly() {
         let events = [
             event(5, Some("select 'it''s' -- ünïcode \u{1}")),
             event(9, None),
         ];
-        let mut block = BlockBuilder::new(&events[0]).unwrap();
-        assert!(block.takes(&events[1]));
-        block.push(&events[1]).unwrap();
+        let mut block = BlockBuilder::new(5, &line(&events[0]));
+        assert!(block.takes(9));
+        block.push(9, &line(&events[1]));
         assert_eq!((block.first_id, block.last_id), (5, 9));
-        let text = block.finish().unwrap();
+        let text = block.finish();
         assert_eq!(decode("s", &text).unwrap(), events);
     }
 
     #[test]
     fn blocks_are_bounded_in_span_and_size() {
-        let first = event(1, None);
-        let mut block = BlockBuilder::new(&first).unwrap();
-        assert!(!block.takes(&event(1 + MAX_SPAN, None)));
-        assert!(block.takes(&event(MAX_SPAN, None)));
-        assert!(!block.takes(&first), "ids only grow within a block");
+        let mut block = BlockBuilder::new(1, "{}");
+        assert!(!block.takes(1 + MAX_SPAN));
+        assert!(block.takes(MAX_SPAN));
+        assert!(!block.takes(1), "ids only grow within a block");
         for id in 2..=MAX_EVENTS as i64 {
-            block.push(&event(id, None)).unwrap();
+            block.push(id, "{}");
         }
-        assert!(!block.takes(&event(MAX_EVENTS as i64 + 1, None)));
+        assert!(!block.takes(MAX_EVENTS as i64 + 1));
     }
 
     #[test]

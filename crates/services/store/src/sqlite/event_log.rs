@@ -20,7 +20,7 @@ use airlock_model::Timestamp;
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::event_blocks::BlockBuilder;
-use crate::{EventLog, StoreError, StoreOp};
+use crate::{EncodedBatch, EncodedOp, EventLog, StoreError};
 
 /// Copies recorder batches into `airlock.db`.
 pub struct SqliteEventLog {
@@ -48,7 +48,7 @@ impl SqliteEventLog {
         Ok(SqliteEventLog { conn })
     }
 
-    fn apply_inner(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+    fn apply_inner(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(write_error)?;
         {
             // OR IGNORE: replaying a journal after a crash may meet sessions stored
@@ -73,32 +73,42 @@ impl SqliteEventLog {
             // wide is stored and a new one started.
             let mut open: HashMap<&str, BlockBuilder> = HashMap::new();
             let mut done: Vec<(&str, BlockBuilder)> = Vec::new();
-            for op in ops {
-                match op {
-                    StoreOp::StartSession(s) => {
-                        start
-                            .execute(params![
-                                s.id,
-                                s.principal,
-                                s.target,
-                                s.protocol,
-                                s.client_addr,
-                                s.started_at.to_string(),
-                                s.ended_at.map(|t| t.to_string()),
-                            ])
-                            .map_err(write_error)?;
-                    }
-                    StoreOp::Event(e) => match open.get_mut(e.session_id.as_str()) {
-                        Some(b) if b.takes(e) => b.push(e)?,
-                        _ => {
-                            if let Some(full) = open.insert(&e.session_id, BlockBuilder::new(e)?) {
-                                done.push((&e.session_id, full));
+            for batch in batches {
+                for op in batch.ops() {
+                    match op {
+                        EncodedOp::StartSession(s) => {
+                            start
+                                .execute(params![
+                                    s.id,
+                                    s.principal,
+                                    s.target,
+                                    s.protocol,
+                                    s.client_addr,
+                                    s.started_at.to_string(),
+                                    s.ended_at.map(|t| t.to_string()),
+                                ])
+                                .map_err(write_error)?;
+                        }
+                        EncodedOp::Event {
+                            id,
+                            session_id,
+                            json,
+                        } => {
+                            let json = batch.json(json);
+                            match open.get_mut(session_id.as_str()) {
+                                Some(b) if b.takes(*id) => b.push(*id, json),
+                                _ => {
+                                    let fresh = BlockBuilder::new(*id, json);
+                                    if let Some(full) = open.insert(session_id, fresh) {
+                                        done.push((session_id, full));
+                                    }
+                                }
                             }
                         }
-                    },
-                    StoreOp::EndSession { id, at } => {
-                        end.execute(params![at.to_string(), id])
-                            .map_err(write_error)?;
+                        EncodedOp::EndSession { id, at } => {
+                            end.execute(params![at.to_string(), id])
+                                .map_err(write_error)?;
+                        }
                     }
                 }
             }
@@ -108,7 +118,7 @@ impl SqliteEventLog {
             for (session_id, b) in done {
                 let (first, last) = (b.first_id, b.last_id);
                 block
-                    .execute(params![first, last, session_id, b.finish()?])
+                    .execute(params![first, last, session_id, b.finish()])
                     .map_err(write_error)?;
             }
         }
@@ -130,10 +140,10 @@ impl SqliteEventLog {
 }
 
 impl EventLog for SqliteEventLog {
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+    fn apply(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError> {
         // On error the transaction is dropped, which rolls it back: nothing of the batch
         // is stored.
-        self.apply_inner(ops)
+        self.apply_inner(batches)
     }
 
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError> {
