@@ -33,7 +33,7 @@ pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Zero-filled space added to a segment ahead of its data at a time.
 const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 /// What preallocation writes at a time (see [`Journal::write`]).
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 4 * 1024] = [0; 4 * 1024];
 
 /// Why the journal cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -225,10 +225,13 @@ impl Journal {
             // Zeros ahead of the data; the next sync makes the new size durable once,
             // and the following commits overwrite blocks that already exist.
             let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            // In pieces: one large write leaves large page-cache folios behind, and on
-            // ext4 every later small write into one walks all of its blocks (3.1-3.6 µs
-            // per 900-byte append after a 1 MiB write, against 1.3 µs after 64 KiB ones;
-            // ~9 µs per `pgbench -S` transaction in the gateway).
+            // In page-sized pieces: the page cache sizes its folios by the write that
+            // created them. After one 1 MiB write, every small append on ext4 walked all
+            // of the folio's blocks (3.1-3.6 µs per 900-byte append against 1.3 µs after
+            // 64 KiB pieces, ~9 µs per `pgbench -S` transaction), and a sync wrote back
+            // whole dirty folios: with 64 KiB ones, every commit under TPC-B wrote 64 KiB
+            // for a few hundred bytes of records (71 KiB written per transaction by the
+            // gateway, 28 KiB with 4 KiB pieces; docs/performance.md).
             let mut at = self.allocated;
             while at < target {
                 let piece =
