@@ -348,7 +348,7 @@ mod tests {
         let dir = temp_dir("prealloc");
         let mut j = Journal::create(&dir, 1).unwrap();
         // ~2.5 MiB of records in ~1 KiB writes: three preallocation rounds, each written
-        // in 64 KiB pieces.
+        // in pieces of `ZEROS`.
         let long = "x".repeat(1000);
         for _ in 0..2500 {
             j.write(&EncodedBatch::encode(vec![end(&long)]).unwrap())

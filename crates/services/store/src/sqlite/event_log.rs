@@ -48,8 +48,8 @@ impl SqliteEventLog {
         Ok(SqliteEventLog { conn })
     }
 
-    fn apply_inner(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(write_error)?;
+    fn apply_inner(&mut self, batches: &[EncodedBatch]) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
         {
             // OR IGNORE: replaying a journal after a crash may meet sessions stored
             // before it; events are filtered by chain position by the caller.
@@ -57,18 +57,14 @@ impl SqliteEventLog {
                 .prepare_cached(
                     "INSERT OR IGNORE INTO sessions (id, principal, target, protocol, client_addr, started_at, ended_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(write_error)?;
+                )?;
             let mut block = tx
                 .prepare_cached(
                     "INSERT INTO event_blocks (first_id, last_id, session_id, events) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(write_error)?;
-            let mut end = tx
-                .prepare_cached(
-                    "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
-                )
-                .map_err(write_error)?;
+                )?;
+            let mut end = tx.prepare_cached(
+                "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
+            )?;
             // Each session's events of the batch, in chain order; a block full or too
             // wide is stored and a new one started.
             let mut open: HashMap<&str, BlockBuilder> = HashMap::new();
@@ -77,17 +73,15 @@ impl SqliteEventLog {
                 for op in batch.ops() {
                     match op {
                         EncodedOp::StartSession(s) => {
-                            start
-                                .execute(params![
-                                    s.id,
-                                    s.principal,
-                                    s.target,
-                                    s.protocol,
-                                    s.client_addr,
-                                    s.started_at.to_string(),
-                                    s.ended_at.map(|t| t.to_string()),
-                                ])
-                                .map_err(write_error)?;
+                            start.execute(params![
+                                s.id,
+                                s.principal,
+                                s.target,
+                                s.protocol,
+                                s.client_addr,
+                                s.started_at.to_string(),
+                                s.ended_at.map(|t| t.to_string()),
+                            ])?;
                         }
                         EncodedOp::Event {
                             id,
@@ -106,8 +100,7 @@ impl SqliteEventLog {
                             }
                         }
                         EncodedOp::EndSession { id, at } => {
-                            end.execute(params![at.to_string(), id])
-                                .map_err(write_error)?;
+                            end.execute(params![at.to_string(), id])?;
                         }
                     }
                 }
@@ -117,12 +110,10 @@ impl SqliteEventLog {
             done.sort_unstable_by_key(|(_, b)| b.first_id);
             for (session_id, b) in done {
                 let (first, last) = (b.first_id, b.last_id);
-                block
-                    .execute(params![first, last, session_id, b.finish()])
-                    .map_err(write_error)?;
+                block.execute(params![first, last, session_id, b.finish()])?;
             }
         }
-        tx.commit().map_err(write_error)
+        tx.commit()
     }
 
     fn make_durable_inner(&mut self, segment: u64) -> Result<(), rusqlite::Error> {
@@ -143,7 +134,7 @@ impl EventLog for SqliteEventLog {
     fn apply(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError> {
         // On error the transaction is dropped, which rolls it back: nothing of the batch
         // is stored.
-        self.apply_inner(batches)
+        self.apply_inner(batches).map_err(write_error)
     }
 
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError> {
