@@ -32,7 +32,9 @@ def airlock_categories():
         ("masking", lambda c, f: "masking" in f or "Masker" in f),
         ("inspection: parse, classify, decide",
          lambda c, f: "ClientSide::inspect" in f or "understand" in f or "Classifier" in f or "decide" in f),
-        ("waiting for the next event (epoll, futex, parking)", lambda c, f: "epoll_wait" in f or "futex" in f or "park" in f),
+        # Parking a runtime worker, not `parking_lot` mutexes (those count where taken).
+        ("waiting for the next event (epoll, futex, parking)",
+         lambda c, f: "epoll_wait" in f or "futex" in f or ("park" in f and "parking_lot" not in f)),
     ]
 
 
