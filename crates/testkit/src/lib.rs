@@ -15,7 +15,7 @@ mod postgres;
 pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
 pub use idp::Idp;
-pub use postgres::{Postgres, unrelated_ca_pem};
+pub use postgres::{APP_PASSWORD, Postgres, unrelated_ca_pem};
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;

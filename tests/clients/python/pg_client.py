@@ -223,5 +223,38 @@ def second_statement():
     out(res)
 
 
+def syntax_errors():
+    """Statements the grammar rejects, in the extended protocol (parameters) and the
+    simple one, inside a transaction block: what psycopg reports of each error, and the
+    transaction state after it."""
+    res = []
+    with psycopg.connect(CONN) as c:
+        for text, params in [
+            ("selec %s", (1,)),
+            ("select %s::int +", (1,)),
+            ("select * from orders where id = %s order by", (1,)),
+            ("select 'unterminated", None),
+            ("select 1 from orders limit all offset %s fetch first 1 rows only", (1,)),
+        ]:
+            c.execute("select 1")
+            try:
+                c.execute(text, params)
+                res.append({"text": text, "ran": True})
+                continue
+            except psycopg.Error as e:
+                d = e.diag
+                item = {"text": text, "sqlstate": e.sqlstate, "message": d.message_primary,
+                        "position": d.statement_position, "severity": d.severity}
+            try:
+                c.execute("select 2")
+                item["after"] = "ran"
+            except errors.InFailedSqlTransaction as e2:
+                item["after"] = e2.sqlstate
+            item["status"] = c.info.transaction_status.name
+            c.rollback()
+            res.append(item)
+    out(res)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

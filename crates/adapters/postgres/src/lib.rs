@@ -16,6 +16,7 @@ mod relay;
 pub mod reply;
 mod session;
 pub mod stream;
+mod syntax;
 pub mod tls;
 mod translate;
 mod upstream;

@@ -40,6 +40,7 @@ use crate::masking::columns::TableCache;
 use crate::masking::{self, MAX_MASKED_FRAME, ResultMasking, messages, rows};
 use crate::reply::{self, Reply};
 use crate::stream::BoxIo;
+use crate::syntax::{self, SyntaxAnswer};
 use crate::translate::{self, Outcome, Prepared, Statements};
 use airlock_engine::masking::redact::may_appear_in_mask;
 use airlock_engine::masking::rules::Apply;
@@ -306,6 +307,7 @@ pub async fn run(
             message: "Airlock is shutting down".into(),
             detail: None,
             hint: Some("Reconnect in a moment.".into()),
+            position: None,
         }),
         End::Failed(PostgresError::Protocol(e)) => Some(reply::protocol_violation(&e.to_string())),
         End::Failed(PostgresError::Unexpected(e)) => Some(reply::protocol_violation(e)),
@@ -684,6 +686,22 @@ struct Understood {
     executes: Vec<String>,
 }
 
+/// Why a statement string could not be decided: the reason recorded, and for text the
+/// grammar rejects, how the client is answered.
+struct Unparsed {
+    reason: String,
+    syntax: Option<Box<SyntaxAnswer>>,
+}
+
+impl From<String> for Unparsed {
+    fn from(reason: String) -> Self {
+        Unparsed {
+            reason,
+            syntax: None,
+        }
+    }
+}
+
 /// What to do after forwarding the frames before the current one.
 enum After {
     Terminate,
@@ -831,10 +849,29 @@ impl ClientSide<'_> {
         Step::Substitute { replacement, sync }
     }
 
+    /// Refuses `text`, which the grammar rejected, with the server's own error where
+    /// the server can be asked without running anything (see [`syntax`]).
+    fn refuse_unparsed(&mut self, text: &str, answer: SyntaxAnswer, as_query: bool) -> Step {
+        let ahead = answer.ask_server.then_some(text);
+        let (replacement, sync) = self.marked_frame(answer.reply, as_query, ahead);
+        Step::Substitute { replacement, sync }
+    }
+
     /// The frame behind [`ClientSide::refuse_in_order`], and whether it is a Query.
     fn refusal_frame(&mut self, reply: Reply, as_query: bool) -> (BytesMut, bool) {
+        self.marked_frame(reply, as_query, None)
+    }
+
+    /// A Query or Parse of the next refusal marker, with `ahead` (text the server is to
+    /// parse first, see [`syntax::probe`]) before it.
+    fn marked_frame(
+        &mut self,
+        reply: Reply,
+        as_query: bool,
+        ahead: Option<&str>,
+    ) -> (BytesMut, bool) {
         self.refusals += 1;
-        let marker = format!("airlock_denied_{}_{}", self.nonce, self.refusals);
+        let marker = format!("{DENIAL_MARKER}{}_{}", self.nonce, self.refusals);
         self.shared.with(|s| {
             // A refusal the server skipped (it was already failing) is never claimed;
             // keep the map small.
@@ -843,16 +880,20 @@ impl ClientSide<'_> {
             }
             s.denials.insert(marker.clone(), reply)
         });
+        let sent = match ahead {
+            Some(text) => syntax::probe(text, &marker),
+            None => marker,
+        };
         let mut replacement = BytesMut::new();
         if as_query {
-            let mut body = marker.into_bytes();
+            let mut body = sent.into_bytes();
             body.push(0);
             codec::put_message(&mut replacement, b'Q', &body);
         } else {
             // Parse of the unnamed statement: fails immediately, and the server then
             // discards everything up to the client's Sync, as for any error.
             let mut body = vec![0u8];
-            body.extend_from_slice(marker.as_bytes());
+            body.extend_from_slice(sent.as_bytes());
             body.extend_from_slice(&[0, 0, 0]);
             codec::put_message(&mut replacement, b'P', &body);
         }
@@ -863,17 +904,23 @@ impl ClientSide<'_> {
     /// prepared statement's actions. Returns the effects to apply if it is allowed, and
     /// whether every statement may be sent before its record is durable (`may_defer`,
     /// or transaction control that leaves nothing behind if the session dies).
-    fn understand(&self, text: &str) -> Result<Understood, String> {
+    fn understand(&self, text: &str) -> Result<Understood, Unparsed> {
         let statements = self
             .classifier
             .classify(text, self.parse_options())
-            .map_err(|e| match e {
-                SqlError::Syntax(m) => {
-                    format!("the statement could not be parsed, so it was not run: {m}")
-                }
-                other => {
-                    format!("the statement could not be inspected, so it was not run: {other}")
-                }
+            .map_err(|e| Unparsed {
+                syntax: syntax::answer(text, &e).map(Box::new),
+                reason: match e {
+                    SqlError::Syntax(m) => {
+                        format!("the statement could not be parsed, so it was not run: {m}")
+                    }
+                    SqlError::DoBody(m) => format!(
+                        "the statement could not be parsed, so it was not run: in the DO block: {m}"
+                    ),
+                    other => {
+                        format!("the statement could not be inspected, so it was not run: {other}")
+                    }
+                },
             })?;
         let mut actions = Vec::new();
         let mut effects = Vec::new();
@@ -927,14 +974,14 @@ impl ClientSide<'_> {
                         executes.push(p.text.clone());
                     }
                     Some(_) => {
-                        return Err(format!(
+                        return Err(Unparsed::from(format!(
                             "prepared statement \"{name}\" was refused when it was prepared"
-                        ));
+                        )));
                     }
                     None => {
-                        return Err(format!(
+                        return Err(Unparsed::from(format!(
                             "prepared statement \"{name}\" is unknown to Airlock, so it cannot be decided"
-                        ));
+                        )));
                     }
                 }
             }
@@ -946,7 +993,7 @@ impl ClientSide<'_> {
         if self.masking
             && let Some(reason) = shapes.iter().find_map(unmaskable_copy)
         {
-            return Err(reason);
+            return Err(reason.into());
         }
         Ok(Understood {
             actions,
@@ -1001,9 +1048,13 @@ impl ClientSide<'_> {
         Ok(match tag {
             b'Q' => {
                 let text = frontend::query(body)?;
+                let mut syntax = None;
                 let (mut verdict, u) = match self.understand(text) {
                     Ok(u) => (self.verdict_for(&u.actions), u),
-                    Err(reason) => (refused_verdict(reason), Understood::default()),
+                    Err(e) => {
+                        syntax = e.syntax;
+                        (refused_verdict(e.reason), Understood::default())
+                    }
                 };
                 let Understood {
                     actions,
@@ -1049,14 +1100,21 @@ impl ClientSide<'_> {
                         },
                         as_query: true,
                     },
-                    Decision::Deny { .. } => self.refuse_in_order(refusal(&verdict), true),
+                    Decision::Deny { .. } => match syntax {
+                        Some(answer) => self.refuse_unparsed(text, *answer, true),
+                        None => self.refuse_in_order(refusal(&verdict), true),
+                    },
                 }
             }
             b'P' => {
                 let p = frontend::parse(body)?;
+                let mut syntax = None;
                 let (verdict, actions, shapes) = match self.understand(p.text) {
                     Ok(u) => (self.verdict_for(&u.actions), u.actions, u.shapes),
-                    Err(reason) => (refused_verdict(reason), Vec::new(), Vec::new()),
+                    Err(e) => {
+                        syntax = e.syntax;
+                        (refused_verdict(e.reason), Vec::new(), Vec::new())
+                    }
                 };
                 let detail = translate::verdict_detail(
                     &verdict,
@@ -1091,7 +1149,10 @@ impl ClientSide<'_> {
                     // a held statement waits for approval at its Execute, where its
                     // parameters are known.
                     Decision::Allow | Decision::Hold { .. } => Step::Forward { sync: false },
-                    Decision::Deny { .. } => self.refuse_in_order(refusal(&verdict), false),
+                    Decision::Deny { .. } => match syntax {
+                        Some(answer) => self.refuse_unparsed(p.text, *answer, false),
+                        None => self.refuse_in_order(refusal(&verdict), false),
+                    },
                 }
             }
             b'B' => {
@@ -1314,6 +1375,7 @@ fn denial_reply(message: String, hint: Option<String>) -> Reply {
         message,
         detail: None,
         hint,
+        position: None,
     }
 }
 

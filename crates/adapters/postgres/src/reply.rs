@@ -6,7 +6,7 @@ use airlock_identity::IdentityError;
 use airlock_session::ConnectRefusal;
 use bytes::BytesMut;
 
-use crate::codec::backend::put_error_like;
+use crate::codec::backend::{OwnError, put_error_like};
 use crate::error::UpstreamError;
 
 /// One error or notice for the client.
@@ -22,6 +22,9 @@ pub struct Reply {
     pub detail: Option<String>,
     /// What to do about it.
     pub hint: Option<String>,
+    /// Where in the statement the error is: a 1-based character index, as the server
+    /// sends it (psql prints `LINE n:` and a caret from it).
+    pub position: Option<usize>,
 }
 
 impl Reply {
@@ -32,6 +35,7 @@ impl Reply {
             message,
             detail: None,
             hint: hint.into(),
+            position: None,
         }
     }
 
@@ -42,6 +46,7 @@ impl Reply {
             message,
             detail: None,
             hint: hint.into(),
+            position: None,
         }
     }
 
@@ -60,11 +65,14 @@ impl Reply {
         put_error_like(
             out,
             tag,
-            self.severity,
-            self.code,
-            &self.message,
-            self.detail.as_deref(),
-            self.hint.as_deref(),
+            &OwnError {
+                severity: self.severity,
+                code: self.code,
+                message: &self.message,
+                detail: self.detail.as_deref(),
+                hint: self.hint.as_deref(),
+                position: self.position,
+            },
         );
     }
 }
@@ -175,6 +183,7 @@ pub fn recorder_unavailable(severity: &'static str) -> Reply {
         message: "Airlock cannot record this session, so it does not forward statements".into(),
         detail: None,
         hint: Some("This is a gateway problem, not a problem with the statement; retry later or tell the operator.".into()),
+        position: None,
     }
 }
 
@@ -257,6 +266,7 @@ pub fn approval_pending(
             id = approval.id,
             expires = approval.expires_at
         )),
+        position: None,
     }
 }
 

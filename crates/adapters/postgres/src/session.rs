@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use airlock_model::{EventKind, TargetKind};
-use airlock_session::{ConnectRequest, EventDraft, Session};
+use airlock_session::{ConnectRequest, EventDraft, Session, Target};
 use airlock_vault::Secret;
 use bytes::BytesMut;
 use serde_json::json;
@@ -18,6 +18,8 @@ use crate::AdapterState;
 use crate::cancel::CancelEntry;
 use crate::codec::{self, backend, frontend};
 use crate::error::PostgresError;
+use crate::error::UpstreamError;
+use crate::pool;
 use crate::reply::{self, Reply};
 use crate::stream::BoxIo;
 use crate::{relay, upstream};
@@ -407,13 +409,12 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
             message: format!("airlock: {reason}"),
             detail: None,
             hint: Some("Connect without that startup parameter (or `options` setting), or ask the operator to permit it.".into()),
+            position: None,
         };
         let _ = send_fatal(&mut io, r).await;
         return None;
     }
-    if let Some(mut upstream) = state.pool.take(session.target(), &passthrough) {
-        tracing::debug!("reusing a pooled server connection");
-        upstream.startup_frames = upstream.status_frames();
+    if let Some(upstream) = checkout(state, session.target(), &passthrough).await {
         return Some(Ready {
             session,
             client: io,
@@ -422,7 +423,7 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
             params: passthrough,
         });
     }
-    match upstream::connect(session.target(), &passthrough).await {
+    match connect(state, session.target(), &passthrough).await {
         Ok(upstream) => Some(Ready {
             session,
             client: io,
@@ -442,6 +443,77 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
             let _ = send_fatal(&mut io, reply::upstream_failed(&target, &e)).await;
             None
         }
+    }
+}
+
+/// How long setting `application_name` on a pooled connection may take before another
+/// connection is opened instead.
+const CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A pooled connection for a session with startup parameters `params`, its
+/// `application_name` set to the client's (the pool does not match on it, see
+/// [`pool`](crate::pool)), with the `ParameterStatus` frames the client is to get.
+async fn checkout(
+    state: &AdapterState,
+    target: &Arc<Target>,
+    params: &[(String, String)],
+) -> Option<upstream::Upstream> {
+    let mut upstream = state.pool.take(target, params)?;
+    tracing::debug!("reusing a pooled server connection");
+    let wanted = params
+        .iter()
+        .find(|(k, _)| k == pool::SET_AFTER_CHECKOUT)
+        .map_or("", |(_, v)| v.as_str());
+    let current = upstream
+        .params
+        .iter()
+        .find(|(k, _)| k == pool::SET_AFTER_CHECKOUT)
+        .map_or("", |(_, v)| v.as_str());
+    let mut reported = current.to_owned();
+    if wanted != current {
+        // Session-level: the `DISCARD ALL` before the connection goes back restores the
+        // value it was opened with, which `params` keeps.
+        let set = upstream::set_parameter(&mut upstream, pool::SET_AFTER_CHECKOUT, wanted);
+        match tokio::time::timeout(CHECKOUT_TIMEOUT, set).await {
+            Ok(Ok(value)) => reported = value,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "pooled server connection not usable; closed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("pooled server connection did not answer SET; closed");
+                return None;
+            }
+        }
+    }
+    upstream.startup_frames = upstream.status_frames((pool::SET_AFTER_CHECKOUT, &reported));
+    Some(upstream)
+}
+
+/// Opens a server connection for a session: first closes the target's oldest idle
+/// connection (the session's parameters matched none), and when the server still has
+/// no slot left (`53300 too many clients`), closes every idle connection to it and
+/// tries once more.
+async fn connect(
+    state: &AdapterState,
+    target: &Arc<Target>,
+    params: &[(String, String)],
+) -> Result<upstream::Upstream, UpstreamError> {
+    state.pool.make_room(target);
+    match upstream::connect(target, params).await {
+        Err(UpstreamError::Rejected { code, .. })
+            if code == "53300"
+                && state
+                    .pool
+                    .close_idle_to(&target.config.host, target.config.port)
+                    > 0 =>
+        {
+            tracing::info!(
+                "the target had no connection slot left; closed Airlock's idle connections to it and retried"
+            );
+            upstream::connect(target, params).await
+        }
+        other => other,
     }
 }
 

@@ -296,19 +296,36 @@ pub async fn reset(up: &mut Upstream) -> Result<(), UpstreamError> {
     }
 }
 
+/// The query that follows `DISCARD ALL` in the same write: whether the session left the
+/// server process a temporary schema. `DISCARD ALL` drops temporary tables but not the
+/// schema, and a backend that has one behaves differently from a fresh one (a
+/// transaction that touches it cannot be prepared; `pg_my_temp_schema()` names it), so
+/// such a connection is closed rather than handed to another session.
+const TEMP_SCHEMA_CHECK: &str = "SELECT pg_catalog.pg_my_temp_schema()::pg_catalog.int8";
+
 async fn reset_inner(up: &mut Upstream) -> Result<(), UpstreamError> {
     let mut out = BytesMut::new();
     frontend::query("DISCARD ALL", &mut out).map_err(proto)?;
+    // Pipelined: one round trip for both. DISCARD ALL cannot share a query string
+    // (an implicit transaction block) with another statement.
+    frontend::query(TEMP_SCHEMA_CHECK, &mut out).map_err(proto)?;
     send(&mut up.io, &mut out).await?;
     let mut discarded = false;
+    let mut temp_schema: Option<bool> = None;
+    let mut ready = 0;
     loop {
         let (tag, body, _) = read_frame(&mut up.io, &mut up.leftover).await?;
         match tag {
-            b'C' => discarded = backend::command_complete(&body).map_err(proto)? == "DISCARD ALL",
+            b'C' if ready == 0 => {
+                discarded = backend::command_complete(&body).map_err(proto)? == "DISCARD ALL"
+            }
+            b'D' => {
+                temp_schema = Some(backend::first_text_value(&body).map_err(proto)? != Some("0"))
+            }
             b'E' => {
                 let f = backend::error_fields(&body).map_err(proto)?;
                 return Err(UpstreamError::Protocol(format!(
-                    "DISCARD ALL failed: {} ({})",
+                    "resetting the connection failed: {} ({})",
                     f.message, f.code
                 )));
             }
@@ -321,14 +338,87 @@ async fn reset_inner(up: &mut Upstream) -> Result<(), UpstreamError> {
             }
             b'Z' => {
                 let status = backend::ready_for_query(&body).map_err(proto)?;
-                if !discarded || status != b'I' || !up.leftover.is_empty() {
+                ready += 1;
+                if !discarded || status != b'I' {
                     return Err(UpstreamError::Protocol(
                         "the connection was not idle after DISCARD ALL".into(),
                     ));
                 }
-                return Ok(());
+                if ready < 2 {
+                    continue;
+                }
+                if !up.leftover.is_empty() {
+                    return Err(UpstreamError::Protocol(
+                        "the server sent more than the reset asked for".into(),
+                    ));
+                }
+                return match temp_schema {
+                    Some(false) => Ok(()),
+                    Some(true) => Err(UpstreamError::Protocol(
+                        "the session left a temporary schema".into(),
+                    )),
+                    None => Err(UpstreamError::Protocol(
+                        "the temporary schema check returned nothing".into(),
+                    )),
+                };
             }
-            // Notices and notifications that were still on their way.
+            // Notices and notifications that were still on their way, the check's
+            // row description and completion.
+            _ => {}
+        }
+    }
+}
+
+/// Runs `SET name = value` (`value` quoted here) on an idle connection and returns the
+/// value as the server reports it back (it may clean or truncate it). Session-level:
+/// [`reset`] restores the value the connection was opened with.
+pub async fn set_parameter(
+    up: &mut Upstream,
+    name: &str,
+    value: &str,
+) -> Result<String, UpstreamError> {
+    let mut literal = String::with_capacity(value.len() + 3);
+    // An escape string reads the same whatever the server's standard_conforming_strings.
+    literal.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("''"),
+            c => literal.push(c),
+        }
+    }
+    literal.push('\'');
+    let mut out = BytesMut::new();
+    frontend::query(&format!("SET {name} = {literal}"), &mut out).map_err(proto)?;
+    send(&mut up.io, &mut out).await?;
+    let mut reported = None;
+    let mut failed = None;
+    loop {
+        let (tag, body, _) = read_frame(&mut up.io, &mut up.leftover).await?;
+        match tag {
+            b'E' => failed = Some(backend::error_fields(&body).map_err(proto)?),
+            b'S' => {
+                let (n, v) = backend::parameter_status(&body).map_err(proto)?;
+                if n == name {
+                    reported = Some(v.to_owned());
+                }
+            }
+            b'Z' => {
+                let status = backend::ready_for_query(&body).map_err(proto)?;
+                return match failed {
+                    Some(f) => Err(UpstreamError::Protocol(format!(
+                        "SET {name} failed: {} ({})",
+                        f.message, f.code
+                    ))),
+                    None if status != b'I' || !up.leftover.is_empty() => {
+                        Err(UpstreamError::Protocol(format!(
+                            "the connection was not idle after SET {name}"
+                        )))
+                    }
+                    // Unchanged values are not reported again.
+                    None => Ok(reported.unwrap_or_else(|| value.to_owned())),
+                };
+            }
             _ => {}
         }
     }
@@ -337,9 +427,12 @@ async fn reset_inner(up: &mut Upstream) -> Result<(), UpstreamError> {
 impl Upstream {
     /// The `ParameterStatus` frames a client is sent at startup, from the server's
     /// current values (a reused connection's startup notices are long gone).
-    pub fn status_frames(&self) -> BytesMut {
+    /// `set` is a (name, value) that the session set after checkout and is reported
+    /// as that value.
+    pub fn status_frames(&self, set: (&str, &str)) -> BytesMut {
         let mut out = BytesMut::new();
         for (name, value) in &self.params {
+            let value = if name == set.0 { set.1 } else { value };
             let mut body = Vec::with_capacity(name.len() + value.len() + 2);
             body.extend_from_slice(name.as_bytes());
             body.push(0);

@@ -37,9 +37,15 @@ impl ParseOptions {
 /// Why a statement could not be understood. Every case is refused (fail closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqlError {
-    /// PostgreSQL's grammar rejects the text.
+    /// PostgreSQL's grammar rejects the text: the server's own message (from
+    /// libpg_query), e.g. `syntax error at or near "FORM"`.
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// The PL/pgSQL body of a `DO` block does not parse (or cannot be inspected). The
+    /// statement itself is valid SQL: the server would reject the body only when it
+    /// compiles it, as the block starts to run.
+    #[error("syntax error in the DO block: {0}")]
+    DoBody(String),
     /// The statement contains NUL bytes, which PostgreSQL would cut it at.
     #[error("the statement contains a NUL byte")]
     Nul,

@@ -49,7 +49,7 @@ pub fn do_block_actions(
         return Ok(Vec::new());
     }
     if body.contains(WRAP_TAG) {
-        return Err(SqlError::Syntax(
+        return Err(SqlError::DoBody(
             "the DO block's body cannot be inspected".into(),
         ));
     }
@@ -58,7 +58,7 @@ pub fn do_block_actions(
     );
     let tree = std::panic::catch_unwind(|| pg_query::parse_plpgsql(&wrapped))
         .map_err(|_| SqlError::Internal("PL/pgSQL parser panicked".into()))?
-        .map_err(|e| SqlError::Syntax(format!("in the DO block: {e}")))?;
+        .map_err(do_body_error)?;
     let mut out = Vec::new();
     collect(&tree, options, &mut out, 0)?;
     Ok(out)
@@ -125,7 +125,7 @@ fn expression(
     }
     let parsed = std::panic::catch_unwind(|| pg_query::parse(query, parser))
         .map_err(|_| SqlError::Internal("parser panicked".into()))?
-        .map_err(|e| SqlError::Syntax(format!("in the DO block: {e}")))?;
+        .map_err(do_body_error)?;
     for raw in &parsed.protobuf.stmts {
         let Some(node) = raw.stmt.as_ref() else {
             continue;
@@ -139,4 +139,12 @@ fn expression(
         }
     }
     Ok(())
+}
+
+/// A parse failure inside a `DO` body, with the parser's own message.
+fn do_body_error(e: pg_query::Error) -> SqlError {
+    match e {
+        pg_query::Error::Parse(m) => SqlError::DoBody(m),
+        other => SqlError::DoBody(other.to_string()),
+    }
 }

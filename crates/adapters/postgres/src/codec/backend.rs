@@ -74,6 +74,25 @@ pub fn parameter_status(body: &[u8]) -> Result<(&str, &str), CodecError> {
     Ok((name, value))
 }
 
+/// The first column of a text-format `DataRow` (`None` for NULL or no column).
+pub fn first_text_value(body: &[u8]) -> Result<Option<&str>, CodecError> {
+    let mut r = Reader::new("DataRow", body);
+    if r.i16()? < 1 {
+        return Ok(None);
+    }
+    let len = r.i32()?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let value = r.bytes(usize::try_from(len).unwrap_or(usize::MAX))?;
+    std::str::from_utf8(value)
+        .map(Some)
+        .map_err(|_| CodecError::Malformed {
+            what: "DataRow",
+            detail: "a text value that is not UTF-8",
+        })
+}
+
 /// A `BackendKeyData`: process id and secret key.
 pub fn backend_key_data(body: &[u8]) -> Result<(i32, i32), CodecError> {
     let mut r = Reader::new("BackendKeyData", body);
@@ -143,32 +162,43 @@ pub fn put_negotiate_version(out: &mut BytesMut, minor: i32, unrecognized: &[&st
     put_message(out, b'v', &body);
 }
 
+/// The fields of an error or notice Airlock writes itself.
+pub struct OwnError<'a> {
+    /// `ERROR`, `FATAL`, `NOTICE`.
+    pub severity: &'a str,
+    /// SQLSTATE.
+    pub code: &'a str,
+    /// Primary message.
+    pub message: &'a str,
+    /// `DETAIL`.
+    pub detail: Option<&'a str>,
+    /// `HINT`.
+    pub hint: Option<&'a str>,
+    /// 1-based character position in the statement.
+    pub position: Option<usize>,
+}
+
 /// Appends an `ErrorResponse` (tag `E`) or `NoticeResponse` (tag `N`).
-pub fn put_error_like(
-    out: &mut BytesMut,
-    tag: u8,
-    severity: &str,
-    code: &str,
-    message: &str,
-    detail: Option<&str>,
-    hint: Option<&str>,
-) {
-    let mut body = Vec::with_capacity(64 + message.len());
+pub fn put_error_like(out: &mut BytesMut, tag: u8, e: &OwnError<'_>) {
+    let mut body = Vec::with_capacity(64 + e.message.len());
     let mut field = |k: u8, v: &str| {
         body.push(k);
         // A NUL inside a field would end it early and desynchronise the client.
         body.extend(v.bytes().filter(|&b| b != 0));
         body.push(0);
     };
-    field(b'S', severity);
-    field(b'V', severity);
-    field(b'C', code);
-    field(b'M', message);
-    if let Some(d) = detail {
+    field(b'S', e.severity);
+    field(b'V', e.severity);
+    field(b'C', e.code);
+    field(b'M', e.message);
+    if let Some(d) = e.detail {
         field(b'D', d);
     }
-    if let Some(h) = hint {
+    if let Some(h) = e.hint {
         field(b'H', h);
+    }
+    if let Some(p) = e.position {
+        field(b'P', &p.to_string());
     }
     body.push(0);
     put_message(out, tag, &body);
@@ -178,6 +208,17 @@ pub fn put_error_like(
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_text_value_reads_a_value_null_or_nothing() {
+        assert_eq!(
+            first_text_value(&[0, 1, 0, 0, 0, 1, b'0']).unwrap(),
+            Some("0")
+        );
+        assert_eq!(first_text_value(&[0, 1, 255, 255, 255, 255]).unwrap(), None);
+        assert_eq!(first_text_value(&[0, 0]).unwrap(), None);
+        assert!(first_text_value(&[0, 1, 0, 0, 0, 9, b'0']).is_err());
+    }
 
     #[test]
     fn tags_and_rows() {
@@ -193,11 +234,14 @@ mod tests {
         put_error_like(
             &mut out,
             b'E',
-            "FATAL",
-            "28P01",
-            "bad\0token",
-            Some("d"),
-            Some("h"),
+            &OwnError {
+                severity: "FATAL",
+                code: "28P01",
+                message: "bad\0token",
+                detail: Some("d"),
+                hint: Some("h"),
+                position: Some(7),
+            },
         );
         assert_eq!(out[0], b'E');
         let f = error_fields(&out[5..]).unwrap();

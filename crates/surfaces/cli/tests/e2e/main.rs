@@ -21,6 +21,7 @@ mod postgres_pool;
 mod postgres_relay;
 mod postgres_reload;
 mod postgres_stream;
+mod postgres_transparency;
 mod postgres_upstream;
 mod raw;
 mod secrets;

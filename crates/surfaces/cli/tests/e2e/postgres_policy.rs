@@ -195,12 +195,23 @@ fn connect_is_decided_and_no_policy_means_nothing_is_permitted() {
 }
 
 #[test]
-fn unparseable_statements_are_refused_with_the_parser_message() {
+fn unparseable_statements_are_refused_with_the_servers_message() {
     let f = read_only("pol_parse");
     let out = psql(&f.conn(), &["selec 1"]);
     assert!(
-        out.stderr.contains("could not be parsed") && out.stderr.contains("syntax error"),
+        out.stderr
+            .contains("ERROR:  syntax error at or near \"selec\"\nLINE 1: selec 1\n        ^"),
         "{out:?}"
+    );
+    let s = f.gw.last_session_of("agent", "shop");
+    let q = &events_of(&s, "query")[0];
+    assert_eq!(q["decision"], "deny");
+    assert!(
+        q["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be parsed, so it was not run: syntax error at or near"),
+        "{q}"
     );
     let out = psql(&f.conn(), &["select 'still fine'"]);
     assert_eq!(out.stdout, "still fine\n");

@@ -22,7 +22,6 @@ fn a_finished_session_leaves_nothing_for_the_next_one_on_the_same_server_connect
             "select pg_backend_pid()",
             "set search_path = pg_catalog",
             "set statement_timeout = '7s'",
-            "create temp table scratch(a int)",
             "prepare leftover as select 1",
             "listen agent_channel",
             "select pg_advisory_lock(4242)",
@@ -37,7 +36,6 @@ fn a_finished_session_leaves_nothing_for_the_next_one_on_the_same_server_connect
             "select pg_backend_pid()",
             "show search_path",
             "show statement_timeout",
-            "select count(*) from pg_class where relname = 'scratch' and relpersistence = 't'",
             "select count(*) from pg_prepared_statements",
             "select count(*) from pg_listening_channels()",
             "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()",
@@ -49,7 +47,34 @@ fn a_finished_session_leaves_nothing_for_the_next_one_on_the_same_server_connect
     assert_eq!(lines[0], pid, "the server connection was reused");
     assert_eq!(lines[1], "\"$user\", public", "search_path reset");
     assert_eq!(lines[2], "0", "statement_timeout reset");
-    assert_eq!(&lines[3..], ["0", "0", "0", "0", "0"], "{lines:?}");
+    assert_eq!(&lines[3..], ["0", "0", "0", "0"], "{lines:?}");
+}
+
+#[test]
+fn a_session_that_made_temporary_objects_does_not_hand_its_connection_on() {
+    // DISCARD ALL drops the tables but not the backend's temporary schema, which a
+    // fresh connection does not have.
+    let f = Fixture::new("pool_temp");
+    let conn = f.conn();
+    let first = psql(
+        &conn,
+        &[
+            "select pg_backend_pid()",
+            "create temp table scratch(a int)",
+        ],
+    );
+    assert!(first.ok, "{}", first.stderr);
+    let pid = first.stdout.lines().next().unwrap().to_owned();
+    let second = psql(
+        &conn,
+        &["select pg_backend_pid()", "select pg_my_temp_schema()"],
+    );
+    assert!(second.ok, "{}", second.stderr);
+    let lines: Vec<&str> = second.stdout.lines().collect();
+    assert_ne!(lines[0], pid, "{lines:?}");
+    assert_eq!(lines[1], "0", "{lines:?}");
+    // The connection the second session leaves behind has no temporary schema: reused.
+    assert_eq!(backend_pid(&conn), lines[0]);
 }
 
 #[test]
