@@ -148,6 +148,9 @@ def policy_extended():
     out(out_)
 
 
+ADDRESSES = "select array_agg(x order by x) from (values ('ada@example.com'), ('alan@example.org')) v(x)"
+
+
 def masking():
     """Results under the default masking rule, in text and binary formats, through the
     extended protocol: plain columns, aliases, JSON, arrays, computed values."""
@@ -160,15 +163,16 @@ def masking():
             res["binary"] = [list(r) for r in cur.fetchall()]
             cur.execute("select password as p, id::int8 * 0 + 4111111111111111 as n from customers order by id")
             res["binary_alias_int8"] = [list(r) for r in cur.fetchall()]
-            cur.execute("select array_agg(email order by id) from customers")
+            # Detectors inside array elements (values no column rule names).
+            cur.execute(ADDRESSES)
             res["binary_array"] = cur.fetchone()[0]
             cur.execute("select jsonb_agg(c order by id) from customers c")
             res["binary_jsonb"] = cur.fetchone()[0]
         res["json"] = c.execute("select row_to_json(c) from customers c order by id").fetchall()[0][0]
-        res["text_array"] = c.execute("select array_agg(email order by id) from customers").fetchone()[0]
+        res["text_array"] = c.execute(ADDRESSES).fetchone()[0]
         res["prepared"] = [list(r) for r in c.execute("select email, password from customers where id = %s", (1,), prepare=True).fetchall()]
         res["prepared_again"] = [list(r) for r in c.execute("select email, password from customers where id = %s", (2,), prepare=True).fetchall()]
-        res["unicode"] = c.execute("select 'Zoë Müller <' || email || '> 北京' from customers where id = 1").fetchone()[0]
+        res["unicode"] = c.execute("select 'Zoë Müller <' || x || '> 北京' from (values ('ada@example.com')) v(x)").fetchone()[0]
     out(res)
 
 
@@ -253,6 +257,27 @@ def syntax_errors():
             item["status"] = c.info.transaction_status.name
             c.rollback()
             res.append(item)
+    out(res)
+
+
+def insert_burst():
+    """Autocommit INSERTs of unique values ('$AIRLOCK_TAG-N') into table burst, one
+    statement each, as fast as they are answered, until the connection breaks (the
+    gateway is killed) or $AIRLOCK_SECONDS (default 60) pass. Prints how many were
+    acknowledged and what ended it."""
+    tag = os.environ["AIRLOCK_TAG"]
+    deadline = time.monotonic() + float(os.environ.get("AIRLOCK_SECONDS", "60"))
+    res = {"acknowledged": 0, "error": None}
+    try:
+        with psycopg.connect(CONN, autocommit=True) as c:
+            n = 0
+            while time.monotonic() < deadline:
+                c.execute(f"insert into burst values ('{tag}-{n}')")
+                n += 1
+                res["acknowledged"] = n
+    except psycopg.Error as e:
+        res["error"] = type(e).__name__
+        res["message"] = str(e)
     out(res)
 
 

@@ -99,11 +99,37 @@ pub const DEFAULT_COLUMNS: &[&str] = &[
     "*_ssn",
     "social_security_number",
     "card_number",
+    "*_card_number",
+    "card",
+    "pan",
     "credit_card",
     "credit_card_number",
     "cc_number",
     "cvv",
     "cvc",
+    // E-mail, phone and bank account columns: detectors find such values where they
+    // are, but a function of the column (`reverse(email)`, `substr(card, 4)`) hides
+    // them from detectors; a column rule follows them through the statement.
+    "email",
+    "*_email",
+    "email_address",
+    "*_email_address",
+    "e_mail",
+    "phone",
+    "*_phone",
+    "phone_number",
+    "*_phone_number",
+    "mobile",
+    "mobile_number",
+    "telephone",
+    "iban",
+    "*_iban",
+    "bank_account",
+    "*_bank_account",
+    "bank_account_number",
+    "account_number",
+    "*_account_number",
+    "routing_number",
 ];
 
 /// The built-in default rule: the default detectors and the usual sensitive column

@@ -189,6 +189,10 @@ impl Shape {
                 }
             }
             "ColumnRef" if computed => self.column_ref(body),
+            // `count(email)` reveals how many rows have a value, not the value: it is
+            // made of nothing a mask protects. What a FILTER or window reveals through
+            // which rows count is inference, which masking cannot stop (docs/masking.md).
+            "FuncCall" if reveals_no_value(body) => {}
             _ => self.any(body, computed, depth + 1),
         }
     }
@@ -302,6 +306,22 @@ impl Shape {
 }
 
 /// Whether a FuncCall body calls a keyed JSON function.
+/// Aggregates whose result says nothing of their arguments' values.
+const REVEAL_NO_VALUE: &[&str] = &["count"];
+
+fn reveals_no_value(call: &Value) -> bool {
+    let name = name_list(call.get("funcname").unwrap_or(&Value::Null));
+    // `count` or `pg_catalog.count`; a function of that name in another schema is the
+    // user's and could return anything. (pg_catalog is searched first unless the
+    // session's search_path names it later, which needs a user function to matter.)
+    let unqualified = match name.as_slice() {
+        [n] => n,
+        [schema, n] if schema.eq_ignore_ascii_case("pg_catalog") => n,
+        _ => return false,
+    };
+    REVEAL_NO_VALUE.contains(&unqualified.to_ascii_lowercase().as_str())
+}
+
 fn keyed_json(call: &Value) -> bool {
     name_list(call.get("funcname").unwrap_or(&Value::Null))
         .last()
@@ -466,6 +486,25 @@ mod tests {
             assert!(s.computed_from.is_empty(), "{sql}: {s:?}");
             assert!(!s.whole_row, "{sql}");
         }
+    }
+
+    #[test]
+    fn count_reveals_no_value_but_a_function_of_that_name_elsewhere_might() {
+        for sql in [
+            "select count(email) from customers",
+            "select count(distinct ssn), pg_catalog.count(card) from customers",
+            "select name, count(email) over (partition by name) from customers",
+        ] {
+            assert!(from(sql).is_empty(), "{sql}: {:?}", from(sql));
+        }
+        assert_eq!(
+            from("select myschema.count(email) from customers"),
+            ["email"]
+        );
+        assert_eq!(
+            from("select count(email), max(email) from customers"),
+            ["email"]
+        );
     }
 
     #[test]
