@@ -8,7 +8,8 @@
 mod cancel;
 mod capture;
 pub mod catalog;
-pub mod codec;
+/// The wire codec, a crate of its own so that it builds (and fuzzes) without the rest.
+pub use airlock_postgres_codec as codec;
 mod error;
 mod masking;
 mod pool;

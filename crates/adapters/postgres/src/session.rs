@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::AdapterState;
 use crate::cancel::CancelEntry;
-use crate::codec::{self, backend, frontend};
+use crate::codec::{self, backend, frontend, startup};
 use crate::error::PostgresError;
 use crate::error::UpstreamError;
 use crate::pool;
@@ -197,15 +197,7 @@ async fn send_fatal(io: &mut BoxIo, r: Reply) -> Result<(), PostgresError> {
 async fn read_startup_packet(io: &mut BoxIo) -> Result<Vec<u8>, PostgresError> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = i32::from_be_bytes(len);
-    if !(8..=codec::MAX_STARTUP_LEN as i32).contains(&len) {
-        return Err(codec::CodecError::BadLength {
-            tag: 0,
-            len: i64::from(len),
-        }
-        .into());
-    }
-    let mut body = vec![0u8; len as usize - 4];
+    let mut body = vec![0u8; startup::body_len(len)?];
     io.read_exact(&mut body).await?;
     Ok(body)
 }
@@ -232,46 +224,39 @@ async fn client_handshake(
         io = Box::new(stream);
         tls = true;
     }
+    let mut negotiation = startup::Negotiation::new(tls);
     let (minor, params) = loop {
         let body = read_startup_packet(&mut io).await?;
-        match frontend::startup_packet(&body)? {
-            frontend::StartupPacket::SslRequest if !tls => {
+        match negotiation.step(&body)? {
+            startup::Step::UpgradeToTls => {
                 io.write_all(b"S").await?;
                 io.flush().await?;
                 io = Box::new(state.tls.accept(io).await?);
                 tls = true;
             }
-            frontend::StartupPacket::GssEncRequest if !tls => {
+            startup::Step::DeclineGssEncryption => {
                 io.write_all(b"N").await?;
                 io.flush().await?;
             }
-            frontend::StartupPacket::SslRequest | frontend::StartupPacket::GssEncRequest => {
-                send_fatal(
-                    &mut io,
-                    reply::protocol_violation("encryption requested twice"),
-                )
-                .await?;
+            startup::Step::Violation(what) => {
+                send_fatal(&mut io, reply::protocol_violation(what)).await?;
                 return Ok(None);
             }
-            frontend::StartupPacket::Cancel { pid, secret } => {
+            startup::Step::Cancel { pid, secret } => {
                 cancel(state, (pid, secret), peer).await;
                 return Ok(None);
             }
-            frontend::StartupPacket::Unsupported { code } => {
+            startup::Step::Unsupported { code } => {
                 send_fatal(&mut io, reply::unsupported_protocol(code)).await?;
                 return Ok(None);
             }
-            frontend::StartupPacket::Startup { minor, params } => break (minor, params),
+            startup::Step::Startup { minor, params } => break (minor, params),
         }
     };
 
     // Protocol options (`_pq_.*`) and minor versions above 3.0 are declined, as a 3.0
     // server does, so newer clients fall back instead of failing.
-    let protocol_options: Vec<&str> = params
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| k.starts_with("_pq_."))
-        .collect();
+    let protocol_options = startup::protocol_options(&params);
     if minor > 0 || !protocol_options.is_empty() {
         let mut out = BytesMut::new();
         backend::put_negotiate_version(&mut out, 0, &protocol_options);

@@ -1,4 +1,6 @@
-//! PostgreSQL wire framing, and the few messages Airlock reads.
+//! PostgreSQL wire framing, and the few messages Airlock reads, for the PostgreSQL
+//! adapter (`airlock-postgres`, which re-exports it as `codec`). Pure: no I/O, no async;
+//! fuzzed by `fuzz/` (run by `scripts/fuzz`).
 //!
 //! Hand-written on purpose: the gateway must find frame boundaries in a read buffer
 //! without copying, relay every frame it does not need untouched, and read only a
@@ -9,6 +11,7 @@
 pub mod backend;
 pub mod frontend;
 mod reader;
+pub mod startup;
 
 pub use reader::{CodecError, Reader};
 
