@@ -10,6 +10,7 @@ mod capture;
 pub mod catalog;
 /// The wire codec, a crate of its own so that it builds (and fuzzes) without the rest.
 pub use airlock_postgres_codec as codec;
+pub mod discover;
 mod error;
 mod masking;
 mod pool;

@@ -49,6 +49,9 @@ pub enum Command {
     /// Airlock's encrypted secret store (`secret:NAME` references).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Masking rules: find the columns that hold PII.
+    #[command(subcommand)]
+    Masking(MaskingCommand),
     /// Show how a token is understood: principal, groups, source, expiry.
     Whoami {
         /// The token (an Airlock token or an OIDC access token), or set AIRLOCK_TOKEN.
@@ -256,4 +259,51 @@ pub struct SessionsList {
 pub enum AuditCommand {
     /// Re-check the event chain; exits 1 and names each problem if anything was altered.
     Verify(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaskingCommand {
+    /// Sample a target's text columns, run the detectors, and write a `[[masking]]` rule
+    /// naming the columns that hold PII, for review (read only).
+    Discover(MaskingDiscover),
+}
+
+#[derive(Debug, Args)]
+pub struct MaskingDiscover {
+    /// The PostgreSQL target to sample (its vaulted credential is used).
+    #[arg(long)]
+    pub target: String,
+    /// At most this many rows per table (values per column), 1 to 100000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sample: u32,
+    /// List a column when at least this share (0 to 1) of its sampled values matched.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    pub min_share: f64,
+    /// statement_timeout of each query, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Only tables of this schema (repeatable); default: every non-system schema.
+    #[arg(long = "schema")]
+    pub schemas: Vec<String>,
+    /// Name of the generated rule; default `discovered-TARGET`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write the rules file here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the --out file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON report (with the rules text) instead of the rules file.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a share between 0 and 1 (0.05 is 5%)"
+        )),
+    }
 }

@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod check;
+mod masking;
 mod policy;
 mod secret;
 mod serve;
@@ -14,8 +15,8 @@ mod whoami;
 use std::process::ExitCode;
 
 use crate::cli::{
-    ApprovalsCommand, AuditCommand, Cli, Command, PolicyCommand, SecretCommand, SessionsCommand,
-    TokenCommand,
+    ApprovalsCommand, AuditCommand, Cli, Command, MaskingCommand, PolicyCommand, SecretCommand,
+    SessionsCommand, TokenCommand,
 };
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
@@ -63,6 +64,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             secret::rotate_key(&cli.config, &new_key_file).await
         }
         Command::Secret(SecretCommand::GenKey) => secret::gen_key(),
+        Command::Masking(MaskingCommand::Discover(args)) => {
+            masking::discover(&cli.config, args).await
+        }
         Command::Whoami { token, json } => whoami::run(&cli.config, &token, json).await,
         Command::Deny(args) => {
             approvals::decide(

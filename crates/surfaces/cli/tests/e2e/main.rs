@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod cli_policy;
 mod identity;
+mod masking_discover;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
