@@ -198,6 +198,59 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// The cluster's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`): every
+    /// backend quits without a clean shutdown, open transactions are lost, and clients'
+    /// connections break. Port and data folder stay for [`Postgres::restart`]. For a
+    /// cluster of the test's own ([`Postgres::start`]), never a shared one.
+    pub fn stop_immediate(&self) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        run_pg(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    /// Starts the server again after [`Postgres::stop_immediate`], on the same port and
+    /// data folder (it runs crash recovery first), and waits until it accepts logins.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        run_pg(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                self.dir.join("pg.log").to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        wait_port(self.port, Duration::from_secs(20))?;
+        // Accepting TCP is not accepting logins yet while recovery finishes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.superuser_sql("postgres", "select 1") {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
     /// A new database owned by `app`, a copy of the `shop` sample; returns its name.
     pub fn create_database(&self, prefix: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
@@ -270,6 +323,18 @@ impl Postgres {
             bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+}
+
+/// A cluster of a test's own ([`Postgres::start`]) is stopped when the test drops it
+/// (the shared ones live in statics and are stopped by their watchdog), and its folder
+/// removed unless the test is failing.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.stop_immediate();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

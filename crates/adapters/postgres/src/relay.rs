@@ -68,6 +68,10 @@ pub enum End {
     Shutdown,
     /// Recording failed; the session was closed (fail closed).
     RecorderFailed,
+    /// Recording a statement's outcome failed after the statement was forwarded (its
+    /// own record is durable): the session was closed, and the client is told that the
+    /// statement may have taken effect.
+    OutcomeUnrecorded,
     /// The credential that opened the session expired or was revoked; the client was
     /// told why.
     CredentialEnded,
@@ -83,7 +87,7 @@ impl End {
             End::ClientClosed => "client_closed".into(),
             End::UpstreamClosed { .. } => "target_closed".into(),
             End::Shutdown => "gateway_shutdown".into(),
-            End::RecorderFailed => "recorder_failed".into(),
+            End::RecorderFailed | End::OutcomeUnrecorded => "recorder_failed".into(),
             End::CredentialEnded => "credential_ended".into(),
             End::Failed(e) => format!("error: {e}"),
         }
@@ -295,6 +299,7 @@ pub async fn run(
     let last_words = match &end {
         _ if shared.with(|s| s.mid_frame) => None,
         End::RecorderFailed => Some(reply::recorder_unavailable("FATAL")),
+        End::OutcomeUnrecorded => Some(reply::outcome_unrecorded()),
         End::Failed(PostgresError::Protocol(CodecError::TooLarge { .. })) => {
             Some(reply::message_too_large(codec::MAX_INSPECTED_FRONTEND))
         }
@@ -515,7 +520,7 @@ async fn client_to_server(
                 write_all_flush(up, &joined).await
             };
             if let Err(e) = written {
-                return End::Failed(e);
+                return upstream_write_failed(e).await;
             }
         }
         client.added.clear();
@@ -546,7 +551,7 @@ async fn client_to_server(
                 sync,
             }) => {
                 if let Err(e) = substitute(&client, up, &mut buf, replacement, skip, sync).await {
-                    return End::Failed(e);
+                    return upstream_write_failed(e).await;
                 }
             }
             Some(After::Hold {
@@ -580,7 +585,7 @@ async fn client_to_server(
                 client.extended_open |= !as_query;
                 let (replacement, sync) = client.refusal_frame(reply, as_query);
                 if let Err(e) = substitute(&client, up, &mut buf, replacement, skip, sync).await {
-                    return End::Failed(e);
+                    return upstream_write_failed(e).await;
                 }
             }
             Some(After::Refuse { reply, skip, ready }) => {
@@ -1409,6 +1414,22 @@ fn is_bookkeeping(tag: u8) -> bool {
     )
 }
 
+/// How long the client direction waits, after a write to the server failed, for the
+/// server direction to see the connection end.
+const UPSTREAM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server could not be written to: it has most likely gone away (a crash, an
+/// immediate shutdown). The server direction sees the end at once, with the server's
+/// last words if it sent any, and ends the relay with what the client must hear; this
+/// direction waits for that. If that does not happen (a connection broken one way
+/// only), the relay ends as a lost target after a moment. Either way the client is told
+/// (`08006`), never just disconnected.
+async fn upstream_write_failed(e: PostgresError) -> End {
+    tracing::debug!(error = %e, "writing to the target failed");
+    tokio::time::sleep(UPSTREAM_GRACE).await;
+    End::UpstreamClosed { explained: false }
+}
+
 /// How a relay ends after a failed write to the client.
 fn ended_by(e: PostgresError) -> End {
     match e {
@@ -1764,7 +1785,7 @@ async fn server_to_client(
                         .await
                         .is_err()
                 {
-                    return End::RecorderFailed;
+                    return End::OutcomeUnrecorded;
                 }
                 let mut chunk = buf.split_to(forward + h.frame_len);
                 chunk.truncate(forward);
@@ -1782,7 +1803,7 @@ async fn server_to_client(
         }
         // Queued before the client sees the outcome (see the module doc).
         if !drafts.is_empty() && session.record_later(drafts).await.is_err() {
-            return End::RecorderFailed;
+            return End::OutcomeUnrecorded;
         }
         if masking.is_some() && forward > 0 {
             let _ = buf.split_to(forward);

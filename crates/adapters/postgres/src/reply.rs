@@ -187,6 +187,16 @@ pub fn recorder_unavailable(severity: &'static str) -> Reply {
     }
 }
 
+/// Recording a statement's outcome failed after the statement was sent to the target:
+/// it may have taken effect (its own record is durable, so it did not run unrecorded).
+pub fn outcome_unrecorded() -> Reply {
+    Reply::fatal(
+        "58000",
+        "Airlock cannot record this session's results, so it closed the session; the last statement was sent to the target and may have taken effect".into(),
+        "Check whether it took effect before retrying it, once Airlock records again (a gateway problem, not one of the statement; tell the operator if it persists).".to_string(),
+    )
+}
+
 /// The target could not be reached or refused Airlock's credential.
 pub fn upstream_failed(target: &str, e: &UpstreamError) -> Reply {
     match e {

@@ -15,6 +15,7 @@ mod masking_discover;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
+mod postgres_faults;
 mod postgres_malformed;
 mod postgres_masking;
 mod postgres_policy;

@@ -114,9 +114,11 @@ fn transformations_of_email_and_card_columns_are_masked_by_lineage() {
     let f = Fixture::new("mask_lineage");
     let out = psql(
         &f.conn(),
-        &["select reverse(email), translate(email, '@', '#'), substr(email, 1, 3), substr(email, 4), \
+        &[
+            "select reverse(email), translate(email, '@', '#'), substr(email, 1, 3), substr(email, 4), \
            encode(convert_to(email, 'UTF8'), 'hex'), reverse(card), upper(card) \
-           from customers order by id"],
+           from customers order by id",
+        ],
     );
     assert!(out.ok, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -128,7 +130,10 @@ fn transformations_of_email_and_card_columns_are_masked_by_lineage() {
             assert!(field.starts_with("[REDACTED"), "{line}");
         }
     }
-    let out = psql(&f.conn(), &["select count(email), count(distinct card) from customers"]);
+    let out = psql(
+        &f.conn(),
+        &["select count(email), count(distinct card) from customers"],
+    );
     assert_eq!(out.stdout, "2|2\n", "{out:?}");
     assert_recording_and_log_clean(&f);
 }
