@@ -3,6 +3,13 @@
 //! starting and ending at once).
 //! Off the statement path: nothing waits for it but the journal's disk space, which it
 //! frees segment by segment once the store holds a segment durably.
+//!
+//! A write the store refuses (a full disk, a read-only file) stops the recorder taking
+//! statements (fail closed: the journal would otherwise grow without end) and is
+//! retried, with a back-off up to a second, until the store takes it; the recorder then
+//! takes statements again. A store write is one transaction, so a failed one left
+//! nothing behind, and what a retry stores is exactly what failed. A segment is
+//! deleted only once the store holds all of it durably.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use airlock_store::{EncodedBatch, EncodedOp, EventLog};
 
+use crate::health::{Health, PROBE_INTERVAL, Part};
 use crate::journal;
 
 /// The ingest thread commits at most this often: one store transaction per interval
@@ -19,6 +27,9 @@ use crate::journal;
 /// thread from 11.6% to 8.8% of the gateway's CPU under `pgbench -S`). Readers lag by
 /// about this much, except for sessions starting and ending, which go at once.
 const INGEST_INTERVAL: Duration = Duration::from_millis(100);
+/// The first wait before retrying a store write that failed; doubled on each failure
+/// up to [`PROBE_INTERVAL`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 /// Work for the ingest thread, in journal order.
 pub(crate) enum Ingest {
@@ -45,7 +56,7 @@ impl Ingest {
 pub(crate) struct Ingester {
     pub(crate) log: Box<dyn EventLog>,
     pub(crate) dir: PathBuf,
-    pub(crate) broken: Arc<Mutex<Option<String>>>,
+    pub(crate) health: Arc<Health>,
 }
 
 /// The hand-over from the writer thread to the ingest thread, bounded to `depth`
@@ -74,7 +85,8 @@ struct QueueState {
     prompt: bool,
     /// The writer has hung up: store what is left and stop.
     closed: bool,
-    /// The ingest thread has stopped (a failed store write): nothing is taken any more.
+    /// The ingest thread has stopped (the writer hung up, or it panicked): nothing is
+    /// taken any more.
     stopped: bool,
 }
 
@@ -85,8 +97,8 @@ pub(crate) struct IngestStopped;
 /// The writer's end of an [`IngestQueue`]; dropping it hangs up.
 pub(crate) struct IngestSender(Arc<IngestQueue>);
 
-/// The ingest thread's end of an [`IngestQueue`]; dropping it (the thread ending, also
-/// on a failed write) releases a writer waiting for room.
+/// The ingest thread's end of an [`IngestQueue`]; dropping it (the thread ending)
+/// releases a writer waiting for room.
 pub(crate) struct IngestReceiver(Arc<IngestQueue>);
 
 /// A queue holding at most `depth` messages, and its two ends.
@@ -176,6 +188,36 @@ impl IngestReceiver {
         }
         more
     }
+
+    /// Waits `pause` (before retrying a failed store write), meanwhile moving whatever
+    /// the writer hands over into `into`, so that the writer never waits for room while
+    /// the store fails. Returns early, `true`, once the writer has hung up.
+    fn pause(&self, into: &mut VecDeque<Ingest>, pause: Duration) -> bool {
+        let queue = &self.0;
+        let until = Instant::now() + pause;
+        let mut state = queue.lock();
+        loop {
+            let was_full = state.waiting.len() >= queue.depth;
+            into.append(&mut state.waiting);
+            state.prompt = false;
+            if was_full {
+                queue.room.notify_all();
+            }
+            if state.closed {
+                return true;
+            }
+            let Some(left) = until
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return false;
+            };
+            state = match queue.ready.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
 }
 
 impl Drop for IngestReceiver {
@@ -186,7 +228,9 @@ impl Drop for IngestReceiver {
 }
 
 impl Ingester {
-    /// Runs until the writer hangs up or a write fails (which stops the recorder).
+    /// Runs until the writer hangs up and everything is stored, or the store still
+    /// fails after it hung up (the journal keeps those records; the next start replays
+    /// them).
     pub(crate) fn run(mut self, rx: IngestReceiver) {
         let mut ops = Vec::new();
         // The first records are stored at once.
@@ -194,40 +238,68 @@ impl Ingester {
             .checked_sub(INGEST_INTERVAL)
             .unwrap_or_else(Instant::now);
         let mut waiting: VecDeque<Ingest> = VecDeque::new();
-        // Everything waiting goes into one transaction per segment: a segment's end
-        // commits what came before it and frees the segment.
         while rx.take(&mut waiting, last, INGEST_INTERVAL) {
-            let mut result = Ok(());
-            while result.is_ok() {
-                let Some(msg) = waiting.pop_front() else {
-                    break;
-                };
-                match msg {
-                    Ingest::Ops(batch) => ops.push(batch),
-                    Ingest::SegmentDone(n) => {
-                        result = self.step(&ops, Some(n));
-                        ops.clear();
-                    }
-                }
-            }
-            if result.is_ok() && !ops.is_empty() {
-                result = self.step(&ops, None);
-            }
-            if let Err(e) = result {
-                tracing::error!(error = %e, "recorder cannot store journalled records; refusing further statements until restart");
-                if let Ok(mut g) = self.broken.lock() {
-                    g.get_or_insert(e);
-                }
+            if !self.store_waiting(&mut waiting, &mut ops, &rx) {
                 return;
             }
-            ops.clear();
             last = Instant::now();
         }
     }
 
-    fn step(&mut self, ops: &[EncodedBatch], done: Option<u64>) -> Result<(), String> {
+    /// Stores everything in `waiting`: one transaction per segment, since a segment's
+    /// end commits what came before it and frees the segment. A failure is retried
+    /// until it succeeds; returns `false` when it still failed after the writer hung up.
+    fn store_waiting(
+        &mut self,
+        waiting: &mut VecDeque<Ingest>,
+        ops: &mut Vec<EncodedBatch>,
+        rx: &IngestReceiver,
+    ) -> bool {
+        loop {
+            let mut done = None;
+            while let Some(msg) = waiting.pop_front() {
+                match msg {
+                    Ingest::Ops(batch) => ops.push(batch),
+                    Ingest::SegmentDone(n) => {
+                        done = Some(n);
+                        break;
+                    }
+                }
+            }
+            if ops.is_empty() && done.is_none() {
+                return true;
+            }
+            let mut pause = FIRST_RETRY;
+            let mut failed = false;
+            let mut hung_up = false;
+            while let Err(e) = self.step(ops, done) {
+                // Logged once, when the store begins to fail (see `Health`).
+                self.health.failed(Part::Store, &e);
+                failed = true;
+                if hung_up {
+                    tracing::warn!(
+                        error = %e,
+                        "stopping while the store refuses the recorder's records; they stay in the journal and the next start stores them"
+                    );
+                    return false;
+                }
+                // Later messages wait behind this one (they follow it in the journal).
+                hung_up = rx.pause(waiting, pause);
+                pause = (pause * 2).min(PROBE_INTERVAL);
+            }
+            if failed {
+                self.health.recovered(Part::Store);
+            }
+        }
+    }
+
+    /// Stores `ops` (emptied once stored, so that a retry after a later step failed
+    /// does not store them twice) and, for a segment's end, makes the store durable and
+    /// deletes the segment. Each step may be retried.
+    fn step(&mut self, ops: &mut Vec<EncodedBatch>, done: Option<u64>) -> Result<(), String> {
         if !ops.is_empty() {
             self.log.apply(ops).map_err(|e| e.to_string())?;
+            ops.clear();
         }
         if let Some(n) = done {
             self.log.make_durable(n).map_err(|e| e.to_string())?;

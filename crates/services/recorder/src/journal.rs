@@ -19,6 +19,11 @@
 //! acknowledged, so nothing in it was acted on; recovery drops it. A segment that was
 //! closed was synced and cut to its length first, so a bad line in one is corruption
 //! and stops the start-up with the file and line named.
+//!
+//! A write or sync that fails while the gateway runs (a full or read-only disk) is the
+//! same torn tail, in a process that goes on: the writer never writes to that segment
+//! again, but closes it (cut to its last good record) and continues in a new one once
+//! the disk takes writes again ([`Journal::rotate`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
@@ -176,11 +181,15 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Starts segment `segment` in `dir` (which must exist).
+    /// Starts segment `segment` in `dir` (which must exist and not hold it yet).
     pub(crate) fn create(dir: &Path, segment: u64) -> Result<Journal, JournalError> {
+        Journal::start(dir, segment, OpenOptions::new().create_new(true))
+    }
+
+    /// Opens segment `segment` in `dir` as an empty file, with `how` to create it.
+    fn start(dir: &Path, segment: u64, how: &mut OpenOptions) -> Result<Journal, JournalError> {
         let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
-            .create_new(true)
+        let file = how
             .read(true)
             .write(true)
             .open(&path)
@@ -208,55 +217,98 @@ impl Journal {
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
-        let closed = self.write(&batch)?;
+        self.write(&batch)?;
+        let closed = if self.is_full() {
+            Some(self.rotate()?)
+        } else {
+            None
+        };
         self.sync()?;
         Ok(closed)
     }
 
     /// Appends `batch`'s lines to the file, without syncing: from here on they survive
-    /// the gateway process dying, not yet the machine. Returns the number of the
-    /// segment just closed when this write filled it; a closed segment is synced and a
-    /// new one started.
-    pub(crate) fn write(&mut self, batch: &EncodedBatch) -> Result<Option<u64>, JournalError> {
-        let path = &self.path;
+    /// the gateway process dying, not yet the machine. On an error nothing counts as
+    /// written, but the file may hold part of the lines after the last record: see
+    /// [`Journal::rotate`].
+    pub(crate) fn write(&mut self, batch: &EncodedBatch) -> Result<(), JournalError> {
         let text = batch.text().as_bytes();
         let end = self.len + text.len() as u64;
-        if end > self.allocated {
-            // Zeros ahead of the data; the next sync makes the new size durable once,
-            // and the following commits overwrite blocks that already exist.
-            let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            // In page-sized pieces: the page cache sizes its folios by the write that
-            // created them. After one 1 MiB write, every small append on ext4 walked all
-            // of the folio's blocks (3.1-3.6 µs per 900-byte append against 1.3 µs after
-            // 64 KiB pieces, ~9 µs per `pgbench -S` transaction), and a sync wrote back
-            // whole dirty folios: with 64 KiB ones, every commit under TPC-B wrote 64 KiB
-            // for a few hundred bytes of records (71 KiB written per transaction by the
-            // gateway, 28 KiB with 4 KiB pieces; docs/performance.md).
-            let mut at = self.allocated;
-            while at < target {
-                let piece =
-                    usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
-                let zeros = ZEROS.get(..piece).unwrap_or(&ZEROS);
-                self.file.write_all_at(zeros, at).map_err(io_error(path))?;
-                at += zeros.len() as u64;
-            }
-            self.allocated = target;
-        }
+        self.preallocate(end)?;
         self.file
             .write_all_at(text, self.len)
-            .map_err(io_error(path))?;
+            .map_err(io_error(&self.path))?;
         self.len = end;
-        if self.len < self.limit {
-            return Ok(None);
+        Ok(())
+    }
+
+    /// Zero-fills the file ahead of the data up to the next [`PREALLOCATE_BYTES`] step
+    /// at or past `end`, unless it already holds that much.
+    fn preallocate(&mut self, end: u64) -> Result<(), JournalError> {
+        if end <= self.allocated {
+            return Ok(());
         }
-        // Closed segments hold records only: cut the zeros before moving on.
-        self.file.set_len(self.len).map_err(io_error(path))?;
-        self.file.sync_all().map_err(io_error(path))?;
+        // Zeros ahead of the data; the next sync makes the new size durable once, and
+        // the following commits overwrite blocks that already exist.
+        let target = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+        // In page-sized pieces: the page cache sizes its folios by the write that
+        // created them. After one 1 MiB write, every small append on ext4 walked all of
+        // the folio's blocks (3.1-3.6 µs per 900-byte append against 1.3 µs after 64 KiB
+        // pieces, ~9 µs per `pgbench -S` transaction), and a sync wrote back whole dirty
+        // folios: with 64 KiB ones, every commit under TPC-B wrote 64 KiB for a few
+        // hundred bytes of records (71 KiB written per transaction by the gateway, 28 KiB
+        // with 4 KiB pieces; docs/performance.md).
+        let mut at = self.allocated;
+        while at < target {
+            let piece = usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+            let zeros = ZEROS.get(..piece).unwrap_or(&ZEROS);
+            self.file
+                .write_all_at(zeros, at)
+                .map_err(io_error(&self.path))?;
+            at += zeros.len() as u64;
+        }
+        // Only now: after a failed attempt the next one starts over from the old size
+        // (the zeros it left are harmless, the file holds zeros there anyway).
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Whether the segment reached its size: time to [`rotate`](Self::rotate).
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.limit
+    }
+
+    /// Closes the segment and starts the next one; returns the closed one's number.
+    ///
+    /// The segment is cut to its records and synced first. Closed segments hold
+    /// records only (recovery treats a bad line in one as corruption), and the cut also
+    /// drops whatever a failed write left after the last record: the next write must
+    /// never land after such a torn line, where recovery would stop reading (a write
+    /// shorter than the torn one would even leave the failed commit's complete lines
+    /// behind it, records that were never acknowledged and whose chain positions were
+    /// given out again). So after any failure the writer continues in a new segment.
+    /// Safe to call again after it failed part-way.
+    pub(crate) fn rotate(&mut self) -> Result<u64, JournalError> {
+        self.file.set_len(self.len).map_err(io_error(&self.path))?;
+        self.file.sync_all().map_err(io_error(&self.path))?;
         let closed = self.segment;
-        let limit = self.limit;
-        *self = Journal::create(&self.dir, closed + 1)?;
-        self.limit = limit;
-        Ok(Some(closed))
+        // Replacing, not refusing, an existing file: an earlier attempt that failed
+        // after creating it (syncing the folder) wrote nothing to it.
+        let mut next = Journal::start(
+            &self.dir,
+            closed + 1,
+            OpenOptions::new().create(true).truncate(true),
+        )?;
+        next.limit = self.limit;
+        *self = next;
+        Ok(closed)
+    }
+
+    /// Preallocates room for the next records (unless there is some) and syncs: the
+    /// probe that the disk takes writes and syncs again after a failure.
+    pub(crate) fn reserve(&mut self) -> Result<(), JournalError> {
+        self.preallocate(self.len + 1)?;
+        self.file.sync_data().map_err(io_error(&self.path))
     }
 
     /// Waits until everything written so far is on disk (`fdatasync`).
@@ -404,6 +456,51 @@ mod tests {
             matches!(err, JournalError::Corrupt { line: 2, .. }),
             "{err}"
         );
+    }
+
+    fn ids(ops: &[StoreOp]) -> Vec<&str> {
+        ops.iter()
+            .map(|op| match op {
+                StoreOp::EndSession { id, .. } => id.as_str(),
+                _ => "?",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_a_failed_write_the_segment_is_cut_to_its_records_and_a_new_one_continues() {
+        let dir = temp_dir("repair");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        j.append(&[end("a")]).unwrap();
+        // What a failed commit of two records may leave: its first line whole, the
+        // second torn. Written over in place by a shorter commit, the whole line would
+        // have survived as a record nobody acknowledged.
+        let failed = EncodedBatch::encode(vec![end("refused-1"), end("refused-2")]).unwrap();
+        let text = failed.text().as_bytes();
+        j.file.write_all_at(&text[..text.len() - 5], j.len).unwrap();
+        assert_eq!(j.rotate().unwrap(), 1);
+        j.reserve().unwrap();
+        assert_eq!(j.segment(), 2);
+        j.append(&[end("b")]).unwrap();
+        let got = recover(&dir).expect("the closed segment holds whole records only");
+        assert_eq!(got.len(), 2);
+        assert_eq!(ids(&got[0].ops), ["a"]);
+        assert_eq!(ids(&got[1].ops), ["b"]);
+        let first = fs::read(segment_path(&dir, 1)).unwrap();
+        assert!(first.ends_with(b"}\n"), "cut right after its last record");
+    }
+
+    #[test]
+    fn a_rotation_that_failed_after_creating_the_next_file_can_be_repeated() {
+        let dir = temp_dir("rotate-again");
+        let mut j = Journal::create(&dir, 1).unwrap();
+        j.append(&[end("a")]).unwrap();
+        // As if an earlier attempt created segment 2, then failed syncing the folder.
+        fs::write(segment_path(&dir, 2), b"").unwrap();
+        assert_eq!(j.rotate().unwrap(), 1);
+        j.append(&[end("b")]).unwrap();
+        let got = recover(&dir).unwrap();
+        assert_eq!(ids(&got[1].ops), ["b"]);
     }
 
     #[test]

@@ -18,9 +18,12 @@
 //! [`Recorder::submit`] knows its events are durable. Nothing
 //! is dropped: the queue is bounded, so a slow disk slows the sessions down instead of
 //! losing events, and a write that fails is reported to every waiting caller and
-//! leaves the recorder refusing further work (fail closed).
+//! leaves the recorder refusing further work (fail closed) until the journal and the
+//! store both work again, which it finds out by itself (`health`). Records refused
+//! meanwhile leave no trace in the chain: their places are given to the next records.
 
 mod chain;
+mod health;
 mod ingest;
 mod journal;
 mod queue;
@@ -70,7 +73,8 @@ pub struct NewEvent {
 /// Why recording failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
-    /// The store refused a write; the recorder now refuses everything until restarted.
+    /// The journal or the store refused a write; the recorder refuses everything until
+    /// both work again (it probes them by itself).
     #[error("the session recorder cannot write to the store: {0}")]
     Unavailable(String),
     /// The recorder was shut down.

@@ -22,6 +22,7 @@ use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
 use crate::chain::ChainKey;
+use crate::health::{Health, PROBE_INTERVAL, Part};
 use crate::ingest::{Ingest, IngestSender, Ingester, ingest_queue};
 use crate::journal::{self, Journal, SyncHandle};
 use crate::queue::{AckAt, Queue};
@@ -78,7 +79,7 @@ impl Future for Pending {
 /// Closes the queue when the last [`Recorder`] clone is dropped.
 struct Handle {
     queue: Arc<Queue>,
-    broken: Arc<Mutex<Option<String>>>,
+    health: Arc<Health>,
     syncs: Arc<AtomicU64>,
     /// The chain and the journal: written by the writer thread, and by sessions
     /// writing the records of their reads themselves ([`Recorder::submit_read`]).
@@ -148,13 +149,13 @@ impl Recorder {
         };
         let journal = Journal::create(journal_dir, next_segment)?;
         let queue = Arc::new(Queue::new(QUEUE_DEPTH));
-        let broken = Arc::new(Mutex::new(None));
+        let health = Arc::new(Health::new(queue.clone()));
         let syncs = Arc::new(AtomicU64::new(0));
         let (ingest_tx, ingest_rx) = ingest_queue(INGEST_DEPTH);
         let ingester = Ingester {
             log,
             dir: journal_dir.to_owned(),
-            broken: broken.clone(),
+            health: health.clone(),
         };
         let writer = Arc::new(Mutex::new(Writer {
             journal,
@@ -172,12 +173,15 @@ impl Recorder {
             next_id,
             prev_hash,
             seqs: HashMap::new(),
+            health: health.clone(),
+            failure: None,
+            held: Vec::new(),
         }));
         let thread = WriterThread {
             writer: writer.clone(),
             queue: queue.clone(),
             ingest: ingest_tx,
-            broken: broken.clone(),
+            health: health.clone(),
             syncs: syncs.clone(),
         };
         let (finished, done) = oneshot::channel();
@@ -200,7 +204,7 @@ impl Recorder {
             Recorder {
                 handle: Arc::new(Handle {
                     queue,
-                    broken,
+                    health,
                     syncs,
                     writer,
                 }),
@@ -243,10 +247,11 @@ impl Recorder {
         }
     }
 
-    /// Chains and writes `records` (after the queued records nobody waits for) under
-    /// the writer's lock. Gives them back when too much is waiting for the ingest
-    /// thread. A failed write is not retried here: the recorder refuses everything
-    /// from then on (fail closed).
+    /// Chains and writes `records` (after the records nobody waits for, kept through
+    /// an outage or queued) under the writer's lock. Gives them back when too much is
+    /// waiting for the ingest thread. A failed write is not retried here (a session
+    /// does not sleep under the lock): the recorder refuses everything until the
+    /// writer thread finds the journal works again (fail closed).
     fn write_now(&self, records: Vec<Record>) -> Result<Option<Vec<Record>>, RecorderError> {
         let poisoned = || RecorderError::Unavailable("recorder state poisoned".into());
         let mut writer = self.handle.writer.lock().map_err(|_| poisoned())?;
@@ -256,25 +261,24 @@ impl Recorder {
         let mut earlier = Vec::new();
         self.handle.queue.take_lazy(&mut earlier);
         let was_synced = writer.unsynced_since.is_none();
-        let all = earlier
-            .iter_mut()
-            .flat_map(|b| std::mem::take(&mut b.records))
+        let held = std::mem::take(&mut writer.held);
+        let all = held
+            .into_iter()
+            .chain(
+                earlier
+                    .iter_mut()
+                    .flat_map(|b| std::mem::take(&mut b.records)),
+            )
             .chain(records);
-        match writer.commit(all, false) {
-            Ok(()) => {
-                drop(writer);
-                if was_synced {
-                    // The writer thread syncs it within the interval.
-                    self.handle.queue.nudge();
-                }
-                Ok(None)
-            }
-            Err(msg) => {
-                drop(writer);
-                mark_broken(&self.handle.broken, &msg);
-                Err(RecorderError::Unavailable(msg))
-            }
+        // A failed write has marked the recorder failed already.
+        let result = writer.commit(all, false);
+        drop(writer);
+        result.map_err(RecorderError::Unavailable)?;
+        if was_synced {
+            // The writer thread syncs it within the interval.
+            self.handle.queue.nudge();
         }
+        Ok(None)
     }
 
     async fn submit_with(&self, records: Vec<Record>, at: AckAt) -> Result<Pending, RecorderError> {
@@ -289,8 +293,8 @@ impl Recorder {
 
     /// Queues records without waiting for them to be durable (results, disconnects):
     /// they are written with the next waited-for records, or within a few milliseconds.
-    /// Waits only when the queue is full. A later failure makes the recorder refuse
-    /// further work.
+    /// Waits only when the queue is full. Refused while the recorder fails; a later
+    /// failure makes the recorder refuse further work until it recovers.
     pub async fn record_later(&self, records: Vec<Record>) -> Result<(), RecorderError> {
         self.check()?;
         self.handle.queue.push(records, None, false).await
@@ -299,8 +303,12 @@ impl Recorder {
     /// Queues records without waiting for them to be durable, but has them written
     /// now rather than with the next statement: for records readers look for promptly
     /// (a session's end).
+    ///
+    /// Taken even while the recorder fails (nothing waits for them, and nothing runs
+    /// because of them): kept in memory and written once it recovers, so that the
+    /// sessions that ended meanwhile (most of them because a statement was refused) are
+    /// not left open in the log. Lost only if the gateway stops before it recovers.
     pub async fn record_soon(&self, records: Vec<Record>) -> Result<(), RecorderError> {
-        self.check()?;
         self.handle.queue.push(records, None, true).await
     }
 
@@ -311,14 +319,22 @@ impl Recorder {
     }
 
     fn check(&self) -> Result<(), RecorderError> {
-        match self.handle.broken.lock() {
-            Ok(g) => match g.as_ref() {
-                Some(msg) => Err(RecorderError::Unavailable(msg.clone())),
-                None => Ok(()),
-            },
-            Err(_) => Err(RecorderError::Unavailable("recorder state poisoned".into())),
-        }
+        self.handle
+            .health
+            .check()
+            .map_err(RecorderError::Unavailable)
     }
+}
+
+/// A journal that failed, until the writer thread finds it works again.
+struct JournalFailure {
+    /// What failed first.
+    cause: String,
+    /// When to probe next.
+    probe_at: Instant,
+    /// The segment may hold a torn write after its last record, or records not known
+    /// to be on disk: close it and continue in a new one ([`Journal::rotate`]).
+    rotate: bool,
 }
 
 /// The chain and the journal, behind the recorder's lock.
@@ -341,37 +357,63 @@ struct Writer {
     /// Last `seq` given out per open session; numbering here keeps it in chain order
     /// even when a session's two directions submit concurrently.
     seqs: HashMap<String, i64>,
+    health: Arc<Health>,
+    /// Set while the journal cannot be written: nothing is written until the writer
+    /// thread's probe succeeds ([`Writer::repair`]).
+    failure: Option<JournalFailure>,
+    /// Records nobody waits for (results, session ends) that came while the recorder
+    /// failed, in order: written first once it recovers.
+    held: Vec<Record>,
 }
 
 impl Writer {
     /// Chains `records` and writes them to the journal (not synced: see
     /// [`WriterThread`]), retrying a failed write a few times when `retry` (the writer
     /// thread may sleep; a session may not). Queues them for the ingest thread.
+    ///
+    /// On an error nothing of `records` counts: the chain (`next_id`, the previous
+    /// hash) and every session's `seq` are as before, so the records written next take
+    /// the same places and the chain has neither a gap nor a fork. Nobody was told the
+    /// refused records are durable, so nothing they describe was forwarded. A write
+    /// that fails marks the journal failed; until the writer thread's probe succeeds,
+    /// every commit is refused.
     fn commit(&mut self, records: impl Iterator<Item = Record>, retry: bool) -> Result<(), String> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.cause.clone());
+        }
         let mut next_id = self.next_id;
         let mut prev_hash = self.prev_hash.clone();
         // A read usually brings its predecessor's result along: room for a few without
         // regrowing (each op is a few hundred bytes).
         let mut ops = Vec::with_capacity(records.size_hint().0.max(4));
+        // Each record's change to `seqs` (session, value before), undone in reverse
+        // order if the write fails. A copy of the session id per record costs far less
+        // than the HMAC and the write beside it.
+        let mut undo: Vec<(String, Option<i64>)> = Vec::with_capacity(ops.capacity());
         for record in records {
             ops.push(match record {
                 Record::StartSession(s) => {
-                    self.seqs.insert(s.id.clone(), 0);
+                    undo.push((s.id.clone(), self.seqs.insert(s.id.clone(), 0)));
                     StoreOp::StartSession(s)
                 }
                 Record::EndSession { id, at } => {
-                    self.seqs.remove(&id);
+                    undo.push((id.clone(), self.seqs.remove(&id)));
                     StoreOp::EndSession { id, at }
                 }
                 Record::Event(e) => {
-                    let seq = match self.seqs.get_mut(&e.session_id) {
-                        Some(seq) => seq,
-                        None => self.seqs.entry(e.session_id.clone()).or_insert(0),
+                    let (seq, before) = match self.seqs.get_mut(&e.session_id) {
+                        Some(seq) => {
+                            let before = Some(*seq);
+                            (seq, before)
+                        }
+                        None => (self.seqs.entry(e.session_id.clone()).or_insert(0), None),
                     };
                     *seq += 1;
+                    let seq = *seq;
+                    undo.push((e.session_id.clone(), before));
                     let mut chained = ChainedEvent {
                         id: next_id,
-                        seq: *seq,
+                        seq,
                         session_id: e.session_id,
                         at: e.at.to_string(),
                         kind: e.kind.as_str().to_owned(),
@@ -395,60 +437,136 @@ impl Writer {
             return Ok(());
         }
         // Encoded once: the journal writes this text and the ingest thread stores it.
-        let batch = EncodedBatch::encode(ops).map_err(|e| e.to_string())?;
+        let batch = match EncodedBatch::encode(ops) {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.undo_seqs(undo);
+                return Err(e.to_string());
+            }
+        };
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
-        let closed = loop {
+        loop {
             match self.journal.write(&batch) {
-                Ok(closed) => break closed,
+                Ok(()) => break,
+                // The same bytes at the same place: a retry that succeeds leaves nothing
+                // of the failed attempt behind.
                 Err(e) if retry && attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "recorder journal write failed, retrying");
                     std::thread::sleep(delay);
                     delay *= 4;
                     attempt += 1;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    self.undo_seqs(undo);
+                    let cause = e.to_string();
+                    self.fail(&cause);
+                    return Err(cause);
+                }
             }
-        };
+        }
         self.next_id = next_id;
         self.prev_hash = prev_hash;
         self.written += 1;
-        if closed.is_some() {
-            // Closing a segment synced it; the new one holds nothing yet.
-            self.unsynced_since = None;
-        } else {
-            self.unsynced_since.get_or_insert_with(Instant::now);
-        }
+        self.unsynced_since.get_or_insert_with(Instant::now);
         self.backlog_ops += batch.len();
         self.backlog.push(Ingest::Ops(batch));
-        if let Some(n) = closed {
-            self.backlog.push(Ingest::SegmentDone(n));
+        if self.journal.is_full() {
+            match self.journal.rotate() {
+                Ok(closed) => {
+                    // Closing the segment synced it; the new one holds nothing yet.
+                    self.unsynced_since = None;
+                    self.backlog.push(Ingest::SegmentDone(closed));
+                }
+                // The records are written (they keep their places in the chain) but not
+                // known to be on disk: whoever waits for their sync is told it failed.
+                Err(e) => self.fail(&e.to_string()),
+            }
         }
         Ok(())
     }
-}
 
-/// Marks the recorder broken with `msg` unless it already is; only the first failure
-/// is logged. Every later statement is refused with that first message, and logging
-/// each refusal would flood the log (a gateway once wrote 500 MB in 10 s so) on a disk
-/// that may already be the problem.
-pub(crate) fn mark_broken(broken: &Mutex<Option<String>>, msg: &str) {
-    let first = match broken.lock() {
-        Ok(mut g) if g.is_none() => {
-            *g = Some(msg.to_owned());
-            true
+    /// Puts back what a failed commit changed in `seqs` (see [`Writer::commit`]).
+    fn undo_seqs(&mut self, undo: Vec<(String, Option<i64>)>) {
+        for (session, before) in undo.into_iter().rev() {
+            match before {
+                Some(seq) => self.seqs.insert(session, seq),
+                None => self.seqs.remove(&session),
+            };
         }
-        Ok(_) => false,
-        Err(_) => true,
-    };
-    if first {
-        tracing::error!(error = %msg, "recorder write failed; refusing further statements until restart");
+    }
+
+    /// The journal failed with `cause`: nothing is written to this segment again (it
+    /// may end in a torn write), and nothing at all until a probe succeeds.
+    fn fail(&mut self, cause: &str) {
+        self.health.failed(Part::Journal, cause);
+        match &mut self.failure {
+            Some(failure) => failure.rotate = true,
+            None => {
+                self.failure = Some(JournalFailure {
+                    cause: cause.to_owned(),
+                    probe_at: Instant::now() + PROBE_INTERVAL,
+                    rotate: true,
+                });
+            }
+        }
+    }
+
+    /// When the writer thread must look next without being woken: to probe a failed
+    /// journal, or to sync written records in time.
+    fn wake_at(&self) -> Option<Instant> {
+        match &self.failure {
+            Some(failure) => Some(failure.probe_at),
+            None => self.sync_due(),
+        }
+    }
+
+    /// When the oldest written and unsynced record must be synced.
+    fn sync_due(&self) -> Option<Instant> {
+        self.unsynced_since.map(|since| since + self.sync_within)
+    }
+
+    /// Probes a failed journal when it is time to: closes the damaged segment (cut to
+    /// its last record, synced) and starts the next one, then preallocates and syncs
+    /// there. The journal works again once all of that succeeds; each step that did is
+    /// not repeated. Errors are not logged: the failure was, once, and a disk that stays
+    /// full or read-only would otherwise log every second.
+    fn repair(&mut self) {
+        let Some(failure) = &mut self.failure else {
+            return;
+        };
+        if Instant::now() < failure.probe_at {
+            return;
+        }
+        // Not before a second from now, whatever this probe takes: never a busy loop.
+        failure.probe_at = Instant::now() + PROBE_INTERVAL;
+        if failure.rotate {
+            match self.journal.rotate() {
+                Ok(closed) => {
+                    failure.rotate = false;
+                    // Its records were handed over when written; once stored, it goes.
+                    self.backlog.push(Ingest::SegmentDone(closed));
+                    self.unsynced_since = None;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "recorder journal still failing");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.journal.reserve() {
+            tracing::debug!(error = %e, "recorder journal still failing");
+            return;
+        }
+        self.failure = None;
+        self.health.recovered(Part::Journal);
     }
 }
 
 /// The writer thread: commits what is queued, syncs the journal when someone waits
 /// for it or when written records have waited `sync_within`, acknowledges, and hands
-/// written records to the ingest thread.
+/// written records to the ingest thread. While the journal fails, it probes it about
+/// once a second ([`Writer::repair`]).
 ///
 /// A dedicated OS thread, not a task: a sync blocks for hundreds of microseconds, and
 /// nothing on the async runtime waits on the disk. While one round syncs, the next
@@ -459,7 +577,7 @@ struct WriterThread {
     writer: Arc<Mutex<Writer>>,
     queue: Arc<Queue>,
     ingest: IngestSender,
-    broken: Arc<Mutex<Option<String>>>,
+    health: Arc<Health>,
     syncs: Arc<AtomicU64>,
 }
 
@@ -467,28 +585,44 @@ impl WriterThread {
     fn run(self) {
         let mut batches = Vec::new();
         loop {
-            let sync_due = match self.writer.lock() {
-                // Once broken, nothing is synced again: no deadline to wake up for (a
-                // past one would make this loop spin until the gateway stops).
-                Ok(_) if self.broken_message().is_some() => None,
-                Ok(w) => w.unsynced_since.map(|since| since + w.sync_within),
+            let (wake_at, sync_due) = match self.writer.lock() {
+                // While the journal fails, the next probe; otherwise the next sync
+                // due. Never a time that has passed once this round is done, or the
+                // loop would spin.
+                Ok(w) => (w.wake_at(), w.sync_due()),
                 Err(_) => break,
             };
-            self.queue.wait(sync_due);
+            self.queue.wait(wake_at);
             let Ok(mut writer) = self.writer.lock() else {
                 break;
             };
+            writer.repair();
             // Taken under the writer's lock: a session writing its own records takes
             // its queued ones first under the same lock, so its events stay in order.
             let more = self.queue.drain(&mut batches);
-            let written = match self.broken_message() {
-                Some(msg) => Err(msg),
-                None => writer.commit(
-                    batches
-                        .iter_mut()
-                        .flat_map(|b| std::mem::take(&mut b.records)),
-                    true,
-                ),
+            let written = match self.health.check() {
+                Ok(()) => {
+                    let held = std::mem::take(&mut writer.held);
+                    writer.commit(
+                        held.into_iter().chain(
+                            batches
+                                .iter_mut()
+                                .flat_map(|b| std::mem::take(&mut b.records)),
+                        ),
+                        true,
+                    )
+                }
+                Err(cause) => {
+                    // Nothing is written while the recorder fails: whoever waits is
+                    // refused (and so runs nothing). Records nobody waits for describe
+                    // what already happened (results, session ends): kept for later.
+                    for b in &mut batches {
+                        if b.ack.is_none() {
+                            writer.held.append(&mut b.records);
+                        }
+                    }
+                    Err(cause)
+                }
             };
             let must_sync = !more
                 || batches
@@ -496,11 +630,17 @@ impl WriterThread {
                     .any(|b| matches!(b.ack, Some((_, AckAt::Synced))))
                 || writer.sync_within.is_zero()
                 || sync_due.is_some_and(|due| Instant::now() >= due);
-            let sync = (must_sync && writer.unsynced_since.is_some())
+            // A failed journal is not synced: its probe closes (and syncs) the segment.
+            let journal = match &writer.failure {
+                Some(failure) => Err(failure.cause.clone()),
+                None => Ok(()),
+            };
+            let sync = (journal.is_ok() && must_sync && writer.unsynced_since.is_some())
                 .then(|| (writer.journal.sync_handle(), writer.written));
             let backlog = std::mem::take(&mut writer.backlog);
             writer.backlog_ops = 0;
             let segment = writer.journal.segment();
+            let held = writer.held.len();
             drop(writer);
             // Those who wait for the write alone hear now, before the sync.
             for b in &mut batches {
@@ -509,13 +649,10 @@ impl WriterThread {
                 }
             }
             let handed = self.hand_to_ingest(backlog);
-            let result = written.and(handed).and_then(|()| match sync {
+            let result = written.and(handed).and(journal).and_then(|()| match sync {
                 Some((handle, upto)) => self.sync(&handle, upto),
                 None => Ok(()),
             });
-            if let Err(msg) = &result {
-                mark_broken(&self.broken, msg);
-            }
             for b in batches.drain(..) {
                 if let Some((ack, _)) = b.ack {
                     // A caller that stopped waiting is fine: its records are written.
@@ -523,6 +660,12 @@ impl WriterThread {
                 }
             }
             if !more {
+                if held > 0 {
+                    tracing::warn!(
+                        records = held,
+                        "stopping while the recorder fails: the results and session ends recorded meanwhile are lost"
+                    );
+                }
                 // A clean stop: the ingest thread stores the last segment and deletes it.
                 let _ = self.ingest.send(Ingest::SegmentDone(segment));
                 break;
@@ -530,30 +673,35 @@ impl WriterThread {
         }
     }
 
-    fn broken_message(&self) -> Option<String> {
-        self.broken.lock().ok().and_then(|g| g.clone())
-    }
-
     /// Hands written records to the ingest thread (waiting while it lags).
     fn hand_to_ingest(&self, backlog: Vec<Ingest>) -> Result<(), String> {
         for msg in backlog {
-            // If it has stopped (a failed store write), it has already marked the
-            // recorder broken.
+            // It only stops early if it panicked: nothing will store records again.
             if self.ingest.send(msg).is_err() {
-                return Err("the recorder's ingest thread has stopped".into());
+                let cause = "the recorder's ingest thread has stopped".to_owned();
+                self.health.failed(Part::Store, &cause);
+                return Err(cause);
             }
         }
         Ok(())
     }
 
-    /// Syncs the journal: everything up to write `upto` is durable afterwards.
+    /// Syncs the journal: everything up to write `upto` is durable afterwards. A
+    /// failure marks the journal failed.
     fn sync(&self, handle: &SyncHandle, upto: u64) -> Result<(), String> {
-        handle.sync().map_err(|e| e.to_string())?;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let synced = handle.sync().map_err(|e| e.to_string());
         let mut writer = self
             .writer
             .lock()
             .map_err(|_| "recorder state poisoned".to_owned())?;
+        if let Err(cause) = synced {
+            // Written records may not be on disk (and after a failed `fdatasync`, Linux
+            // may have dropped them from the page cache): the probe closes the segment
+            // with a full sync before anything else is written.
+            writer.fail(&cause);
+            return Err(cause);
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         if writer.written == upto {
             writer.unsynced_since = None;
         } else if writer.unsynced_since.is_some() {
@@ -563,6 +711,9 @@ impl WriterThread {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod recovery_tests;
 
 #[cfg(test)]
 mod tests {
