@@ -7,6 +7,9 @@
 //!   value as the masking stage does, and value by value with `may_match` only.
 //! - `dense`: PII in most values.
 //! - `non_ascii`: mostly CJK, Cyrillic and accented text with a few numbers.
+//! - `encoded`: the typical rows, with about 1 value in 200 a glued or encoded e-mail
+//!   or card (`%40`, `\u0040`, full-width digits, base64, `bytea` hex, glued text), so
+//!   the decoded view and base64/hex decoding are on the measured path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -126,6 +129,16 @@ const CARDS: &[&str] = &[
     "3782-822463-10005",
 ];
 const PHONES: &[&str] = &["+44 20 7946 0958", "(415) 555-2671", "+1-415-555-2671"];
+const ENCODED: &[&str] = &[
+    "ref:alice.smith@example.com2024",
+    "alice.smith%40example.com",
+    "alice.smith\\u0040example.com",
+    "YWxpY2Uuc21pdGhAZXhhbXBsZS5jb20=",
+    "eyJjYXJkIjoiNDExMSAxMTExIDExMTEgMTExMSJ9",
+    "\\x616c6963652e736d697468406578616d706c652e636f6d",
+    "４１１１１１１１１１１１１１１１",
+    "cc4111111111111111x",
+];
 
 fn pii(rng: &mut Rng) -> String {
     match rng.below(3) {
@@ -205,6 +218,18 @@ fn typical() -> (Vec<u8>, Vec<(usize, usize)>) {
     })
 }
 
+fn encoded() -> (Vec<u8>, Vec<(usize, usize)>) {
+    build(|rng, id| {
+        let mut row = typical_row(rng, id);
+        for v in row.iter_mut() {
+            if rng.below(200) == 0 {
+                *v = rng.pick(ENCODED).to_owned();
+            }
+        }
+        row
+    })
+}
+
 fn dense() -> (Vec<u8>, Vec<(usize, usize)>) {
     build(|rng, id| {
         vec![
@@ -255,6 +280,7 @@ fn bench(c: &mut Criterion) {
         ("typical", typical()),
         ("dense", dense()),
         ("non_ascii", non_ascii()),
+        ("encoded", encoded()),
     ] {
         let mut found = Vec::new();
         scanner.find(&text, &mut found);

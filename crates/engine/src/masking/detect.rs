@@ -13,10 +13,11 @@
 //! whatever it contains:
 //!
 //! - a tight loop looks up each byte's class in a 256-entry table and stops only where
-//!   something can start: a digit, `+` or `(` that does not follow a letter or digit
-//!   (numbers), an `@` (e-mail), or, at the start of a word, a byte that begins a key
-//!   or token prefix (`eyJ`, `AKIA`, `ghp_`, `sk-`, …), the `B` of `-----BEGIN`, or a
-//!   capital (IBAN). One or two more byte compares dismiss most stops (a number of one
+//!   something can start: the first digit of a digit run, a `+` or `(` (numbers; an
+//!   IBAN is checked at its check digits, after two letters), an `@` (e-mail), the
+//!   first byte of an escape, or, at the start of a word, a byte that begins a key or
+//!   token prefix (`eyJ`, `AKIA`, `ghp_`, `sk-`, …, in either case) or the `B` of
+//!   `-----BEGIN`. One or two more byte compares dismiss most stops (a number of one
 //!   short group, a word that is no prefix) without leaving the loop;
 //! - a digit run is read as the first of a chain of at most six digit groups, and the
 //!   card, SSN, phone and IPv4 rules are checked on that chain with bounded work; an
@@ -24,51 +25,95 @@
 //! - a key or token is checked by hand at its prefix, with the end of each body run
 //!   remembered, and the pass resumes after a found one, so repeated prefixes
 //!   (`-eyJ-eyJ…`) cannot make it quadratic;
-//! - custom detectors are one `regex` search each (size-limited, ASCII classes).
+//! - custom detectors are one `regex` search each (size-limited, ASCII classes);
+//! - encoded forms cost nothing unless present: the main pass notes an escape (`%40`,
+//!   `\u0040`, `&#64;`, a full-width digit, letter or `＠`) and only then are the
+//!   detectors run again on a decoded view; a skip search finds long base64 and hex
+//!   runs, probing one byte in twelve on ordinary text (see `encoded`).
 //!
 //! The built-in detectors are hand-written rather than regular expressions because
 //! each needs validation (Luhn, mod 97, IIN and country tables, area codes) and exact
-//! boundary rules, because a regex retried at every prefix of a long token run is
+//! shape rules, because a regex retried at every prefix of a long token run is
 //! quadratic, and because one shared pass is several times faster than a search per
-//! detector. Boundaries are ASCII: a value glued to letters, digits or `_` is part of
-//! a longer word and is not reported; non-ASCII text around a value is a boundary.
+//! detector.
+//!
+//! # Fail closed: glued, encoded and mixed-case values
+//!
+//! Masking must not depend on a value being cleanly delimited: a concatenation, a
+//! generated blob or an encoding puts PII next to other bytes. So:
+//!
+//! - **glued text** (`xxada@example.comyyy`, `ref4111111111111111`, `ssn123-45-6789x`,
+//!   `xxAKIA…`): letters, digits and punctuation around a value do not stop it being
+//!   found. A value's own shape (the groups of a card, SSN or phone number, a key's
+//!   prefix and body, an IBAN's length) is what delimits it; the bytes around it are
+//!   not looked at, except where noted below.
+//! - **digits glued to digits** are ambiguous: `41111111111111110` is a card and a
+//!   digit, or an id. A digit run of up to 19 digits (what a `bigint` holds: ids,
+//!   timestamps) is a card when the whole run is one, or when a 14–19-digit window at
+//!   its start or its end is (a card with a few digits glued to one side); a run of 20
+//!   digits or more is no integer a column holds, and is a card when any 13–19-digit
+//!   window is. Either way the whole run is masked. Windows must pass the issuer table,
+//!   the issued lengths and Luhn; still, about one random 17–19-digit number in 10 is
+//!   masked (one in 25 when it starts with `1`, as snowflake ids do; before, one in
+//!   60 to 150), and most runs of 20 digits or more. A card glued to digits on both
+//!   sides inside 19 digits is not found.
+//! - **encodings**: an escaped value (`ada%40example.com`, `ada\u0040example.com` in a
+//!   JSON string, `ada&#64;example.com`, full-width `ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ` or
+//!   `４１１１…`) is found in the decoded view and its source escapes are masked whole.
+//!   A base64 run (standard or URL-safe, any of the 4 alignments) or hex run whose
+//!   decoded bytes are text and hold anything a detector finds is masked whole.
+//! - **case**: addresses, IBANs and the key and token prefixes are matched in any case
+//!   (`ADA@EXAMPLE.COM`, `de89…`, `GHP_…`): a key whose letters changed case can still
+//!   be tried in its few thousand spellings. PEM blocks are matched as written.
+//! - A finding that cuts an escape (`\u00` of `\u0040`, the `\` of `\n`) is widened
+//!   to the whole escape, so masking never leaves half an escape behind in a JSON
+//!   string or a COPY field.
 //!
 //! # Precision rules, per detector
 //!
-//! - `email`: `local@domain`; the local part is `[A-Za-z0-9._%+-]` (at most 64 bytes,
-//!   leading dots dropped, no trailing dot), the domain two or more labels of
-//!   `[A-Za-z0-9-]` ending in a letters-only top-level label of 2+ letters. Image names
-//!   such as `icon@2x.png` are not addresses. Non-ASCII local parts are not recognised
-//!   (they would swallow adjacent CJK text).
+//! - `email`: `local@domain`; the local part is `[A-Za-z0-9._%+-]` (the 64 bytes before
+//!   the `@` when the run is longer: glued text; leading dots dropped, no trailing dot),
+//!   the domain two or more labels of `[A-Za-z0-9-]` whose last label begins with 2+
+//!   letters (the address ends after those letters: `a@b.com2024` is `a@b.com` glued to
+//!   `2024`). Image names such as `icon@2x.png` are not addresses. Non-ASCII local parts
+//!   are not recognised (they would swallow adjacent CJK text).
 //! - `card`: 13–19 digits, contiguous or in groups (first group of 4, then groups of
 //!   3–6, one kind of separator: single spaces or single dashes); a known IIN with a
 //!   length that brand issues (Visa 4: 13/16/19; Mastercard 51–55, 2221–2720: 16; Amex
 //!   34/37: 15; Discover 6011/644–649/65: 16–19; JCB 3528–3589: 16–19; Diners 30/36/38:
 //!   14–19; UnionPay 62: 16–19) and Luhn-valid, so ids and timestamps are not cards.
-//! - `ssn`: only the dashed `AAA-GG-SSSS` form; a bare 9-digit run is far more often an
-//!   id, an amount or a zip+4 than an SSN. Area not 000, 666 or 9xx; group not 00;
-//!   serial not 0000.
-//! - `iban`: an uppercase country code from the IBAN registry, two check digits and the
+//!   Longer digit runs: see the windows above. Mixed separators (`4111 1111-1111 1111`)
+//!   are not a card.
+//! - `ssn`: only the dashed `AAA-GG-SSSS` form, groups of exactly 3, 2 and 4 digits; a
+//!   bare 9-digit run is far more often an id, an amount or a zip+4 than an SSN. Area
+//!   not 000, 666 or 9xx; group not 00; serial not 0000.
+//! - `iban`: a country code from the IBAN registry (any case), two check digits and the
 //!   exact length that country uses, contiguous or in space-separated groups of four;
-//!   mod 97 must be 1.
+//!   mod 97 must be 1. Checked where a digit run follows two letters.
 //! - `phone`: `+` followed by 8–15 digits in groups (`+44 20 7946 0958`,
 //!   `+1 (415) 555-2671`, `+14155552671`; more digits in the chain and it is not a
-//!   phone number), or a North American number `415-555-2671`,
-//!   `415.555.2671`, `(415) 555-2671`, optionally `1-` first, with a valid area code
-//!   and exchange. Plain digit runs, dates, times, versions and addresses never match.
+//!   phone number; not after a digit or a number's exponent, `1e+100000000`), or a North
+//!   American number `415-555-2671`, `415.555.2671`, `(415) 555-2671`, optionally `1-`
+//!   first, with a valid area code and exchange. Plain digit runs, dates, times,
+//!   versions and addresses never match.
 //! - `ipv4`: a dotted quad of octets 0–255 without leading zeros, not inside a longer
-//!   dotted sequence (`1.2.3.4.5` and `v1.2.3.4` do not match).
-//! - keys and tokens: the literal prefix must not follow a letter or digit (so `task-`
-//!   does not start an OpenAI key); the `secrets` submodule lists each body rule. A
-//!   `-----BEGIN … PRIVATE KEY-----` block runs to its matching END line, or to the
-//!   end of the text when there is none (fail closed).
+//!   dotted sequence or glued to letters (`1.2.3.4.5` and `v1.2.3.4` are versions, not
+//!   addresses: this detector keeps its boundaries, and is off by default).
+//! - keys and tokens: the `secrets` submodule lists each body rule. A prefix glued to
+//!   letters or digits is found for the distinctive prefixes (`xxghp_…`, `xxAKIA…`,
+//!   `xxeyJ…`), not for `sk-` and `SK` (`task-…`, `DISK…`). A body longer than a
+//!   format's exact length is a key with text glued after it and is masked through its
+//!   end. A `-----BEGIN … PRIVATE KEY-----` block runs to its matching END line, or to
+//!   the end of the text when there is none (fail closed).
 //!
 //! Overlaps between detectors: the earliest start wins, then the longest span, then the
-//! detector listed first. A span that starts inside a winner is dropped whole.
+//! detector listed first. A span that starts inside a winner is merged into it (the
+//! winner is extended to its end), so no byte of any finding is left unmasked.
 #![deny(clippy::indexing_slicing)]
 
 mod custom;
 mod email;
+mod encoded;
 mod numbers;
 mod secrets;
 #[cfg(test)]
@@ -291,9 +336,11 @@ const C_DIGIT: u8 = 1;
 const C_AT: u8 = 2;
 const C_PLUS: u8 = 4;
 const C_PAREN: u8 = 8;
-/// A byte that may begin a key, a token or an IBAN where it starts a word (the `B` of
+/// A byte that may begin a key or token where it starts a word (the `B` of
 /// `-----BEGIN` too: it follows a dash).
 const C_WORD_START: u8 = 16;
+/// A byte that may begin an escape the decoded view reads (`%`, `\`, `&`, 0xEF).
+const C_ESC: u8 = 32;
 /// Not a trigger: whether the byte is an ASCII letter or digit.
 const C_ALNUM: u8 = 64;
 
@@ -317,6 +364,41 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// The end of the canonical UUID (`8-4-4-4-12` hex digits, nothing glued to it) whose
+/// first group holds `i`, if there is one.
+fn uuid_around(t: &[u8], i: usize) -> Option<usize> {
+    let mut u = i;
+    while u > 0 && i - u < 8 && before(t, u).is_ascii_hexdigit() {
+        u -= 1;
+    }
+    let glued = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    let shaped = !glued(before(t, u))
+        && [8, 13, 18, 23].iter().all(|k| at(t, u + k) == b'-')
+        && !glued(at(t, u + 36));
+    (shaped && t.get(u..u + 36).is_some_and(encoded::is_uuid)).then_some(u + 36)
+}
+
+/// Whether `t[s..e]` lies inside a hex string: the run of ASCII letters and digits
+/// around it is only hex digits, holds a letter, and is 32 long or more (an MD5, SHA or
+/// `bytea` hex). Digits or an IBAN found there are chance, not a value glued to text:
+/// a 64-digit hash holds a 13-digit Luhn-valid run about once in 30 000, an IBAN-shaped
+/// piece far more often. Reads at most 256 bytes on each side.
+fn in_hex_string(t: &[u8], s: usize, e: usize) -> bool {
+    const REACH: usize = 256;
+    let mut a = s;
+    while a > s.saturating_sub(REACH) && before(t, a).is_ascii_alphanumeric() {
+        a -= 1;
+    }
+    let mut b = e;
+    while b < e + REACH && at(t, b).is_ascii_alphanumeric() {
+        b += 1;
+    }
+    let run = t.get(a..b).unwrap_or_default();
+    run.len() >= 32
+        && run.iter().all(u8::is_ascii_hexdigit)
+        && run.iter().any(u8::is_ascii_alphabetic)
+}
+
 #[inline]
 fn push(out: &mut Vec<Finding>, start: usize, end: usize, detector: DetectorId) {
     out.push(Finding {
@@ -324,6 +406,39 @@ fn push(out: &mut Vec<Finding>, start: usize, end: usize, detector: DetectorId) 
         end,
         detector,
     });
+}
+
+/// What a scan of one text may still do besides the main pass: a decoded text is
+/// scanned again, but never decoded again the same way, so the work stays a small
+/// multiple of the text's length.
+#[derive(Clone, Copy)]
+struct Layer {
+    /// How many escape views may still be built on top of this text: two, so that a
+    /// double URL encoding (`%2540`) is read.
+    views: u8,
+    /// Decode base64 and hex runs.
+    decode: bool,
+}
+
+const TOP: Layer = Layer {
+    views: 2,
+    decode: true,
+};
+
+/// How many bytes of noise from text glued around an encoded run are dropped at the
+/// edges of what it decodes to (see [`Scanner::decoded`]).
+const EDGE_NOISE: usize = 6;
+/// How many decoded bytes at each edge are read again without that noise: more than the
+/// longest value of exact groups (a grouped card, 23 bytes).
+const EDGE: usize = 64;
+
+/// What the main pass saw of escapes.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    /// An escape the view decodes (see `encoded::starts_escape`).
+    escape: bool,
+    /// A `\` or `%`: a finding's edge may cut an escape.
+    escape_bytes: bool,
 }
 
 /// A compiled set of detectors. Cheap to share (Send + Sync), built once per config load.
@@ -407,7 +522,7 @@ impl Scanner {
             }
         };
         set(&mut (0..=255u8).filter(u8::is_ascii_alphanumeric), C_ALNUM);
-        if ids.any(&[Kind::Card, Kind::Ssn, Kind::Phone, Kind::Ipv4]) {
+        if ids.any(&[Kind::Card, Kind::Ssn, Kind::Iban, Kind::Phone, Kind::Ipv4]) {
             set(&mut (b'0'..=b'9'), C_DIGIT);
         }
         if on(Kind::Email) {
@@ -417,13 +532,15 @@ impl Scanner {
             set(&mut std::iter::once(b'+'), C_PLUS);
             set(&mut std::iter::once(b'('), C_PAREN);
         }
-        if on(Kind::Iban) {
-            set(&mut (b'A'..=b'Z'), C_WORD_START);
-        }
         set(&mut secrets::first_bytes(&ids).into_iter(), C_WORD_START);
+        if !names.is_empty() {
+            set(&mut [b'%', b'\\', b'&', 0xEF].into_iter(), C_ESC);
+        }
         let triggers = classes.iter().fold(0u8, |acc, c| acc | c) & !C_ALNUM;
-        // Inside a word only `@` can start anything (an address's local part is a word).
-        let fire_in_word = triggers & C_AT;
+        // Inside a word everything but a key prefix can start: glued values are found
+        // (a digit after a letter starts a number, an IBAN's check digits follow its
+        // country code), and keys glued to a word are looked for in long runs instead.
+        let fire_in_word = triggers & !C_WORD_START;
 
         let any_secret = SECRETS.iter().any(|n| Kind::from_name(n).is_some_and(on));
         let secrets = if any_secret {
@@ -474,12 +591,17 @@ impl Scanner {
     /// (at one position the earliest start wins, then the longest). `text` is any bytes
     /// (usually UTF-8 but not guaranteed). Findings already in `out` are left alone.
     pub fn find(&self, text: &[u8], out: &mut Vec<Finding>) {
-        let base = out.len();
-        if self.fire_at_word_start != 0 {
-            self.main_pass::<false>(text, out);
+        if self.is_empty() {
+            return;
         }
-        for c in &self.custom {
-            c.find(text, out);
+        let base = out.len();
+        let seen = self.find_in::<false>(text, out, TOP);
+        if seen.escape_bytes
+            && let Some(found) = out.get_mut(base..)
+        {
+            for f in found {
+                (f.start, f.end) = encoded::snap(text, f.start, f.end);
+            }
         }
         resolve(out, base);
     }
@@ -487,26 +609,216 @@ impl Scanner {
     /// Quick check used on hot paths: could `text` contain anything at all?
     /// `false` means [`Scanner::find`] would find nothing.
     ///
-    /// For the built-in detectors this is exact (`true` means `find` finds something):
-    /// it is the same single pass as `find`, stopping at the first finding, so it costs
-    /// at most what `find` costs. Custom detectors answer with the regex's `is_match`.
+    /// It is the same passes as `find`, stopping at the first finding, so it costs at
+    /// most what `find` costs, and it is exact: `true` means `find` finds something.
     /// A caller that will rewrite the value anyway should call `find` alone: an empty
     /// result is the same answer, without a second pass.
     pub fn may_match(&self, text: &[u8]) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut first = Vec::new();
+        self.find_in::<true>(text, &mut first, TOP);
+        !first.is_empty()
+    }
+
+    /// Every detector on `t`, then on what `t` decodes to as `layer` allows. With
+    /// `STOP`, returns as soon as `out` holds a finding. Findings are unsorted and may
+    /// overlap. Returns what the main pass saw of escapes in `t`.
+    fn find_in<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>, layer: Layer) -> Seen {
+        let base = out.len();
+        let found = |out: &Vec<Finding>| STOP && out.len() > base;
+        let mut seen = Seen::default();
         if self.fire_at_word_start != 0 {
-            let mut first = Vec::new();
-            self.main_pass::<true>(text, &mut first);
-            if !first.is_empty() {
-                return true;
+            seen = self.main_pass::<STOP>(t, out);
+            if found(out) {
+                return seen;
             }
         }
-        self.custom.iter().any(|c| c.may_match(text))
+        for c in &self.custom {
+            c.find::<STOP>(t, out);
+            if found(out) {
+                return seen;
+            }
+        }
+        if layer.views > 0 && seen.escape {
+            self.escape_view::<STOP>(t, out, layer);
+            if found(out) {
+                return seen;
+            }
+        }
+        if t.len() >= encoded::MIN_RUN {
+            self.runs::<STOP>(t, out, base, layer);
+        }
+        seen
+    }
+
+    /// Runs the detectors on the decoded escape view of `t` (in overlapping chunks when
+    /// `t` is long) and maps what they find back to whole escapes of `t`.
+    fn escape_view<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>, layer: Layer) {
+        let inner = Layer {
+            views: layer.views.saturating_sub(1),
+            ..layer
+        };
+        let mut found = Vec::new();
+        for (s, e) in encoded::chunks(0, t.len()) {
+            let view = encoded::View::decode(t, s, e);
+            found.clear();
+            self.find_in::<STOP>(&view.text, &mut found, inner);
+            for f in &found {
+                if let Some((start, end)) = view.source(f.start, f.end) {
+                    push(out, start, end, f.detector);
+                }
+            }
+            if STOP && !found.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Looks into every long base64-alphabet run of `t`: for key prefixes glued to the
+    /// text before them, and (when `layer` allows) for what the run decodes to as
+    /// base64 or hex; a run whose decoded bytes hold a finding is masked whole, as the
+    /// first detector that found something. UUIDs, and runs inside a finding already
+    /// made (a JWT, a key, a card's digits: masked anyway), are skipped.
+    /// `out[made..]` are the findings made in `t` so far.
+    fn runs<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>, made: usize, layer: Layer) {
+        let base = out.len();
+        if let Some(found) = out.get_mut(made..) {
+            found.sort_unstable_by_key(|f| f.start);
+        }
+        // Findings made so far, by start, and how far those starting before a run reach.
+        let before_runs = out.len();
+        let mut next = made;
+        let mut covered_to = 0usize;
+        let inner = Layer {
+            decode: false,
+            ..layer
+        };
+        let mut buf = Vec::new();
+        let mut found = Vec::new();
+        encoded::runs(t, |s, e| {
+            let Some(run) = t.get(s..e) else { return false };
+            if encoded::is_uuid(run) {
+                return false;
+            }
+            // A run inside a finding made already is masked anyway.
+            while let Some(f) = out.get(next).filter(|_| next < before_runs) {
+                if f.start > s {
+                    break;
+                }
+                covered_to = covered_to.max(f.end);
+                next += 1;
+            }
+            if covered_to >= e {
+                return false;
+            }
+            let shape = encoded::shape(run);
+            if let Some(secrets) = &self.secrets {
+                secrets.glued(t, s, e, shape.hex_only, &mut |kind, start, end| {
+                    if let Some(id) = self.ids.get(kind) {
+                        push(out, start, end, id);
+                    }
+                    STOP
+                });
+            }
+            if STOP && out.len() > base {
+                return true;
+            }
+            let long_hex = || encoded::hex_runs(t, s, e).next().is_some();
+            if !layer.decode || !(shape.base64 || long_hex()) {
+                return false;
+            }
+            // `=` padding after the run is masked with it. It does not tell the
+            // alignment: glue after the run may end in `=` too.
+            let pad = t
+                .get(e..)
+                .unwrap_or_default()
+                .iter()
+                .take(2)
+                .take_while(|b| **b == b'=')
+                .count();
+            let mut decoded_finding = None;
+            if shape.base64 {
+                'align: for k in 0..4 {
+                    for (cs, ce) in encoded::chunks(s + k, e) {
+                        encoded::decode_base64(t.get(cs..ce).unwrap_or_default(), &mut buf);
+                        decoded_finding =
+                            self.decoded(&buf, (cs == s + k, ce == e), &mut found, inner);
+                        if decoded_finding.is_some() {
+                            break 'align;
+                        }
+                    }
+                }
+            }
+            if decoded_finding.is_none() {
+                'hex: for (hs, he) in encoded::hex_runs(t, s, e) {
+                    for k in 0..2 {
+                        for (cs, ce) in encoded::chunks(hs + k, he) {
+                            encoded::decode_hex(t.get(cs..ce).unwrap_or_default(), &mut buf);
+                            decoded_finding =
+                                self.decoded(&buf, (cs == hs + k, ce == he), &mut found, inner);
+                            if decoded_finding.is_some() {
+                                break 'hex;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(id) = decoded_finding {
+                push(out, s, e + pad, id);
+                return STOP;
+            }
+            false
+        });
+    }
+
+    /// The first detector that finds something in decoded bytes. `first`, `last`: they
+    /// start or end the run. Text glued before or after an encoded run decodes to a few
+    /// bytes of noise next to the value, which hide a value of exact groups that ends or
+    /// starts there (`200-200-0000` read as `200-200-00000`): the edges are also read
+    /// without up to [`EDGE_NOISE`] bytes (8 glued base64 characters, 12 hex digits).
+    /// Only short values can be hidden that way, so only [`EDGE`] bytes are read again.
+    fn decoded(
+        &self,
+        decoded: &[u8],
+        (first, last): (bool, bool),
+        found: &mut Vec<Finding>,
+        layer: Layer,
+    ) -> Option<DetectorId> {
+        let noise = EDGE_NOISE * (usize::from(first) + usize::from(last));
+        if !encoded::looks_like_text(decoded, noise) {
+            return None;
+        }
+        let n = decoded.len();
+        let heads = (1..=EDGE_NOISE)
+            .filter(|_| first)
+            .map(|cut| (cut, (cut + EDGE).min(n)));
+        let tails = (1..=EDGE_NOISE)
+            .filter(|_| last)
+            .filter_map(|cut| n.checked_sub(cut))
+            .map(|end| (end.saturating_sub(EDGE), end));
+        for (s, e) in std::iter::once((0, n)).chain(heads).chain(tails) {
+            let Some(part) = decoded.get(s..e) else {
+                continue;
+            };
+            found.clear();
+            self.find_in::<true>(part, found, layer);
+            if let Some(f) = found.first() {
+                return Some(f.detector);
+            }
+        }
+        None
     }
 
     /// The single byte pass of the built-in detectors. With `STOP`, returns at the
-    /// first finding.
-    fn main_pass<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>) {
+    /// first finding. Returns whether the text holds an escape for the decoded view, and
+    /// whether it holds a `\` or `%` (a byte skipped inside a found key is not seen, but
+    /// no finding ends inside a key).
+    fn main_pass<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>) -> Seen {
         let mut memo = secrets::Memo::default();
+        let mut seen = Seen::default();
+        let base = out.len();
         // Locals, so the per-byte choice below is a register select: read through
         // `self`, it became a load chained from byte to byte (4× slower).
         let at_word_start = self.fire_at_word_start;
@@ -521,7 +833,9 @@ impl Scanner {
             // The tight scan to the next byte that may start something: one backward
             // branch per byte and no call in the loop body (3× faster than a loop
             // with the dispatch inside).
-            let Some(rest) = t.get(i..) else { return };
+            let Some(rest) = t.get(i..) else {
+                return seen;
+            };
             let mut fire = 0u8;
             let found = rest.iter().position(|&b| {
                 let c = class(b);
@@ -532,31 +846,55 @@ impl Scanner {
                 prev = c;
                 fire != 0
             });
-            let Some(k) = found else { return };
+            let Some(k) = found else {
+                return seen;
+            };
             i += k;
             // Most stops are a number no detector can start with (one short group, a
-            // date, a decimal), or a word that is no key: skip those here, without a
-            // call. `prev` is then a letter or digit.
+            // date, a decimal), a word that is no key, or a backslash or `&` that
+            // escapes nothing: skip those here, without a call. `prev` is then the
+            // class of the byte at `i`.
             if fire == C_DIGIT {
                 let end = numbers::digit_run(t, i);
-                if !numbers::worth_checking(t, i, end, ipv4) {
+                let p = before(t, i);
+                if p.is_ascii_digit() {
+                    // Resumed inside a digit run (after an address's `@`, say): the
+                    // run's own start was looked at already.
+                    i = end;
+                    continue;
+                }
+                // A UUID (one a row, in most tables) would stop the pass at half a
+                // dozen digit runs after its letters; its groups are too short or of
+                // the wrong shape to hold any value, so it is skipped whole.
+                if end - i <= 8
+                    && matches!(at(t, end), b'-' | b'a'..=b'f' | b'A'..=b'F')
+                    && let Some(after) = uuid_around(t, i)
+                {
+                    i = after;
+                    continue;
+                }
+                let maybe_iban = iban
+                    && end - i >= 2
+                    && p.is_ascii_alphabetic()
+                    && before(t, i - 1).is_ascii_alphabetic();
+                if !maybe_iban && !numbers::worth_checking(t, i, end, ipv4) {
                     i = end;
                     continue;
                 }
             } else if fire == C_WORD_START {
-                let (b0, b1) = (at(t, i), at(t, i + 1));
-                let maybe_iban = iban
-                    && b0.is_ascii_uppercase()
-                    && b1.is_ascii_uppercase()
-                    && at(t, i + 2).is_ascii_digit();
-                if !maybe_iban && !secrets::plausible(b0, b1) {
+                if !secrets::plausible(at(t, i), at(t, i + 1)) {
                     i += 1;
                     continue;
                 }
+            } else if fire == C_ESC {
+                seen.escape = seen.escape || encoded::starts_escape(t, i);
+                seen.escape_bytes |= matches!(at(t, i), b'\\' | b'%');
+                i += 1;
+                continue;
             }
             let next = self.fire(t, i, fire, &mut memo, out);
-            if STOP && !out.is_empty() {
-                return;
+            if STOP && out.len() > base {
+                return seen;
             }
             prev = class(before(t, next));
             i = next;
@@ -588,27 +926,21 @@ impl Scanner {
             if let (Some(id), Some(e)) = (self.ids.get(Kind::Phone), numbers::paren(t, i)) {
                 push(out, i, e, id);
             }
-        } else if fire & C_WORD_START != 0 {
-            if let Some(id) = self.ids.get(Kind::Iban)
-                && let Some(e) = numbers::iban(t, i)
-            {
-                push(out, i, e, id);
-                return e;
-            }
-            if let Some(secrets) = &self.secrets
-                && let Some((kind, s, e)) = secrets.at_word_start(t, i, memo)
-                && let Some(id) = self.ids.get(kind)
-            {
-                push(out, s, e, id);
-                return e;
-            }
+        } else if fire & C_WORD_START != 0
+            && let Some(secrets) = &self.secrets
+            && let Some((kind, s, e)) = secrets.at_word_start(t, i, memo)
+            && let Some(id) = self.ids.get(kind)
+        {
+            push(out, s, e, id);
+            return e;
         }
         i + 1
     }
 }
 
-/// Sorts `out[base..]` by start (then longest, then detector) and drops every finding
-/// that starts inside an earlier kept one.
+/// Sorts `out[base..]` by start (then longest, then detector) and merges every finding
+/// that starts inside an earlier kept one into it: the kept one is extended to the later
+/// end, so overlapping findings never leave part of one unmasked.
 fn resolve(out: &mut Vec<Finding>, base: usize) {
     let Some(tail) = out.get_mut(base..) else {
         return;
@@ -623,19 +955,20 @@ fn resolve(out: &mut Vec<Finding>, base: usize) {
             .then(a.detector.cmp(&b.detector))
     });
     let mut keep = 0usize;
-    let mut last_end = 0usize;
     for r in 0..tail.len() {
         let Some(f) = tail.get(r).copied() else {
             break;
         };
-        if keep > 0 && f.start < last_end {
+        if let Some(last) = keep.checked_sub(1).and_then(|k| tail.get_mut(k))
+            && f.start < last.end
+        {
+            last.end = last.end.max(f.end);
             continue;
         }
         if let Some(slot) = tail.get_mut(keep) {
             *slot = f;
         }
         keep += 1;
-        last_end = f.end;
     }
     out.truncate(base + keep);
 }

@@ -643,4 +643,46 @@ mod tests {
         let deep = "[".repeat(300) + &"]".repeat(300);
         assert!(mask_json(&m, deep.as_bytes(), &mut Vec::new(), &mut t).is_err());
     }
+
+    #[test]
+    fn escaped_and_encoded_json_values_are_masked_and_stay_json() {
+        let rules = MaskingRules::compile(vec![default_rule(
+            vec!["shop".into()],
+            Arc::new(HashKey::new(Vec::new())),
+        )])
+        .unwrap();
+        let m = rules.for_session("shop", &principal("a", &[])).unwrap();
+        let mut t = Tally::default();
+        for doc in [
+            r#"{"a": "ada\u0040example.com"}"#,
+            r#"{"a": "x\u0040ada@example.com"}"#,
+            r#"{"a": "line\nada@example.com"}"#,
+            r#"{"a": "\\nada@example.com"}"#,
+            r#"{"a": "\u0034111111111111111"}"#,
+            r#"{"a": "id4111111111111111\""}"#,
+            r#"{"a": "https:\/\/hooks.slack.com\/services\/T0\/B0\/XX"}"#,
+            r#"{"a": "YWRhQGV4YW1wbGUuY29t"}"#,
+            r#"{"a": "\uff41\uff44\uff41\uff20example.com"}"#,
+            r#"{"a": "ada%40example.com"}"#,
+        ] {
+            let mut out = Vec::new();
+            assert!(
+                mask_json(&m, doc.as_bytes(), &mut out, &mut t).unwrap(),
+                "{doc}"
+            );
+            let value: serde_json::Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{doc} -> {}: {e}", String::from_utf8_lossy(&out)));
+            let a = value["a"].as_str().unwrap();
+            for secret in [
+                "ada@",
+                "4111111111111111",
+                "hooks.slack",
+                "YWRh",
+                "%40",
+                "\u{ff20}",
+            ] {
+                assert!(!a.contains(secret), "{doc} -> {a}");
+            }
+        }
+    }
 }

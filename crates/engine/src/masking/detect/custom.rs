@@ -92,15 +92,15 @@ impl Custom {
         Custom { id, re }
     }
 
-    pub(super) fn find(&self, t: &[u8], out: &mut Vec<Finding>) {
+    /// Appends the matches in `t`; with `STOP`, the first one only.
+    pub(super) fn find<const STOP: bool>(&self, t: &[u8], out: &mut Vec<Finding>) {
         for m in self.re.find_iter(t) {
             if !m.is_empty() {
                 push(out, m.start(), m.end(), self.id);
+                if STOP {
+                    return;
+                }
             }
         }
-    }
-
-    pub(super) fn may_match(&self, t: &[u8]) -> bool {
-        self.re.is_match(t)
     }
 }

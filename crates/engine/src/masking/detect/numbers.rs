@@ -1,20 +1,21 @@
 //! Number-shaped detectors: payment cards, US social security numbers, IBANs, phone
 //! numbers and IPv4 addresses.
 //!
-//! The main pass calls [`digits`] at the first digit of every digit run that does not
-//! follow a letter or digit. A run that is not joined to another by a single separator
-//! (space, dash, dot) can only be a contiguous card; otherwise the shapes of its first
-//! two groups say which detectors could start there, and only then is the chain of at
-//! most [`MAX_GROUPS`] digit groups read and checked, with bounded work, so a scan is
-//! linear in the text. IBANs start with letters: the main pass calls [`iban`] at
-//! capitals that start a word.
+//! The main pass calls [`digits`] at the first digit of every digit run, whatever is
+//! before it. An IBAN is checked there when two letters precede the run (its country
+//! code; the run starts with its check digits). A run that is not joined to another by
+//! a single separator (space, dash, dot) can only be a contiguous card; otherwise the
+//! shapes of its first two groups say which detectors could start there, and only then
+//! is the chain of at most [`MAX_GROUPS`] digit groups read and checked, with bounded
+//! work, so a scan is linear in the text.
 //!
-//! A detector never reports a span that is part of a longer number: the bytes around
-//! it must not be letters, digits or `_`, nor a `.` or `-` joining it to more digits
-//! ([`Edge::Number`]); for IPv4 a `-` is a boundary (address ranges) and a `.` next to
-//! any letter or digit is not.
-
-use super::{DetectorId, Finding, Ids, Kind, at, before, is_word, push};
+//! Fail closed: what is around a number does not stop it being found (`ssn123-45-6789`,
+//! `card:4111111111111111;`, `1-123-45-6789-0`); its own groups delimit it, and a group
+//! is a maximal digit run, so `1123-45-6789` (four digits, then two, then four) is no
+//! SSN. Digits glued to a contiguous card are windowed (see [`contiguous_card`]). IPv4
+//! keeps its boundaries: a dotted quad inside a longer dotted sequence or after a letter
+//! is a version number ([`ipv4_left_ok`]).
+use super::{DetectorId, Finding, Ids, Kind, at, before, in_hex_string, is_word, push};
 
 /// The longest chain a detector needs: a grouped card is 4 + 5×3 digits at most.
 const MAX_GROUPS: usize = 6;
@@ -78,14 +79,14 @@ impl Chain {
     }
 }
 
-/// Whether a number detector could start at the digit run `t[i..end]` (which does not
-/// follow a letter or digit): a contiguous card, or a chain whose first two groups
-/// have a card, SSN, North American phone or (with `ipv4`) IPv4 shape. Looks at three
-/// bytes and the next group's length; false for most numbers in ordinary text.
+/// Whether a number detector could start at the digit run `t[i..end]`: a contiguous
+/// card (or a longer run holding one), or a chain whose first two groups have a card,
+/// SSN, North American phone or (with `ipv4`) IPv4 shape. Looks at three bytes and the
+/// next group's length; false for most numbers in ordinary text.
 #[inline]
 pub(super) fn worth_checking(t: &[u8], i: usize, end: usize, ipv4: bool) -> bool {
     let len = end - i;
-    if (13..=19).contains(&len) {
+    if len >= 13 {
         return true;
     }
     let next = at(t, end);
@@ -100,68 +101,67 @@ pub(super) fn worth_checking(t: &[u8], i: usize, end: usize, ipv4: bool) -> bool
 }
 
 /// Runs the number detectors on the chain starting at digit `i` (the first of its
-/// run) and returns the end of that digit run, where the main pass resumes.
+/// run) and returns where the main pass resumes: the end of that digit run, or of an
+/// IBAN found there.
 pub(super) fn digits(t: &[u8], i: usize, ids: &Ids, out: &mut Vec<Finding>) -> usize {
     let end = digit_run(t, i);
     let len = end - i;
+    let mut resume = end;
+    if let Some(id) = ids.get(Kind::Iban)
+        && len >= 2
+        && let Some(s) = i.checked_sub(2)
+        && at(t, s).is_ascii_alphabetic()
+        && at(t, s + 1).is_ascii_alphabetic()
+        && let Some(e) = iban(t, s)
+    {
+        // The number detectors still read the run: an IBAN's fixed length may end
+        // inside a card glued to it, and overlapping findings are merged.
+        push(out, s, e, id);
+        resume = e.max(end);
+    }
     let next = at(t, end);
     let chained = matches!(next, b' ' | b'-' | b'.') && at(t, end + 1).is_ascii_digit();
     if !chained {
         // One group: only a contiguous card can be here.
-        if (13..=19).contains(&len)
+        if len >= 13
             && let Some(id) = ids.get(Kind::Card)
-            && card_valid(
-                t,
-                &[Group {
-                    start: i,
-                    end,
-                    sep: 0,
-                }],
-            )
-            && bounded(t, i, end, Edge::Number)
+            && contiguous_card(t, i, end)
+            && !in_hex_string(t, i, end)
         {
             push(out, i, end, id);
         }
-        return end;
+        return resume;
     }
     // Which detectors can start with this group and the next? Most chains (dates,
     // times, decimals) fail here without reading further.
     let second = digit_run(t, end + 1) - (end + 1);
-    let card_shape =
-        (13..=19).contains(&len) || (len == 4 && sep_is(next, b" -") && (3..=6).contains(&second));
+    let card_shape = len >= 13 || (len == 4 && sep_is(next, b" -") && (3..=6).contains(&second));
     let ssn_shape = len == 3 && second == 2 && next == b'-';
     let nanp_shape =
         sep_is(next, b"-.") && second == 3 && (len == 3 || (len == 1 && at(t, i) == b'1'));
-    let ipv4 = ids
-        .get(Kind::Ipv4)
-        .filter(|_| next == b'.' && (1..=3).contains(&len) && (1..=3).contains(&second));
+    let ipv4 = ids.get(Kind::Ipv4).filter(|_| {
+        next == b'.' && (1..=3).contains(&len) && (1..=3).contains(&second) && ipv4_left_ok(t, i)
+    });
     let card = ids.get(Kind::Card).filter(|_| card_shape);
     let ssn_id = ids.get(Kind::Ssn).filter(|_| ssn_shape);
     let phone = ids.get(Kind::Phone).filter(|_| nanp_shape);
     if card.is_none() && ssn_id.is_none() && phone.is_none() && ipv4.is_none() {
-        return end;
-    }
-    let number_ok = left_ok(t, i, Edge::Number);
-    let ipv4_ok = ipv4.is_some() && left_ok(t, i, Edge::Ipv4);
-    if !(number_ok || ipv4_ok) {
-        return end;
+        return resume;
     }
     let chain = Chain::read(t, i);
-    if number_ok {
-        if let Some(id) = card {
-            self::card(t, &chain, id, out);
-        }
-        if let Some(id) = ssn_id {
-            ssn(t, &chain, id, out);
-        }
-        if let Some(id) = phone {
-            nanp(t, &chain, id, out);
-        }
+    if let Some(id) = card {
+        self::card(t, &chain, id, out);
+    }
+    if let Some(id) = ssn_id {
+        ssn(t, &chain, id, out);
+    }
+    if let Some(id) = phone {
+        nanp(t, &chain, id, out);
     }
     if let Some(id) = ipv4 {
         ipv4_quad(t, &chain, id, out);
     }
-    end
+    resume
 }
 
 fn sep_is(b: u8, seps: &[u8]) -> bool {
@@ -170,42 +170,19 @@ fn sep_is(b: u8, seps: &[u8]) -> bool {
 
 // === boundaries ===
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Edge {
-    Number,
-    Ipv4,
-}
-
-/// Nothing before `s` continues the value.
-fn left_ok(t: &[u8], s: usize, edge: Edge) -> bool {
+/// Nothing before `s` continues an IPv4 address: no letter, digit or `_`, and no `.`
+/// after one (`v1.2.3.4`, `a.1.2.3.4`). The other number detectors are delimited by
+/// their groups alone.
+fn ipv4_left_ok(t: &[u8], s: usize) -> bool {
     let p = before(t, s);
-    if is_word(p) {
-        return false;
-    }
     let pp = if s >= 2 { at(t, s - 2) } else { 0 };
-    match (edge, p) {
-        (Edge::Number, b'.' | b'-') => !pp.is_ascii_digit(),
-        (Edge::Ipv4, b'.') => !pp.is_ascii_alphanumeric(),
-        _ => true,
-    }
+    !(is_word(p) || (p == b'.' && pp.is_ascii_alphanumeric()))
 }
 
-/// Nothing from `e` on continues the value.
-fn right_ok(t: &[u8], e: usize, edge: Edge) -> bool {
+/// Nothing from `e` on continues an IPv4 address.
+fn ipv4_right_ok(t: &[u8], e: usize) -> bool {
     let n = at(t, e);
-    if is_word(n) {
-        return false;
-    }
-    let nn = at(t, e + 1);
-    match (edge, n) {
-        (Edge::Number, b'.' | b'-') => !nn.is_ascii_digit(),
-        (Edge::Ipv4, b'.') => !nn.is_ascii_alphanumeric(),
-        _ => true,
-    }
-}
-
-fn bounded(t: &[u8], s: usize, e: usize, edge: Edge) -> bool {
-    left_ok(t, s, edge) && right_ok(t, e, edge)
+    !(is_word(n) || (n == b'.' && at(t, e + 1).is_ascii_alphanumeric()))
 }
 
 /// The value of a group of at most 9 digits (more saturate; callers check lengths).
@@ -225,10 +202,8 @@ fn digit_at(t: &[u8], i: usize) -> u8 {
 
 fn card(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
     let first = chain.first();
-    if (13..=19).contains(&first.len()) {
-        if card_valid(t, chain.groups.get(..1).unwrap_or_default())
-            && bounded(t, first.start, first.end, Edge::Number)
-        {
+    if first.len() >= 13 {
+        if contiguous_card(t, first.start, first.end) && !in_hex_string(t, first.start, first.end) {
             push(out, first.start, first.end, id);
         }
         return;
@@ -237,7 +212,7 @@ fn card(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
         return;
     };
     let sep = second.sep;
-    if first.len() != 4 || !(sep == b' ' || sep == b'-') || !left_ok(t, first.start, Edge::Number) {
+    if first.len() != 4 || !(sep == b' ' || sep == b'-') {
         return;
     }
     let mut total = first.len();
@@ -251,15 +226,50 @@ fn card(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
         if total > 19 {
             break;
         }
-        if total >= 13
-            && right_ok(t, g.end, Edge::Number)
-            && card_valid(t, chain.groups.get(..=j).unwrap_or_default())
-        {
+        if total >= 13 && card_valid(t, chain.groups.get(..=j).unwrap_or_default()) {
             best = Some(g.end);
         }
     }
     if let Some(end) = best {
         push(out, first.start, end, id);
+    }
+}
+
+/// Whether the digit run `t[s..e]` (13 digits or more) is, or holds, a card number.
+///
+/// Digits glued to digits are ambiguous, and this is where masking decides to fail
+/// closed: a run of up to 19 digits (anything a `bigint` holds: ids, timestamps,
+/// amounts in cents) is a card when the whole run is one, or when a window of 14 to 19
+/// digits at its start or its end is (a card with a few digits glued to one side;
+/// 13-digit windows are left out there, so that a 16-digit id is not a Visa-13 with
+/// three digits glued). A run of 20 digits or more is no integer a column holds but a
+/// concatenation or a generated value, and is a card when any window of 13 to 19
+/// digits is. Every window must have a card network's prefix and length and pass Luhn.
+/// The caller masks the whole run.
+fn contiguous_card(t: &[u8], s: usize, e: usize) -> bool {
+    let Some(run) = t.get(s..e) else { return false };
+    let n = run.len();
+    let mut digits = [0u8; 19];
+    let mut window = |from: usize, len: usize| -> bool {
+        let Some(src) = run.get(from..from + len) else {
+            return false;
+        };
+        let Some(dst) = digits.get_mut(..len) else {
+            return false;
+        };
+        for (d, b) in dst.iter_mut().zip(src) {
+            *d = b.wrapping_sub(b'0');
+        }
+        brand_length_ok(dst) && luhn(dst)
+    };
+    if n <= 19 {
+        window(0, n) || (14..n).any(|len| window(0, len) || window(n - len, len))
+    } else {
+        (0..=n - 13).any(|from| {
+            // A window must start with a network's first digit (2 to 6).
+            (b'2'..=b'6').contains(&run.get(from).copied().unwrap_or(0))
+                && (13..=19.min(n - from)).any(|len| window(from, len))
+        })
     }
 }
 
@@ -333,9 +343,7 @@ fn ssn(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
     if area == 0 || area == 666 || area >= 900 || value(t, g) == 0 || value(t, s) == 0 {
         return;
     }
-    if bounded(t, a.start, s.end, Edge::Number) {
-        push(out, a.start, s.end, id);
-    }
+    push(out, a.start, s.end, id);
 }
 
 // === phone ===
@@ -360,8 +368,7 @@ fn nanp(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
     {
         return;
     }
-    if nanp_valid(t, area.start, exchange.start) && bounded(t, first.start, line.end, Edge::Number)
-    {
+    if nanp_valid(t, area.start, exchange.start) {
         push(out, first.start, line.end, id);
     }
 }
@@ -385,9 +392,6 @@ pub(super) fn digit_run(t: &[u8], from: usize) -> usize {
 /// `(415) 555-2671`, `(415)555-2671`, `(415) 555.2671`, `(415) 555 2671`, with `i` at
 /// the `(`. Returns the end.
 pub(super) fn paren(t: &[u8], i: usize) -> Option<usize> {
-    if is_word(before(t, i)) {
-        return None;
-    }
     let area = i + 1;
     if digit_run(t, area) != area + 3 || at(t, area + 3) != b')' {
         return None;
@@ -406,15 +410,21 @@ pub(super) fn paren(t: &[u8], i: usize) -> Option<usize> {
     if digit_run(t, line) != end {
         return None;
     }
-    (nanp_valid(t, area, exchange) && right_ok(t, end, Edge::Number)).then_some(end)
+    nanp_valid(t, area, exchange).then_some(end)
 }
 
 /// An international number with `i` at the `+`: 8 to 15 digits in groups separated by
 /// single spaces, dashes or dots, where a group may be parenthesised (`+44 (0)20 …`).
 /// Returns the end of the last digit group. A chain of groups with more than 15
-/// digits is not a phone number.
+/// digits is not a phone number, nor is a `+` after a digit or after a number's
+/// exponent (`1e+100000000`); letters before it are glued text.
 pub(super) fn plus(t: &[u8], i: usize) -> Option<usize> {
-    if is_word(before(t, i)) || !(b'1'..=b'9').contains(&at(t, i + 1)) {
+    let p = before(t, i);
+    let exponent = matches!(p, b'e' | b'E') && i >= 2 && {
+        let pp = at(t, i - 2);
+        pp.is_ascii_digit() || pp == b'.'
+    };
+    if p.is_ascii_digit() || exponent || !(b'1'..=b'9').contains(&at(t, i + 1)) {
         return None;
     }
     let mut p = i + 1;
@@ -461,7 +471,7 @@ pub(super) fn plus(t: &[u8], i: usize) -> Option<usize> {
         break;
     }
     let end = end?;
-    (digits_at_end >= 8 && right_ok(t, end, Edge::Number)).then_some(end)
+    (digits_at_end >= 8).then_some(end)
 }
 
 // === ipv4 ===
@@ -483,7 +493,7 @@ fn ipv4_quad(t: &[u8], chain: &Chain, id: DetectorId, out: &mut Vec<Finding>) {
     let (Some(a), Some(d)) = (chain.get(0), chain.get(3)) else {
         return;
     };
-    if bounded(t, a.start, d.end, Edge::Ipv4) {
+    if ipv4_left_ok(t, a.start) && ipv4_right_ok(t, d.end) {
         push(out, a.start, d.end, id);
     }
 }
@@ -590,17 +600,27 @@ fn iban_length(cc: [u8; 2]) -> Option<usize> {
         .map(|(_, n)| *n)
 }
 
-/// An IBAN starting with its country code at `s`; returns the end.
+/// An IBAN starting with its country code at `s`; returns the end. Letters may be of
+/// either case (`lower(iban)` is still the account), and its length is fixed by its
+/// country, so text glued around it does not hide it.
+///
+/// Glued to letters or digits, it must also not read as part of a longer random
+/// string: its BBAN holds at most 4 letters (a bank code; about one position in 100 000
+/// of random base64 has a valid country, check digits, length and mod 97, so a large
+/// base64 blob would otherwise hold an "IBAN"), and it is not inside a hex string (see
+/// `in_hex_string`; those hold an IBAN-shaped piece every few thousand bytes).
 pub(super) fn iban(t: &[u8], s: usize) -> Option<usize> {
-    let shaped = at(t, s).is_ascii_uppercase()
-        && at(t, s + 1).is_ascii_uppercase()
+    let shaped = at(t, s).is_ascii_alphabetic()
+        && at(t, s + 1).is_ascii_alphabetic()
         && at(t, s + 2).is_ascii_digit()
-        && at(t, s + 3).is_ascii_digit()
-        && !is_word(before(t, s));
+        && at(t, s + 3).is_ascii_digit();
     if !shaped {
         return None;
     }
-    let len = iban_length([at(t, s), at(t, s + 1)])?;
+    let len = iban_length([
+        at(t, s).to_ascii_uppercase(),
+        at(t, s + 1).to_ascii_uppercase(),
+    ])?;
     let mut chars = [0u8; 34];
     let mut n = 0;
     let mut p = s;
@@ -618,7 +638,7 @@ pub(super) fn iban(t: &[u8], s: usize) -> Option<usize> {
             }
         }
         let c = at(t, p);
-        if !(c.is_ascii_digit() || c.is_ascii_uppercase()) {
+        if !c.is_ascii_alphanumeric() {
             return None;
         }
         *chars.get_mut(n)? = c;
@@ -626,11 +646,20 @@ pub(super) fn iban(t: &[u8], s: usize) -> Option<usize> {
         p += 1;
     }
     let chars = chars.get(..n)?;
-    let check_digits = chars.get(2..4)?;
-    if !check_digits.iter().all(u8::is_ascii_digit) || is_word(at(t, p)) {
+    if iban_mod97(chars) != 1 {
         return None;
     }
-    (iban_mod97(chars) == 1).then_some(p)
+    if before(t, s).is_ascii_alphanumeric() || at(t, p).is_ascii_alphanumeric() {
+        let letters = chars
+            .iter()
+            .skip(4)
+            .filter(|c| c.is_ascii_alphabetic())
+            .count();
+        if letters > 4 || in_hex_string(t, s, p) {
+            return None;
+        }
+    }
+    Some(p)
 }
 
 /// The IBAN checksum: the first four characters moved to the end, letters as 10–35.
