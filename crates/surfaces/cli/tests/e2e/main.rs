@@ -122,6 +122,17 @@ pub fn py_interactive(scenario: &str, conn: &str, between: impl FnOnce()) -> ser
     serde_json::from_str(rest.trim()).expect("scenario prints JSON")
 }
 
+/// Waits for a client process started in the background: whether it succeeded, its
+/// standard output and its standard error.
+pub fn finish(child: std::process::Child) -> (bool, String, String) {
+    let out = child.wait_with_output().expect("client output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The events of a session, by kind.
 pub fn events_of<'a>(session: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
     session["events"]

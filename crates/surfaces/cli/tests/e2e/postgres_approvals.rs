@@ -12,7 +12,7 @@ use airlock_testkit::{Airlock, AirlockBuilder, Postgres, psql};
 use serde_json::Value;
 
 use crate::postgres_policy::READ_ONLY;
-use crate::{Fixture, bin, events_of};
+use crate::{Fixture, bin, events_of, finish};
 
 const HOLD_DELETES: &str = "\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\n@reason(\"deleting orders needs a DBA's approval\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");";
 
@@ -51,15 +51,6 @@ fn psql_bg(conn: &str, sql: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn psql")
-}
-
-fn finish(child: Child) -> (bool, String, String) {
-    let out = child.wait_with_output().expect("psql output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn approvals(gw: &Airlock, status: &str) -> Vec<Value> {

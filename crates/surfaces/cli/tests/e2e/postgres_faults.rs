@@ -17,7 +17,7 @@ use airlock_testkit::{APP_PASSWORD, Airlock, AirlockBuilder, Postgres, psql};
 use serde_json::Value;
 
 use crate::raw::{Msg, Raw, message};
-use crate::{Fixture, bin, events_of};
+use crate::{Fixture, bin, events_of, finish};
 
 // === helpers ===
 
@@ -226,15 +226,6 @@ fn psql_bg(conn: &str, sql: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn psql")
-}
-
-fn finish(child: Child) -> (bool, String, String) {
-    let out = child.wait_with_output().expect("psql output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 // === 1. The target killed and restarted ===
