@@ -8,6 +8,10 @@
 //! - `columns` matches column name patterns; `json` masks inside JSON documents by key
 //!   and value; `rules` compiles the configured rules and gives each session its
 //!   [`rules::Masker`]. A new rule kind goes in `rules`.
+//! - `json_stream` masks a JSON or NDJSON body as it streams, in bounded memory, with
+//!   the semantics of `json` (keys and strings judged on their decoded text).
+//! - `text_stream` runs the detectors over a text body as it streams, releasing text
+//!   only up to cuts that no finding straddles.
 //!
 //! Every replacement is made of characters that need no quoting in any PostgreSQL text
 //! output (arrays, composites, JSON strings, COPY text and CSV), so a value can be
@@ -16,5 +20,7 @@
 pub mod columns;
 pub mod detect;
 pub mod json;
+pub mod json_stream;
 pub mod redact;
 pub mod rules;
+pub mod text_stream;

@@ -7,7 +7,8 @@
 //!
 //! The entity and action names are Airlock's interface (see `SCHEMA` and
 //! `docs/policy.md`): `Agent` in `Group`s; `Target`; `Schema` in `Target`; `Table` in
-//! `Schema`; `Function` in `Target`; `Action::"connect"`; `Sql::Action::"<kind>"`.
+//! `Schema`; `Function` in `Target`; `Action::"connect"`; `Sql::Action::"<kind>"`;
+//! `Http::Path` in its prefixes and `Target`; `Http::Action::"<method>"`.
 
 mod schema;
 
@@ -16,14 +17,17 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use airlock_model::{Action, Decision, Principal, SqlAction, SqlObject, TargetRef, Verdict};
+use airlock_model::{
+    Action, Decision, HttpAction, Principal, SqlAction, SqlObject, TargetRef, Verdict,
+};
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
 pub use schema::{
-    ACTION_GROUPS, HARMLESS_SETTINGS, HARMLESS_VOLATILE_FUNCTIONS, SESSION_KINDS, schema_text,
+    ACTION_GROUPS, HARMLESS_SETTINGS, HARMLESS_VOLATILE_FUNCTIONS, HTTP_METHOD_GROUPS,
+    HTTP_METHODS, SESSION_KINDS, schema_text,
 };
 
 use crate::sql::SQL_KINDS;
@@ -574,8 +578,10 @@ impl PolicyEngine {
         target: &TargetRef,
         action: &Action,
     ) -> (Vec<String>, Vec<String>) {
-        let Action::Sql(sql) = action else {
-            return (Vec::new(), Vec::new());
+        let sql = match action {
+            Action::Sql(sql) => sql,
+            Action::Http(http) => return self.allowed_methods(set, principal, target, http),
+            Action::Connect => return (Vec::new(), Vec::new()),
         };
         let volatility =
             matches!(sql.object, SqlObject::Function { .. }).then_some(Volatility::Unknown);
@@ -606,6 +612,39 @@ impl PolicyEngine {
             }
         }
         (kinds, policies)
+    }
+
+    /// Which methods would be allowed on the same path (same query, type and fields),
+    /// and by which policies.
+    fn allowed_methods(
+        &self,
+        set: &PolicySet,
+        principal: &Principal,
+        target: &TargetRef,
+        http: &HttpAction,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut methods = Vec::new();
+        let mut policies: Vec<String> = Vec::new();
+        for m in HTTP_METHODS.iter().filter(|m| **m != http.method) {
+            let probe = Action::Http(HttpAction {
+                method: (*m).to_owned(),
+                ..http.clone()
+            });
+            let Ok(r) = self.request(principal, target, &probe, None) else {
+                continue;
+            };
+            let response = self.authorizer.is_authorized(&r.0, set, &r.1);
+            if response.decision() == cedar_policy::Decision::Allow {
+                methods.push(m.to_uppercase());
+                for id in response.diagnostics().reason() {
+                    let id = id.to_string();
+                    if !policies.contains(&id) {
+                        policies.push(id);
+                    }
+                }
+            }
+        }
+        (methods, policies)
     }
 
     fn request(
@@ -746,6 +785,42 @@ impl PolicyEngine {
                 );
                 (action_uid, resource, context)
             }
+            Action::Http(http) => {
+                let resource =
+                    http_path_entities(&target.name, &http.path, &target_uid, &mut entities)?;
+                let context = Context::from_pairs([
+                    (
+                        "method".to_owned(),
+                        RestrictedExpression::new_string(http.method.clone()),
+                    ),
+                    (
+                        "path".to_owned(),
+                        RestrictedExpression::new_string(format!("/{}", http.path)),
+                    ),
+                    (
+                        "query".to_owned(),
+                        RestrictedExpression::new_string(http.query.clone()),
+                    ),
+                    (
+                        "content_type".to_owned(),
+                        RestrictedExpression::new_string(http.content_type.clone()),
+                    ),
+                    (
+                        "body_fields".to_owned(),
+                        RestrictedExpression::new_set(
+                            http.body_fields
+                                .iter()
+                                .map(|f| RestrictedExpression::new_string(f.clone())),
+                        ),
+                    ),
+                ])
+                .map_err(|e| err(&e))?;
+                let action_uid = EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str("Http::Action").map_err(|e| e.to_string())?,
+                    EntityId::new(&http.method),
+                );
+                (action_uid, resource, context)
+            }
         };
         let action_uid_for_entities = action_uid.clone();
         let request = Request::new(agent, action_uid, resource, context, Some(&self.schema))
@@ -765,10 +840,47 @@ impl PolicyEngine {
     }
 }
 
-/// `DELETE on public.orders`, `CALL of pg_terminate_backend`, `connecting to shop`.
+/// The resource of an HTTP request, `Http::Path::"<target>/<path>"`, and every shorter
+/// prefix as its ancestors, ending at `Http::Path::"<target>"` whose parent is the
+/// target: so `resource in Http::Path::"billing/v1"` covers everything below it.
+fn http_path_entities(
+    target: &str,
+    path: &str,
+    target_uid: &EntityUid,
+    entities: &mut Vec<Entity>,
+) -> Result<EntityUid, String> {
+    let type_name = EntityTypeName::from_str("Http::Path").map_err(|e| e.to_string())?;
+    let path_uid =
+        |id: &str| EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id));
+    let mut id = target.to_owned();
+    let mut uids = vec![path_uid(&id)];
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('/');
+        id.push_str(segment);
+        uids.push(path_uid(&id));
+    }
+    // Each entity's parents are all its ancestors (Cedar wants the transitive closure
+    // unless it computes it; giving it keeps the request self-contained).
+    for (i, uid) in uids.iter().enumerate() {
+        let mut parents: HashSet<EntityUid> = uids.iter().take(i).cloned().collect();
+        parents.insert(target_uid.clone());
+        entities.push(Entity::new_no_attrs(uid.clone(), parents));
+    }
+    uids.pop().ok_or_else(|| "empty HTTP path".to_owned())
+}
+
+/// `DELETE on public.orders`, `CALL of pg_terminate_backend`, `connecting to shop`,
+/// `POST /billing/v1/refunds`.
 pub fn describe(action: &Action, target: &TargetRef) -> String {
     match action {
         Action::Connect => format!("connecting to target \"{}\"", target.name),
+        Action::Http(http) => format!(
+            "{} /{}{}{}",
+            http.method.to_uppercase(),
+            target.name,
+            if http.path.is_empty() { "" } else { "/" },
+            http.path
+        ),
         Action::Sql(sql) => {
             let kind = sql.kind.to_uppercase();
             match &sql.object {

@@ -10,6 +10,27 @@ pub enum Action {
     Connect,
     /// One thing a SQL statement does (a statement usually does several).
     Sql(SqlAction),
+    /// One HTTP request (or WebSocket upgrade) to an HTTP target.
+    Http(HttpAction),
+}
+
+/// One HTTP request as policy sees it: its method on a normalised path, with the facts
+/// of the request a policy may condition on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HttpAction {
+    /// The method in lower case (`get`, `post`...), or `websocket` for an upgrade.
+    pub method: String,
+    /// The normalised path under the target, without a leading slash (`v1/invoices/7`;
+    /// empty for the target's root), as the upstream will resolve it.
+    pub path: String,
+    /// The raw query string (without `?`), empty when there is none.
+    pub query: String,
+    /// The request's media type, lower case without parameters (`application/json`);
+    /// empty when there is no body.
+    pub content_type: String,
+    /// For a JSON object body (up to the configured size): its top-level field names,
+    /// sorted. Empty otherwise.
+    pub body_fields: Vec<String>,
 }
 
 /// One thing a SQL statement does: a kind of operation on one object.

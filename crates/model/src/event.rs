@@ -34,6 +34,10 @@ pub enum EventKind {
     /// A step of an approval: requested, notified, approved, denied, timed out, used,
     /// expired (`detail.step`).
     Approval,
+    /// An HTTP request: method, path, query, decision (its outcome is a `Result`).
+    Request,
+    /// A message inside an upgraded connection (a WebSocket text message), masked.
+    Message,
 }
 
 impl EventKind {
@@ -52,6 +56,8 @@ impl EventKind {
             EventKind::Cancel => "cancel",
             EventKind::Disconnect => "disconnect",
             EventKind::Approval => "approval",
+            EventKind::Request => "request",
+            EventKind::Message => "message",
         }
     }
 
@@ -70,6 +76,8 @@ impl EventKind {
             "cancel" => EventKind::Cancel,
             "disconnect" => EventKind::Disconnect,
             "approval" => EventKind::Approval,
+            "request" => EventKind::Request,
+            "message" => EventKind::Message,
             _ => return None,
         })
     }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum TargetKind {
     /// A PostgreSQL server.
     Postgres,
+    /// An HTTP API, reached under `https://<listener>/<target>/`.
+    Http,
 }
 
 impl TargetKind {
@@ -15,6 +17,7 @@ impl TargetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Postgres => "postgres",
+            TargetKind::Http => "http",
         }
     }
 }

@@ -155,6 +155,7 @@ fn summarize_action(a: &Action) -> String {
             } => format!("{} {s}.{name}", sql.kind),
             SqlObject::Function { schema: None, name } => format!("{} {name}", sql.kind),
         },
+        Action::Http(http) => format!("{} /{}", http.method, http.path),
     }
 }
 

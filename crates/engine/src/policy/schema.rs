@@ -1,5 +1,5 @@
 //! The Cedar schema Airlock generates: the entity types, the actions (one per SQL kind,
-//! plus `connect`), and the context every SQL action carries. `airlock policy schema`
+//! one per HTTP method, plus `connect`), and the context every action carries. `airlock policy schema`
 //! prints it; policies are validated against it in strict mode.
 
 use cedar_policy::Schema;
@@ -98,6 +98,37 @@ pub const SESSION_KINDS: &[&str] = &[
     "explain",
 ];
 
+/// HTTP methods policy knows, lower case, and `websocket` (an upgrade). A request with
+/// another method is refused before policy (it could not be named in a policy).
+pub const HTTP_METHODS: &[&str] = &[
+    "get",
+    "head",
+    "options",
+    "post",
+    "put",
+    "patch",
+    "delete",
+    "trace",
+    "propfind",
+    "proppatch",
+    "mkcol",
+    "copy",
+    "move",
+    "lock",
+    "unlock",
+    "report",
+    "search",
+    "query",
+    "websocket",
+];
+
+/// HTTP method groups: `Http::Action::"read"` and `"write"`. Other methods (and
+/// `websocket`) are in neither group and must be permitted by name.
+pub const HTTP_METHOD_GROUPS: &[(&str, &[&str])] = &[
+    ("read", &["get", "head", "options"]),
+    ("write", &["post", "put", "patch", "delete"]),
+];
+
 fn group_of(kind: &str) -> Option<&'static str> {
     ACTION_GROUPS
         .iter()
@@ -117,6 +148,20 @@ pub fn schema_text() -> String {
             .unwrap_or_default();
         actions.push_str(&format!(
             "  action \"{kind}\"{member} appliesTo {{ principal: [Agent], resource: [Target, Table], context: Statement }};\n"
+        ));
+    }
+    let mut http_actions = String::new();
+    for (group, _) in HTTP_METHOD_GROUPS {
+        http_actions.push_str(&format!("  action \"{group}\";\n"));
+    }
+    for method in HTTP_METHODS {
+        let member = HTTP_METHOD_GROUPS
+            .iter()
+            .find(|(_, methods)| methods.contains(method))
+            .map(|(g, _)| format!(" in [\"{g}\"]"))
+            .unwrap_or_default();
+        http_actions.push_str(&format!(
+            "  action \"{method}\"{member} appliesTo {{ principal: [Agent], resource: [Path], context: Request }};\n"
         ));
     }
     format!(
@@ -169,6 +214,25 @@ namespace Sql {{
     context: Statement,
   }};
 }}
+
+namespace Http {{
+  // A request's path under an HTTP target: `Http::Path::"billing/v1/invoices/7"` is in
+  // every shorter prefix (`"billing/v1/invoices"`, `"billing/v1"`, `"billing"`) and in
+  // `Target::"billing"`. Paths are normalised before the decision.
+  entity Path in [Path, Target];
+
+  // Facts about the request.
+  type Request = {{
+    "method": String,          // lower case: "get", "post", ... ("websocket" for an upgrade)
+    "path": String,            // the normalised path under the target, with a leading "/"
+    "query": String,           // the raw query string, without "?"
+    "content_type": String,    // the body's media type, lower case, no parameters ("" without a body)
+    "body_fields": Set<String>, // a JSON object body's top-level field names (up to [http] inspect_body_bytes)
+  }};
+
+  // Groups (read: get, head, options; write: post, put, patch, delete), then one action
+  // per method; others and "websocket" are in no group.
+{http_actions}}}
 "#
     )
 }
