@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{Config, ConfigError, SslMode};
+use crate::{Config, ConfigError, SslMode, TargetKindConfig};
 
 /// Reads, parses and validates the file at `path`, resolving relative paths against its
 /// directory.
@@ -55,7 +55,9 @@ fn rebase(config: &mut Config, base: &Path) {
         pg.tls_key.as_mut().map(join);
     }
     for t in &mut config.targets {
-        t.password.get_mut().rebase(base);
+        if let Some(secret) = t.credential_mut() {
+            secret.rebase(base);
+        }
         t.ca_file.as_mut().map(join);
     }
     if let Some(p) = config.policy.as_mut() {
@@ -71,6 +73,10 @@ fn rebase(config: &mut Config, base: &Path) {
     }
     if let Some(k) = config.secrets.master_key.as_mut() {
         k.rebase(base);
+    }
+    if let Some(http) = config.http.as_mut() {
+        http.tls_cert.as_mut().map(join);
+        http.tls_key.as_mut().map(join);
     }
     if let Some(api) = config.api.as_mut() {
         api.tls_cert.as_mut().map(join);
@@ -106,10 +112,18 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
                 "[postgres] tls_cert and tls_key must be given together (or neither, for a generated self-signed certificate)".into(),
             ));
     }
-    if config.postgres.is_none() {
+    if let Some(http) = &config.http
+        && http.tls_cert.is_some() != http.tls_key.is_some()
+    {
+        return Err(invalid(
+                key_line(text, "[http]"),
+                "[http] tls_cert and tls_key must be given together (or neither, for the generated self-signed certificate)".into(),
+            ));
+    }
+    if config.postgres.is_none() && config.http.is_none() && config.api.is_none() {
         return Err(invalid(
             0,
-            "no listener is configured: add a [postgres] section with `listen = \"127.0.0.1:16432\"`".into(),
+            "no listener is configured: add a [postgres] section with `listen = \"127.0.0.1:16432\"`, an [http] section with `listen = \"127.0.0.1:8443\"`, or an [api] section".into(),
         ));
     }
     let mut seen = HashSet::new();
@@ -122,12 +136,15 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
         if !seen.insert(name.to_owned()) {
             return Err(invalid(line, format!("target `{name}` is defined twice")));
         }
-        if t.host.is_empty() {
+        if name == "mcp" || name.starts_with('_') {
             return Err(invalid(
                 line,
-                format!("target `{name}`: host must not be empty"),
+                format!(
+                    "target name `{name}` is reserved for Airlock itself (`mcp` and names starting with `_`); choose another"
+                ),
             ));
         }
+        check_target_kind(config, t).map_err(|m| invalid(line, format!("target `{name}`: {m}")))?;
         if t.capture_rows > 1000 {
             return Err(invalid(
                 line,
@@ -345,6 +362,102 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
 
 /// What names of targets and masking rules may be.
 const NAME_RULE: &str = "must be non-empty and use only letters, digits, '-', '_' and '.'";
+
+/// The keys a target of its kind needs and must not have, and its listener.
+fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), String> {
+    let has_listener = match t.kind {
+        TargetKindConfig::Postgres => config.postgres.is_some(),
+        TargetKindConfig::Http => config.http.is_some(),
+    };
+    if !has_listener {
+        return Err(format!(
+            "kind = \"{}\" needs the {} listener section, which is missing",
+            kind_name(t.kind),
+            t.kind.listener_section()
+        ));
+    }
+    match t.kind {
+        TargetKindConfig::Postgres => {
+            if t.host.is_empty() {
+                return Err("host must not be empty".into());
+            }
+            if t.database.is_empty() || t.user.is_empty() || t.password.is_none() {
+                return Err("a postgres target needs host, database, user and password".into());
+            }
+            if t.url.is_some() || t.auth.is_some() || t.capture_bytes != 0 {
+                return Err("url, auth and capture_bytes are for kind = \"http\" targets".into());
+            }
+        }
+        TargetKindConfig::Http => {
+            let Some(url) = &t.url else {
+                return Err("an http target needs url = \"https://host/base\"".into());
+            };
+            check_http_url(url)?;
+            if !t.host.is_empty()
+                || !t.database.is_empty()
+                || !t.user.is_empty()
+                || t.password.is_some()
+            {
+                return Err("host, database, user and password are for kind = \"postgres\" targets; an http target has url and auth".into());
+            }
+            if let Some(auth) = &t.auth {
+                match auth.form()? {
+                    crate::HttpAuthForm::Header(h, _)
+                        if h.is_empty()
+                            || !h.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                            }) =>
+                    {
+                        return Err(format!("auth header `{h}` is not a valid header name"));
+                    }
+                    crate::HttpAuthForm::Basic(u, _) if u.contains(':') => {
+                        return Err("auth basic_user must not contain `:`".into());
+                    }
+                    _ => {}
+                }
+            }
+            if t.capture_bytes > 64 * 1024 {
+                return Err("capture_bytes is at most 65536".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_name(kind: TargetKindConfig) -> &'static str {
+    match kind {
+        TargetKindConfig::Postgres => "postgres",
+        TargetKindConfig::Http => "http",
+    }
+}
+
+/// An upstream base URL: `http://` or `https://`, a host, an optional port and path, no
+/// query, fragment or user info.
+fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("url `{url}` must start with http:// or https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("url `{url}` has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "url `{url}` must not carry user info: put the credential in auth"
+        ));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(format!("url `{url}` must not have a query or fragment"));
+    }
+    if rest
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\')
+    {
+        return Err(format!("url `{url}` contains characters a URL cannot"));
+    }
+    Ok(())
+}
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -17,6 +17,9 @@ pub struct Config {
     /// The PostgreSQL listener; absent means no PostgreSQL listener.
     #[serde(default)]
     pub postgres: Option<PostgresListenerConfig>,
+    /// The HTTPS listener HTTP targets are reached through; absent means none.
+    #[serde(default)]
+    pub http: Option<HttpListenerConfig>,
     /// The targets agents may reach.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
@@ -303,25 +306,136 @@ pub struct PostgresListenerConfig {
     pub handshake_timeout: Duration,
 }
 
+/// `[http]`: the HTTPS listener agents reach HTTP targets through, at
+/// `https://<listen>/<target>/<path>`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerConfig {
+    /// Address and port to listen on (HTTPS).
+    pub listen: SocketAddr,
+    /// PEM certificate chain; without it the gateway's generated self-signed one is used.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// How much of a JSON request body is read to give policy its top-level field names
+    /// (`context.body_fields`); a larger body is decided without them.
+    #[serde(default = "default_inspect_body_bytes")]
+    pub inspect_body_bytes: usize,
+    /// Largest request body kept in memory for a request held for approval (its digest
+    /// binds the approval, and exactly that body is sent once approved).
+    #[serde(default = "default_hold_body_bytes")]
+    pub hold_body_bytes: usize,
+    /// How long a client has to finish the TLS handshake and send its request headers.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde_compat")]
+    pub handshake_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(default = "default_http_idle_timeout", with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+}
+
+/// `auth` of an HTTP target: the credential Airlock injects into every request. Exactly
+/// one form: `{ bearer = REF }`, `{ header = "X-Api-Key", value = REF }` or
+/// `{ basic_user = "svc", basic_password = REF }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuthConfig {
+    /// `Authorization: Bearer <secret>`.
+    #[serde(default)]
+    pub bearer: Option<SecretRef>,
+    /// A header of its own (`X-Api-Key`), with `value`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The header's value.
+    #[serde(default)]
+    pub value: Option<SecretRef>,
+    /// `Authorization: Basic` user name (not a secret).
+    #[serde(default)]
+    pub basic_user: Option<String>,
+    /// `Authorization: Basic` password.
+    #[serde(default)]
+    pub basic_password: Option<SecretRef>,
+}
+
+/// The credential form of an HTTP target, once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAuthForm<'a> {
+    /// `Authorization: Bearer`.
+    Bearer(&'a SecretRef),
+    /// A named header.
+    Header(&'a str, &'a SecretRef),
+    /// `Authorization: Basic` with a user name.
+    Basic(&'a str, &'a SecretRef),
+}
+
+impl HttpAuthConfig {
+    /// The one form given, or why the table is not one.
+    pub fn form(&self) -> Result<HttpAuthForm<'_>, String> {
+        match (
+            &self.bearer,
+            &self.header,
+            &self.value,
+            &self.basic_user,
+            &self.basic_password,
+        ) {
+            (Some(b), None, None, None, None) => Ok(HttpAuthForm::Bearer(b)),
+            (None, Some(h), Some(v), None, None) => Ok(HttpAuthForm::Header(h, v)),
+            (None, None, None, Some(u), Some(p)) => Ok(HttpAuthForm::Basic(u, p)),
+            _ => Err("auth must be exactly one of { bearer = \"env:NAME\" }, { header = \"X-Api-Key\", value = \"env:NAME\" } or { basic_user = \"svc\", basic_password = \"env:NAME\" }".into()),
+        }
+    }
+
+    /// The secret reference of whichever form is given.
+    pub fn secret(&self) -> Option<&SecretRef> {
+        self.bearer
+            .as_ref()
+            .or(self.value.as_ref())
+            .or(self.basic_password.as_ref())
+    }
+
+    fn secret_mut(&mut self) -> Option<&mut SecretRef> {
+        self.bearer
+            .as_mut()
+            .or(self.value.as_mut())
+            .or(self.basic_password.as_mut())
+    }
+}
+
 /// `[[targets]]`: something agents reach through Airlock.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The name agents use (the PostgreSQL `dbname`).
     pub name: toml::Spanned<String>,
-    /// The protocol; only `postgres` today.
+    /// The protocol: `postgres` or `http`.
     pub kind: TargetKindConfig,
-    /// Host name or address of the server.
+    /// PostgreSQL: host name or address of the server.
+    #[serde(default)]
     pub host: String,
-    /// Port of the server.
+    /// PostgreSQL: port of the server.
     #[serde(default = "default_pg_port")]
     pub port: u16,
-    /// The database on the server.
+    /// PostgreSQL: the database on the server.
+    #[serde(default)]
     pub database: String,
-    /// The role Airlock logs in as.
+    /// PostgreSQL: the role Airlock logs in as.
+    #[serde(default)]
     pub user: String,
-    /// Where the role's password comes from.
-    pub password: toml::Spanned<SecretRef>,
+    /// PostgreSQL: where the role's password comes from.
+    #[serde(default)]
+    pub password: Option<toml::Spanned<SecretRef>>,
+    /// HTTP: the upstream's base URL (`http://` or `https://`); `/<target>/<path>` is
+    /// forwarded to `<url>/<path>`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HTTP: the credential Airlock injects.
+    #[serde(default)]
+    pub auth: Option<HttpAuthConfig>,
+    /// HTTP: record the first bytes of every response (masked, as the agent received
+    /// them) in its event; 0 records none.
+    #[serde(default)]
+    pub capture_bytes: usize,
     /// TLS to the server, with libpq's meanings.
     #[serde(default)]
     pub sslmode: SslMode,
@@ -372,6 +486,9 @@ impl Config {
         if self.postgres != other.postgres {
             changed.push("[postgres]");
         }
+        if self.http != other.http {
+            changed.push("[http]");
+        }
         if self.audit != other.audit {
             changed.push("[audit]");
         }
@@ -387,6 +504,23 @@ impl TargetConfig {
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
+
+    /// Where the credential Airlock uses comes from: the PostgreSQL password or the
+    /// HTTP `auth` secret (validated to be present for the target's kind).
+    pub fn credential(&self) -> Option<&SecretRef> {
+        match self.kind {
+            TargetKindConfig::Postgres => self.password.as_ref().map(|p| p.get_ref()),
+            TargetKindConfig::Http => self.auth.as_ref().and_then(HttpAuthConfig::secret),
+        }
+    }
+
+    /// The credential reference, mutably (to resolve relative paths).
+    pub(crate) fn credential_mut(&mut self) -> Option<&mut SecretRef> {
+        match self.kind {
+            TargetKindConfig::Postgres => self.password.as_mut().map(|p| p.get_mut()),
+            TargetKindConfig::Http => self.auth.as_mut().and_then(HttpAuthConfig::secret_mut),
+        }
+    }
 }
 
 /// The `kind` of a target.
@@ -395,6 +529,18 @@ impl TargetConfig {
 pub enum TargetKindConfig {
     /// PostgreSQL.
     Postgres,
+    /// An HTTP API.
+    Http,
+}
+
+impl TargetKindConfig {
+    /// The listener section this kind needs.
+    pub fn listener_section(self) -> &'static str {
+        match self {
+            TargetKindConfig::Postgres => "[postgres]",
+            TargetKindConfig::Http => "[http]",
+        }
+    }
 }
 
 /// TLS to a target, as libpq's `sslmode`.
@@ -501,6 +647,18 @@ fn default_expire_after() -> Duration {
 
 fn default_webhook_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_inspect_body_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_hold_body_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_http_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_handshake_timeout() -> Duration {

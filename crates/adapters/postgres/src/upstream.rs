@@ -132,7 +132,7 @@ async fn connect_inner(
                 match code {
                     0 => {}
                     3 => {
-                        frontend::password_message(target.password.expose().as_bytes(), &mut out)
+                        frontend::password_message(target.credential.expose().as_bytes(), &mut out)
                             .map_err(proto)?;
                         send(&mut io, &mut out).await?;
                     }
@@ -143,7 +143,7 @@ async fn connect_inner(
                             .ok_or_else(|| UpstreamError::Protocol("short MD5 salt".into()))?;
                         let hash = postgres_protocol::authentication::md5_hash(
                             t.user.as_bytes(),
-                            target.password.expose().as_bytes(),
+                            target.credential.expose().as_bytes(),
                             salt,
                         );
                         frontend::password_message(hash.as_bytes(), &mut out).map_err(proto)?;
@@ -160,7 +160,7 @@ async fn connect_inner(
                         // Channel binding is not offered ("n"), so a server listing
                         // SCRAM-SHA-256-PLUS still accepts plain SCRAM-SHA-256.
                         let s = ScramSha256::new(
-                            target.password.expose().as_bytes(),
+                            target.credential.expose().as_bytes(),
                             ChannelBinding::unsupported(),
                         );
                         frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)

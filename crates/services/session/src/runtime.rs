@@ -19,8 +19,9 @@ pub struct Target {
     pub model: TargetRef,
     /// Its configuration.
     pub config: TargetConfig,
-    /// The credential Airlock logs in with. Never leaves the gateway.
-    pub password: Secret,
+    /// The credential Airlock logs in with (the PostgreSQL password; an HTTP target's
+    /// bearer token, header value or basic password). Never leaves the gateway.
+    pub credential: Secret,
 }
 
 /// Why a snapshot could not be built.
@@ -80,14 +81,19 @@ impl Runtime {
         };
         let mut targets = BTreeMap::new();
         for t in &config.targets {
-            let password = airlock_vault::resolve(t.password.get_ref()).map_err(|source| {
-                RuntimeError::Secret {
-                    target: t.name().to_owned(),
-                    error: source,
+            // An HTTP target without `auth` sends no credential of its own.
+            let credential = match t.credential() {
+                Some(reference) => {
+                    airlock_vault::resolve(reference).map_err(|source| RuntimeError::Secret {
+                        target: t.name().to_owned(),
+                        error: source,
+                    })?
                 }
-            })?;
+                None => Secret::new(String::new()),
+            };
             let kind = match t.kind {
                 TargetKindConfig::Postgres => TargetKind::Postgres,
+                TargetKindConfig::Http => TargetKind::Http,
             };
             targets.insert(
                 t.name().to_owned(),
@@ -97,7 +103,7 @@ impl Runtime {
                         kind,
                     },
                     config: t.clone(),
-                    password,
+                    credential,
                 }),
             );
         }

@@ -220,7 +220,10 @@ pub async fn rotate_key(
 /// Whether the configuration refers to a stored secret anywhere.
 pub fn config_uses_stored(config: &Config) -> bool {
     let stored = |r: &SecretRef| matches!(r, SecretRef::Stored(_));
-    config.targets.iter().any(|t| stored(t.password.get_ref()))
+    config
+        .targets
+        .iter()
+        .any(|t| t.credential().is_some_and(stored))
         || config
             .masking
             .iter()

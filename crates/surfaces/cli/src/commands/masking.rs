@@ -36,6 +36,10 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
     };
     let kind = match target_config.kind {
         TargetKindConfig::Postgres => TargetKind::Postgres,
+        TargetKindConfig::Http => bail!(
+            "target `{}` is an HTTP target: discovery reads a PostgreSQL catalog; HTTP responses are masked by key and detector without it (see docs/http.md)",
+            args.target
+        ),
     };
     let rule = args
         .name
@@ -62,11 +66,14 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
 
     // The target's own credential, resolved as `serve` does; it only goes into the
     // upstream handshake.
-    if matches!(target_config.password.get_ref(), SecretRef::Stored(_)) {
+    let Some(credential) = target_config.credential() else {
+        bail!("target `{}` has no password", args.target);
+    };
+    if matches!(credential, SecretRef::Stored(_)) {
         let store = open_store(&config).await?;
         load_stored_secrets(&config, &*store).await?;
     }
-    let password = airlock_vault::resolve(target_config.password.get_ref())
+    let password = airlock_vault::resolve(credential)
         .with_context(|| format!("target `{}`", args.target))?;
     let target = Target {
         model: TargetRef {
@@ -74,7 +81,7 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
             kind,
         },
         config: target_config.clone(),
-        password,
+        credential: password,
     };
 
     let specs: Vec<DetectorSpec> = DEFAULT_ON

@@ -42,7 +42,7 @@ pub fn fingerprint(config_path: &Path, config: &Config) -> Vec<(PathBuf, Seen)> 
         config
             .targets
             .iter()
-            .filter_map(|t| file(Some(t.password.get_ref()))),
+            .filter_map(|t| file(t.credential())),
     );
     paths.extend(
         config
