@@ -42,6 +42,19 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
+    if let Some(http) = &config.http
+        && http.tls_cert.is_some()
+    {
+        let paths = airlock_tls::CertPaths::resolve(
+            http.tls_cert.as_deref(),
+            http.tls_key.as_deref(),
+            &config.server.data_dir,
+        );
+        if let Err(e) = airlock_tls::server_config(&paths, &[]) {
+            eprintln!("{}: [http] {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     // `secret:` references need the encrypted store and its master key.
     if airlock_vault::stored::config_uses_stored(&config)
         || airlock_vault::stored::MasterKey::configured(&config).is_ok_and(|k| k.is_some())
@@ -52,9 +65,20 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    if let Err(e) = Runtime::build(config) {
-        eprintln!("{}: {e}", path.display());
-        return Ok(ExitCode::from(1));
+    let runtime = match Runtime::build(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for name in runtime.target_names(airlock_model::TargetKind::Http) {
+        if let Some(target) = runtime.target(&name)
+            && let Err(e) = airlock_http::check_target(&target)
+        {
+            eprintln!("{}: target `{name}`: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
     }
     println!(
         "{}: ok ({targets} target{})",

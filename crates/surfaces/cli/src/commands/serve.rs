@@ -10,6 +10,7 @@ use airlock_approvals::Approvals;
 use airlock_config::{Config, LogFormat};
 use airlock_identity::Identity;
 use airlock_model::Timestamp;
+use airlock_http::HttpAdapter;
 use airlock_postgres::PostgresAdapter;
 use airlock_recorder::{ReadDurability, Recorder};
 use airlock_session::{Gateway, GatewayAudit, Runtime};
@@ -92,6 +93,14 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot start the PostgreSQL listener on {}", pg.listen))?;
         tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
+        listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
+    }
+
+    if let Some(http) = &config.http {
+        let adapter = HttpAdapter::bind(http, &config.server.data_dir, gateway.clone())
+            .await
+            .with_context(|| format!("cannot start the HTTP listener on {}", http.listen))?;
+        tracing::info!(listen = %adapter.local_addr(), "HTTP listener ready");
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }
 

@@ -1,0 +1,716 @@
+//! One request through the gateway, in order: route, authenticate, inspect, decide,
+//! (hold), record, forward with the target's credential, and stream the response back
+//! through the credential scrub and the masking filters, recording its outcome.
+//!
+//! Nothing reaches the upstream before its decision allows it and its event is
+//! recorded; a refused request gets an RFC 9457 problem (see `problem`), never the
+//! upstream's answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_engine::policy::{HTTP_METHODS, NoCatalog};
+use airlock_model::{Action, Decision, EventKind, Verdict};
+use airlock_session::{ConnectRefusal, EventDraft, Held, HoldOutcome, HoldTicket};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AdapterState;
+use crate::body::{BodyError, FilteredBody, ResponseBody, ResponseBodyExt};
+use crate::conn::{Conn, OpenError, Slot};
+use crate::headers::{self, LocationRewrite, RequestFacts};
+use crate::inspect;
+use crate::mask;
+use crate::problem::{self, Problem};
+use crate::route::{self, RouteError};
+
+/// Serves one request; every failure is an answer, never a dropped connection.
+pub async fn handle(
+    state: Arc<AdapterState>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    match serve(&state, &conn, req).await {
+        Ok(response) => response,
+        Err(problem) => problem.response(),
+    }
+}
+
+async fn serve(
+    state: &AdapterState,
+    conn: &Conn,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Problem> {
+    let started = Instant::now();
+    let raw_path = req.uri().path().to_owned();
+    let route = route::route(&raw_path).map_err(|e| match e {
+        RouteError::NoTarget => problem::unknown_target(
+            "",
+            &state
+                .gateway
+                .runtime()
+                .target_names(airlock_model::TargetKind::Http),
+        ),
+        RouteError::Reserved(name) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "reserved-path",
+            "Reserved path",
+            format!("airlock: `/{name}` is reserved for Airlock itself and is not served here"),
+        ),
+        RouteError::BadName(_) | RouteError::Path(_) => problem::bad_path(&e.to_string()),
+    })?;
+    let token = bearer(&req)?;
+    let mut detail = serde_json::Map::new();
+    detail.insert("tls".into(), true.into());
+    detail.insert("http_version".into(), format!("{:?}", req.version()).into());
+    if let Some(ua) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        detail.insert(
+            "user_agent".into(),
+            ua.chars().take(200).collect::<String>().into(),
+        );
+    }
+    let slot = conn
+        .session(state, &route.target, &token, detail)
+        .await
+        .map_err(|e| refused_session(state, e))?;
+    if let Some(why) = slot.session.credential_problem() {
+        conn.drop_session(&slot, &why).await;
+        return Err(problem::token_invalid(&why));
+    }
+    slot.count();
+    let query = req.uri().query().map(str::to_owned);
+    if let Some(q) = &query
+        && headers::contains(q.as_bytes(), token.as_bytes())
+    {
+        return Err(problem::bad_request(
+            "airlock: the query string carries your Airlock token; it was not forwarded. Send the token only in `Authorization: Bearer`.",
+        ));
+    }
+    let websocket = is_websocket(&req);
+    let method = if websocket {
+        "websocket".to_owned()
+    } else {
+        req.method().as_str().to_ascii_lowercase()
+    };
+    if !HTTP_METHODS.contains(&method.as_str()) {
+        return Err(Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-unknown",
+            "Method not supported",
+            format!(
+                "airlock: the method `{}` cannot be decided by policy, so it is not forwarded (known: {})",
+                req.method(),
+                HTTP_METHODS.join(", ")
+            ),
+        ));
+    }
+    let media_type = inspect::media_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (parts, body) = req.into_parts();
+    let listener = &state.listener;
+    // A JSON body is read (up to the limit) so that policy sees its field names.
+    let mut buffered: Option<Bytes> = None;
+    let mut body = Some(body);
+    let mut fields = Vec::new();
+    if inspect::is_json(&media_type) {
+        let bytes = read_limited(body.take(), listener.inspect_body_bytes).await.map_err(|over| {
+            if over {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "JSON body too large to inspect",
+                    format!(
+                        "airlock: JSON request bodies are decided on their field names and may be at most {} bytes here ([http] inspect_body_bytes); this one is larger, so it was not forwarded",
+                        listener.inspect_body_bytes
+                    ),
+                )
+            } else {
+                problem::bad_request("airlock: the request body could not be read")
+            }
+        })?;
+        fields = inspect::body_fields(&bytes);
+        buffered = Some(bytes);
+    }
+    let action = inspect::action(
+        &method,
+        &route,
+        query.as_deref().unwrap_or(""),
+        &media_type,
+        fields,
+    );
+    let shown = format!(
+        "{} /{}{}{}",
+        method.to_uppercase(),
+        route.target,
+        route.path.as_str(),
+        query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default()
+    );
+    let verdict = slot
+        .session
+        .decide(&[Action::Http(action.clone())], &NoCatalog);
+    slot.outcome_recorded().await;
+    let mut request_detail = json!({
+        "method": method,
+        "path": route.path.as_str(),
+        "query": query,
+        "content_type": media_type,
+        "body_fields": action.body_fields,
+        "policies": verdict.policies,
+        "policy_version": verdict.policy_version,
+    });
+    let mut approval_id = None;
+    match &verdict.decision {
+        Decision::Allow => {}
+        Decision::Deny { reason } => {
+            let refusal = denied(reason, &verdict);
+            record_refusal(&slot, &shown, "deny", request_detail, &refusal).await?;
+            return Err(refusal);
+        }
+        Decision::Hold { .. } => {
+            let bytes = match buffered.take() {
+                Some(b) => b,
+                None => read_limited(body.take(), listener.hold_body_bytes)
+                    .await
+                    .map_err(|over| {
+                        if over {
+                            Problem::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "body-too-large",
+                                "Body too large to hold",
+                                format!(
+                                    "airlock: this request needs approval, and a held request's body may be at most {} bytes ([http] hold_body_bytes)",
+                                    listener.hold_body_bytes
+                                ),
+                            )
+                        } else {
+                            problem::bad_request("airlock: the request body could not be read")
+                        }
+                    })?,
+            };
+            let outcome = hold(
+                &slot,
+                &shown,
+                &method,
+                &route,
+                query.as_deref(),
+                &media_type,
+                &bytes,
+                &verdict,
+            )
+            .await?;
+            match outcome {
+                HoldOutcome::Run { approval_id: id } => approval_id = Some(id),
+                HoldOutcome::Refuse { message, hint } => {
+                    let refusal = Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "approval-refused",
+                        "Not approved",
+                        message,
+                    )
+                    .with("hint", hint)
+                    .with("policies", verdict.policies.clone());
+                    record_refusal(&slot, &shown, "hold", request_detail, &refusal).await?;
+                    return Err(refusal);
+                }
+                HoldOutcome::Canceled { approval_id } => {
+                    return Err(Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "approval-pending",
+                        "Waiting for approval",
+                        format!("airlock: the wait for approval {approval_id} was canceled; the request was not sent"),
+                    )
+                    .with("approval_id", approval_id));
+                }
+            }
+            buffered = Some(bytes);
+        }
+    }
+    if let (Some(id), Some(map)) = (&approval_id, request_detail.as_object_mut()) {
+        map.insert("approval_id".into(), id.clone().into());
+    }
+    // The request's record is durable before anything reaches the upstream.
+    slot.session
+        .record(vec![EventDraft {
+            kind: EventKind::Request,
+            statement: Some(shown.clone()),
+            decision: Some(if approval_id.is_some() {
+                "hold"
+            } else {
+                "allow"
+            }),
+            detail: request_detail,
+        }])
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "request not forwarded: recording failed");
+            problem::not_recorded()
+        })?;
+    let upstream_body: ResponseBody = match (buffered, body) {
+        (Some(bytes), _) => ResponseBody::full(bytes),
+        (None, Some(b)) => b.map_err(|e| Box::new(e) as BodyError).boxed(),
+        (None, None) => ResponseBody::empty(),
+    };
+    forward(
+        state,
+        conn,
+        &slot,
+        parts,
+        route,
+        query,
+        &token,
+        upstream_body,
+        websocket,
+        started,
+    )
+    .await
+}
+
+/// The agent's token from `Authorization: Bearer`.
+fn bearer(req: &Request<Incoming>) -> Result<String, Problem> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(problem::token_missing());
+    };
+    if values.next().is_some() {
+        return Err(problem::token_invalid(
+            "the request has more than one Authorization header",
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| problem::token_invalid("the Authorization header is not ASCII"))?;
+    let (scheme, token) = text.trim().split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(problem::token_invalid(
+            "the Authorization header is not `Bearer <token>`",
+        ));
+    }
+    Ok(token.trim().to_owned())
+}
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    req.method() == hyper::Method::GET
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn refused_session(state: &AdapterState, e: OpenError) -> Problem {
+    match e {
+        OpenError::Refused(ConnectRefusal::Credential(e)) => problem::token_invalid(&e.to_string()),
+        OpenError::Refused(ConnectRefusal::UnknownTarget { name, available }) => {
+            problem::unknown_target(&name, &available)
+        }
+        OpenError::Refused(ConnectRefusal::Denied { reason }) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "connect-denied",
+            "Not permitted",
+            format!("airlock: {reason}"),
+        ),
+        OpenError::Refused(ConnectRefusal::Recorder(e)) => {
+            tracing::error!(error = %e, "session not opened: recording failed");
+            problem::not_recorded()
+        }
+        OpenError::Unusable(why) => {
+            tracing::error!(error = %why, "an HTTP target is unusable");
+            let _ = state;
+            Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "target-unusable",
+                "Target misconfigured",
+                "airlock: the target's configuration cannot be used; tell the operator (the gateway's log says why)",
+            )
+        }
+    }
+}
+
+/// The 403 of a denial: the reason names the policy and what is permitted.
+fn denied(reason: &str, verdict: &Verdict) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "policy-denied",
+        "Forbidden by policy",
+        format!("airlock: {reason}"),
+    )
+    .with("policies", verdict.policies.clone())
+    .with("policy_version", verdict.policy_version.clone())
+    .with(
+        "hint",
+        "The request was not sent. Stay within what policy permits (see detail), or ask the operator for access.",
+    )
+}
+
+async fn record_refusal(
+    slot: &Slot,
+    shown: &str,
+    decision: &'static str,
+    mut detail: Value,
+    refusal: &Problem,
+) -> Result<(), Problem> {
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("status".into(), refusal.status.as_u16().into());
+        map.insert("reason".into(), refusal.detail.clone().into());
+    }
+    slot.session
+        .record(vec![EventDraft {
+            kind: EventKind::Request,
+            statement: Some(shown.to_owned()),
+            decision: Some(decision),
+            detail,
+        }])
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "refusal not recorded");
+            problem::not_recorded()
+        })?;
+    Ok(())
+}
+
+/// Holds a request for approval: the agent's client sees nothing but a delay.
+#[allow(clippy::too_many_arguments)]
+async fn hold(
+    slot: &Slot,
+    shown: &str,
+    method: &str,
+    route: &route::Route,
+    query: Option<&str>,
+    media_type: &str,
+    body: &[u8],
+    verdict: &Verdict,
+) -> Result<HoldOutcome, Problem> {
+    let digest = request_digest(method, &route.target, route.path.as_str(), query, body);
+    let preview_len = body.len().min(4096);
+    let preview = String::from_utf8_lossy(body.get(..preview_len).unwrap_or(&[])).into_owned();
+    let ticket = HoldTicket {
+        statement: shown.to_owned(),
+        params: json!({
+            "content_type": media_type,
+            "body_bytes": body.len(),
+            "body_sha256": hex::encode(Sha256::digest(body)),
+            "body": preview,
+        }),
+        digest,
+        verdict: verdict.clone(),
+    };
+    let recorder_failed = |e: airlock_session::RecorderError| {
+        tracing::error!(error = %e, "held request not sent: recording failed");
+        problem::not_recorded()
+    };
+    let held = slot.session.hold(ticket).await.map_err(recorder_failed)?;
+    let waiting = match held {
+        Held::Settled(outcome) => return Ok(outcome),
+        Held::Wait(w) => w,
+    };
+    let id = waiting.approval.id.clone();
+    let timeout = slot.session.target().config.hold_timeout;
+    let outcome = slot
+        .session
+        .await_approval(waiting, timeout)
+        .await
+        .map_err(recorder_failed)?;
+    if let HoldOutcome::Refuse { message, hint } = &outcome
+        && message.contains("still waiting")
+    {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "approval-pending",
+            "Waiting for approval",
+            message.replace("statement", "request"),
+        )
+        .with("approval_id", id)
+        .with("hint", hint.replace("statement", "request")));
+    }
+    Ok(outcome)
+}
+
+/// What an approval of an HTTP request is bound to: method, target, path, query and
+/// body, each length-prefixed so that no two requests share a digest.
+fn request_digest(
+    method: &str,
+    target: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"airlock-http-request-v1\0");
+    for part in [
+        method.as_bytes(),
+        target.as_bytes(),
+        path.as_bytes(),
+        query.unwrap_or("").as_bytes(),
+        body,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update([u8::from(query.is_some())]);
+    hex::encode(h.finalize())
+}
+
+/// Reads a body up to `limit` bytes. `Err(true)`: larger; `Err(false)`: it failed.
+async fn read_limited(body: Option<Incoming>, limit: usize) -> Result<Bytes, bool> {
+    let Some(body) = body else {
+        return Ok(Bytes::new());
+    };
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(e
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    state: &AdapterState,
+    conn: &Conn,
+    slot: &Arc<Slot>,
+    parts: hyper::http::request::Parts,
+    route: route::Route,
+    query: Option<String>,
+    token: &str,
+    body: ResponseBody,
+    websocket: bool,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Problem> {
+    let target_name = route.target.clone();
+    let client = state
+        .clients
+        .for_target(slot.session.target())
+        .map_err(|e| problem::upstream_failed(&target_name, e))?;
+    let url = slot.base.url(route.path.as_str(), query.as_deref());
+    let agent_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let facts = RequestFacts {
+        agent_token: token,
+        client_ip: conn.peer.ip().to_string(),
+        agent_host: agent_host.clone(),
+        upgrade: websocket.then(|| HeaderValue::from_static("websocket")),
+    };
+    let injected = slot.credential.header.as_ref().map(|(n, _)| n);
+    let mut out_headers =
+        headers::upstream_request(&parts.headers, &facts, &slot.base.authority, injected)
+            .map_err(|e| problem::bad_request(format!("airlock: {e}")))?;
+    if let Some((name, value)) = &slot.credential.header {
+        out_headers.insert(name.clone(), value.clone());
+    }
+    let mut upstream_req = Request::builder()
+        .method(parts.method.clone())
+        .uri(&url)
+        .body(body)
+        .map_err(|e| {
+            problem::bad_request(format!(
+                "airlock: the upstream request cannot be built: {e}"
+            ))
+        })?;
+    *upstream_req.headers_mut() = out_headers;
+    let head = parts.method == hyper::Method::HEAD;
+    let agent_upgrade = websocket.then(|| hyper::upgrade::on(Request::from_parts(parts, ())));
+    let response = match client.request(upstream_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = upstream_error(&e);
+            record_outcome_now(
+                slot,
+                json!({ "status": 502, "error": why, "duration_ms": elapsed_ms(started) }),
+            );
+            return Err(problem::upstream_failed(&target_name, why));
+        }
+    };
+    let through = format!(
+        "https://{}/{}",
+        agent_host.unwrap_or_else(|| state.local_addr.to_string()),
+        target_name
+    );
+    let prefix = slot.base.prefix();
+    let rewrite = LocationRewrite {
+        upstream_base: &prefix,
+        through_airlock: through,
+    };
+    if websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return crate::websocket::relay(slot.clone(), response, agent_upgrade, &rewrite, started);
+    }
+    respond(slot, response, &rewrite, head, started)
+}
+
+fn upstream_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Queues an outcome that is known at once (the upstream failed).
+fn record_outcome_now(slot: &Arc<Slot>, detail: Value) {
+    let s = slot.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = s
+            .session
+            .record_later(vec![EventDraft::new(EventKind::Result, detail)])
+            .await
+        {
+            tracing::error!(error = %e, "an HTTP outcome could not be recorded");
+        }
+    });
+    slot.outcome_recording(task);
+}
+
+/// The upstream's response for the agent: headers scrubbed, body filtered.
+fn respond(
+    slot: &Arc<Slot>,
+    response: Response<Incoming>,
+    rewrite: &LocationRewrite<'_>,
+    head: bool,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Problem> {
+    let (parts, body) = response.into_parts();
+    let exact = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // No body to filter: HEAD, 1xx, 204, 304, or an empty one.
+    let bodyless = head
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED
+        || exact == Some(0);
+    let target = slot.session.target().model.name.clone();
+    let content_type = inspect::media_type(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let coding = crate::decode::coding(
+        parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut filters: Vec<Box<dyn crate::body::Filter>> = Vec::new();
+    let decoded = match coding {
+        crate::decode::Coding::Identity => false,
+        crate::decode::Coding::Decode(d) => {
+            filters.push(Box::new(crate::decode::DecodeFilter::new(d)));
+            true
+        }
+        crate::decode::Coding::Unsupported(c) => {
+            record_outcome_now(
+                slot,
+                json!({ "status": 502, "error": format!("content-encoding {c}"), "duration_ms": elapsed_ms(started) }),
+            );
+            return Err(problem::upstream_failed(
+                &target,
+                format!(
+                    "it answered with Content-Encoding `{c}` although Airlock asked for identity; such a body cannot be inspected, so it is not passed on"
+                ),
+            ));
+        }
+    };
+    let masking = if bodyless {
+        None
+    } else {
+        mask::filter_for(slot.session.masker(), &content_type)
+    };
+    let masked = masking.is_some();
+    if let Some(m) = masking {
+        filters.push(m);
+    }
+    let length_kept = filters.is_empty();
+    let (headers, scrubbed_headers) = headers::agent_response(
+        &parts.headers,
+        &slot.credential.scrubber,
+        rewrite,
+        decoded,
+        length_kept || bodyless,
+        false,
+    );
+    let status = parts.status;
+    let capture = slot.session.target().config.capture_bytes;
+    let recorded = slot.clone();
+    let on_end: crate::body::OnEnd = Box::new(move |outcome| {
+        let s = recorded.clone();
+        let masker = s.session.masker().cloned();
+        let mut detail = json!({
+            "status": status.as_u16(),
+            "duration_ms": elapsed_ms(started),
+            "content_type": content_type,
+            "response_bytes": outcome.bytes_out,
+            "upstream_bytes": outcome.bytes_in,
+            "masked_body": masked,
+            "credential_scrubbed": outcome.scrubbed + scrubbed_headers,
+        });
+        if let Some(map) = detail.as_object_mut() {
+            if let Some(m) = &masker
+                && !outcome.tally.is_empty()
+            {
+                map.insert("masked".into(), outcome.tally.to_json(m));
+            }
+            if capture > 0 {
+                map.insert(
+                    "capture".into(),
+                    String::from_utf8_lossy(&outcome.capture)
+                        .into_owned()
+                        .into(),
+                );
+            }
+            if let Some(e) = &outcome.error {
+                map.insert("error".into(), e.clone().into());
+            }
+        }
+        let task = tokio::spawn(async move {
+            if let Err(e) = s
+                .session
+                .record_later(vec![EventDraft::new(EventKind::Result, detail)])
+                .await
+            {
+                tracing::error!(error = %e, "an HTTP outcome could not be recorded");
+            }
+        });
+        recorded.outcome_recording(task);
+    });
+    let body = FilteredBody::new(
+        body,
+        filters,
+        slot.credential.scrubber.stream(),
+        capture,
+        on_end,
+    )
+    .with_exact_length(exact.filter(|_| length_kept));
+    let mut out = Response::new(body.boxed());
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
