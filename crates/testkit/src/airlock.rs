@@ -18,6 +18,7 @@ pub struct AirlockBuilder {
     extra: String,
     env: Vec<(String, String)>,
     policy: Option<String>,
+    http: bool,
 }
 
 /// Lets every authenticated agent do everything: for tests of the relay itself.
@@ -29,6 +30,8 @@ pub struct Airlock {
     pub dir: PathBuf,
     /// The PostgreSQL listener's port.
     pub port: u16,
+    /// The HTTPS listener's port (0 without one; see [`AirlockBuilder::http`]).
+    pub http_port: u16,
     bin: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
@@ -45,7 +48,14 @@ impl AirlockBuilder {
             extra: String::new(),
             env: Vec::new(),
             policy: Some(PERMIT_ALL.to_string()),
+            http: false,
         }
+    }
+
+    /// Adds an `[http]` listener on a free port ([`Airlock::http_port`]).
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
     }
 
     /// Replaces the policies (Cedar text) written to `policies/airlock.cedar`; `None`
@@ -117,8 +127,14 @@ impl AirlockBuilder {
             std::fs::write(dir.join("policies/airlock.cedar"), p).unwrap();
             policy_section = "[policy]\npath = \"policies\"\n".into();
         }
+        let http_port = if self.http { free_port() } else { 0 };
+        let http_section = if self.http {
+            format!("[http]\nlisten = \"127.0.0.1:{http_port}\"\n")
+        } else {
+            String::new()
+        };
         let config = format!(
-            "[server]\ndata_dir = \"data\"\n{}\n{policy_section}\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
+            "[server]\ndata_dir = \"data\"\n{}\n{policy_section}\n{http_section}\n[postgres]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n{}",
             self.server_extra,
             self.listener_extra,
             self.targets.join("\n"),
@@ -128,6 +144,7 @@ impl AirlockBuilder {
         Airlock {
             dir,
             port,
+            http_port,
             bin: self.bin,
             child: None,
             env: self.env,
@@ -173,6 +190,11 @@ impl Airlock {
             .stderr(log);
         self.child = Some(cmd.spawn().context("spawn airlock serve")?);
         if let Err(e) = wait_port(self.port, Duration::from_secs(20)) {
+            bail!("{e}; log:\n{}", self.log());
+        }
+        if self.http_port != 0
+            && let Err(e) = wait_port(self.http_port, Duration::from_secs(20))
+        {
             bail!("{e}; log:\n{}", self.log());
         }
         // Something answering on the port is only this gateway if it is still running.

@@ -9,11 +9,13 @@
 
 mod airlock;
 mod clients;
+mod http;
 mod idp;
 mod postgres;
 
 pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
+pub use http::{HttpApi, Nginx, UP_APIKEY, UP_BASIC, UP_BEARER, nginx_bin};
 pub use idp::Idp;
 pub use postgres::{APP_PASSWORD, Postgres, unrelated_ca_pem};
 

@@ -77,6 +77,9 @@ pub struct Conn {
     /// The agent's address.
     pub peer: SocketAddr,
     slots: tokio::sync::Mutex<Slots>,
+    /// Relays of upgraded (WebSocket) requests: they outlive the HTTP exchange, and
+    /// the sessions they record into end only after them.
+    upgrades: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Conn {
@@ -85,6 +88,7 @@ impl Conn {
         Conn {
             peer,
             slots: tokio::sync::Mutex::new(HashMap::new()),
+            upgrades: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -149,8 +153,32 @@ impl Conn {
         end(slot, reason).await;
     }
 
-    /// Ends every session of the connection.
+    /// Keeps the sessions open until an upgraded connection's relay ends.
+    pub fn upgraded(&self, relay: tokio::task::JoinHandle<()>) {
+        if let Ok(mut u) = self.upgrades.lock() {
+            u.push(relay);
+        }
+    }
+
+    /// Stops the upgraded relays (the gateway is stopping).
+    pub fn abort_upgrades(&self) {
+        if let Ok(u) = self.upgrades.lock() {
+            for relay in u.iter() {
+                relay.abort();
+            }
+        }
+    }
+
+    /// Ends every session of the connection (after its upgraded relays end).
     pub async fn close(&self, reason: &str) {
+        let relays: Vec<_> = self
+            .upgrades
+            .lock()
+            .map(|mut u| u.drain(..).collect())
+            .unwrap_or_default();
+        for relay in relays {
+            let _ = relay.await;
+        }
         let slots: Vec<Arc<Slot>> = self.slots.lock().await.drain().map(|(_, s)| s).collect();
         for slot in slots {
             end(&slot, reason).await;

@@ -87,62 +87,35 @@ async fn serve(
         return Err(problem::token_invalid(&why));
     }
     slot.count();
-    let query = req.uri().query().map(str::to_owned);
-    if let Some(q) = &query
-        && headers::contains(q.as_bytes(), token.as_bytes())
-    {
-        return Err(problem::bad_request(
-            "airlock: the query string carries your Airlock token; it was not forwarded. Send the token only in `Authorization: Bearer`.",
-        ));
-    }
-    let websocket = is_websocket(&req);
-    let method = if websocket {
-        "websocket".to_owned()
-    } else {
-        req.method().as_str().to_ascii_lowercase()
+    let shown_raw = format!(
+        "{} /{}{}{}",
+        req.method().as_str().to_uppercase(),
+        route.target,
+        route.path.as_str(),
+        req.uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default()
+    )
+    .replace(&token, "[REDACTED:airlock-token]");
+    let Prepared {
+        query,
+        websocket,
+        method,
+        media_type,
+        parts,
+        mut body,
+        mut buffered,
+        fields,
+    } = match prepare(state, &token, req).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            let detail = json!({ "path": route.path.as_str() });
+            record_refusal(&slot, &shown_raw, None, detail, &refusal).await?;
+            return Err(refusal);
+        }
     };
-    if !HTTP_METHODS.contains(&method.as_str()) {
-        return Err(Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-unknown",
-            "Method not supported",
-            format!(
-                "airlock: the method `{}` cannot be decided by policy, so it is not forwarded (known: {})",
-                req.method(),
-                HTTP_METHODS.join(", ")
-            ),
-        ));
-    }
-    let media_type = inspect::media_type(
-        req.headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let (parts, body) = req.into_parts();
     let listener = &state.listener;
-    // A JSON body is read (up to the limit) so that policy sees its field names.
-    let mut buffered: Option<Bytes> = None;
-    let mut body = Some(body);
-    let mut fields = Vec::new();
-    if inspect::is_json(&media_type) {
-        let bytes = read_limited(body.take(), listener.inspect_body_bytes).await.map_err(|over| {
-            if over {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    "JSON body too large to inspect",
-                    format!(
-                        "airlock: JSON request bodies are decided on their field names and may be at most {} bytes here ([http] inspect_body_bytes); this one is larger, so it was not forwarded",
-                        listener.inspect_body_bytes
-                    ),
-                )
-            } else {
-                problem::bad_request("airlock: the request body could not be read")
-            }
-        })?;
-        fields = inspect::body_fields(&bytes);
-        buffered = Some(bytes);
-    }
     let action = inspect::action(
         &method,
         &route,
@@ -178,7 +151,7 @@ async fn serve(
         Decision::Allow => {}
         Decision::Deny { reason } => {
             let refusal = denied(reason, &verdict);
-            record_refusal(&slot, &shown, "deny", request_detail, &refusal).await?;
+            record_refusal(&slot, &shown, Some("deny"), request_detail, &refusal).await?;
             return Err(refusal);
         }
         Decision::Hold { .. } => {
@@ -224,7 +197,7 @@ async fn serve(
                     )
                     .with("hint", hint)
                     .with("policies", verdict.policies.clone());
-                    record_refusal(&slot, &shown, "hold", request_detail, &refusal).await?;
+                    record_refusal(&slot, &shown, Some("hold"), request_detail, &refusal).await?;
                     return Err(refusal);
                 }
                 HoldOutcome::Canceled { approval_id } => {
@@ -262,7 +235,9 @@ async fn serve(
         })?;
     let upstream_body: ResponseBody = match (buffered, body) {
         (Some(bytes), _) => ResponseBody::full(bytes),
-        (None, Some(b)) => b.map_err(|e| Box::new(e) as BodyError).boxed(),
+        (None, Some(b)) => b
+            .map_err(|e| Box::new(AgentBodyError(e)) as BodyError)
+            .boxed(),
         (None, None) => ResponseBody::empty(),
     };
     forward(
@@ -278,6 +253,91 @@ async fn serve(
         started,
     )
     .await
+}
+
+/// A request ready for its decision.
+struct Prepared {
+    query: Option<String>,
+    websocket: bool,
+    method: String,
+    media_type: String,
+    parts: hyper::http::request::Parts,
+    body: Option<Incoming>,
+    buffered: Option<Bytes>,
+    fields: Vec<String>,
+}
+
+/// The checks before the decision: the token is not in the query, the method is one
+/// policy can name, and a JSON body is read (up to the limit) for its field names.
+async fn prepare(
+    state: &AdapterState,
+    token: &str,
+    req: Request<Incoming>,
+) -> Result<Prepared, Problem> {
+    let query = req.uri().query().map(str::to_owned);
+    if let Some(q) = &query
+        && headers::contains(q.as_bytes(), token.as_bytes())
+    {
+        return Err(problem::bad_request(
+            "airlock: the query string carries your Airlock token; it was not forwarded. Send the token only in `Authorization: Bearer`.",
+        ));
+    }
+    let websocket = is_websocket(&req);
+    let method = if websocket {
+        "websocket".to_owned()
+    } else {
+        req.method().as_str().to_ascii_lowercase()
+    };
+    if !HTTP_METHODS.contains(&method.as_str()) {
+        return Err(Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-unknown",
+            "Method not supported",
+            format!(
+                "airlock: the method `{}` cannot be decided by policy, so it is not forwarded (known: {})",
+                req.method(),
+                HTTP_METHODS.join(", ")
+            ),
+        ));
+    }
+    let media_type = inspect::media_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (parts, body) = req.into_parts();
+    let limit = state.listener.inspect_body_bytes;
+    let mut body = Some(body);
+    let mut buffered = None;
+    let mut fields = Vec::new();
+    if inspect::is_json(&media_type) {
+        let bytes = read_limited(body.take(), limit).await.map_err(|over| {
+            if over {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "JSON body too large to inspect",
+                    format!(
+                        "airlock: JSON request bodies are decided on their field names and may be at most {limit} bytes here ([http] inspect_body_bytes); this one is larger, so it was not forwarded"
+                    ),
+                )
+            } else {
+                problem::bad_request("airlock: the request body could not be read (malformed or cut short)")
+            }
+        })?;
+        fields = inspect::body_fields(&bytes);
+        buffered = Some(bytes);
+    }
+    Ok(Prepared {
+        query,
+        websocket,
+        method,
+        media_type,
+        parts,
+        body,
+        buffered,
+        fields,
+    })
 }
 
 /// The agent's token from `Authorization: Bearer`.
@@ -360,7 +420,7 @@ fn denied(reason: &str, verdict: &Verdict) -> Problem {
 async fn record_refusal(
     slot: &Slot,
     shown: &str,
-    decision: &'static str,
+    decision: Option<&'static str>,
     mut detail: Value,
     refusal: &Problem,
 ) -> Result<(), Problem> {
@@ -372,7 +432,7 @@ async fn record_refusal(
         .record(vec![EventDraft {
             kind: EventKind::Request,
             statement: Some(shown.to_owned()),
-            decision: Some(decision),
+            decision,
             detail,
         }])
         .await
@@ -533,6 +593,17 @@ async fn forward(
         Ok(r) => r,
         Err(e) => {
             let why = upstream_error(&e);
+            if let Some(agent) = agent_body_error(&e) {
+                // The agent's own body was malformed (a bad chunk, cut short): the
+                // upstream saw this one request fail, never a second one.
+                record_outcome_now(
+                    slot,
+                    json!({ "status": 400, "error": agent, "duration_ms": elapsed_ms(started) }),
+                );
+                return Err(problem::bad_request(format!(
+                    "airlock: the request body could not be read ({agent}); the upstream saw the request fail"
+                )));
+            }
             record_outcome_now(
                 slot,
                 json!({ "status": 502, "error": why, "duration_ms": elapsed_ms(started) }),
@@ -551,9 +622,29 @@ async fn forward(
         through_airlock: through,
     };
     if websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return crate::websocket::relay(slot.clone(), response, agent_upgrade, &rewrite, started);
+        let (response, relay) =
+            crate::websocket::relay(slot.clone(), response, agent_upgrade, &rewrite, started)?;
+        conn.upgraded(relay);
+        return Ok(response);
     }
     respond(slot, response, &rewrite, head, started)
+}
+
+/// The agent's request body failed while it streamed to the upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct AgentBodyError(hyper::Error);
+
+/// The agent's body error in an upstream error's chain, if that is what failed.
+fn agent_body_error(e: &hyper_util::client::legacy::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(agent) = s.downcast_ref::<AgentBodyError>() {
+            return Some(agent.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 fn upstream_error(e: &hyper_util::client::legacy::Error) -> String {

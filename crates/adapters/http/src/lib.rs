@@ -182,6 +182,7 @@ async fn connection(
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             serving.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, serving.as_mut()).await;
+            conn.abort_upgrades();
             "the gateway is shutting down".to_owned()
         }
     };

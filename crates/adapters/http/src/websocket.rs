@@ -28,14 +28,14 @@ use crate::problem::{self, Problem};
 const RECORDED_TEXT: usize = 16 * 1024;
 
 /// Answers the agent's upgrade with the upstream's 101 and relays the two upgraded
-/// connections in a task of their own.
+/// connections in a task of their own (the connection's sessions end after it).
 pub fn relay(
     slot: Arc<Slot>,
     response: Response<Incoming>,
     agent: Option<OnUpgrade>,
     rewrite: &LocationRewrite<'_>,
     started: Instant,
-) -> Result<Response<ResponseBody>, Problem> {
+) -> Result<(Response<ResponseBody>, tokio::task::JoinHandle<()>), Problem> {
     let target = slot.session.target().model.name.clone();
     let Some(agent) = agent else {
         return Err(problem::upstream_failed(
@@ -52,7 +52,7 @@ pub fn relay(
         true,
     );
     let upstream = hyper::upgrade::on(response);
-    tokio::spawn(async move {
+    let relay = tokio::spawn(async move {
         let (agent, upstream) = match tokio::try_join!(agent, upstream) {
             Ok(pair) => pair,
             Err(e) => {
@@ -83,7 +83,7 @@ pub fn relay(
     let mut out = Response::new(ResponseBody::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = headers;
-    Ok(out)
+    Ok((out, relay))
 }
 
 /// Copies one direction until it ends, recording its text messages; returns the bytes

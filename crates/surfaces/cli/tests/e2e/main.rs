@@ -10,6 +10,11 @@
 mod audit;
 mod cli;
 mod cli_policy;
+mod http_attacks;
+mod http_holds;
+mod http_masking;
+mod http_proxy;
+mod http_stream;
 mod identity;
 mod masking_discover;
 mod postgres_approvals;
