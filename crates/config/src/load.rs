@@ -591,4 +591,90 @@ password = "env:SHOP_PG_PASSWORD"
         let text = MINIMAL.replace("port = 15432", "port = 15432\nsslmode = \"verify-full\"");
         assert!(parse(&text).unwrap_err().to_string().contains("ca_file"));
     }
+
+    const HTTP: &str = r#"
+[server]
+data_dir = "d"
+[http]
+listen = "127.0.0.1:18443"
+[[targets]]
+name = "billing"
+kind = "http"
+url = "http://127.0.0.1:18081/api"
+auth = { bearer = "env:BILLING_TOKEN" }
+"#;
+
+    #[test]
+    fn an_http_only_config_parses_with_each_auth_form() {
+        let c = parse(HTTP).unwrap();
+        assert!(c.postgres.is_none());
+        let t = &c.targets[0];
+        assert_eq!(t.kind, TargetKindConfig::Http);
+        assert_eq!(
+            t.credential(),
+            Some(&crate::SecretRef::Env("BILLING_TOKEN".into()))
+        );
+        assert_eq!(c.http.as_ref().unwrap().inspect_body_bytes, 64 * 1024);
+        let header = HTTP.replace(
+            "auth = { bearer = \"env:BILLING_TOKEN\" }",
+            "auth = { header = \"X-Api-Key\", value = \"file:key\" }",
+        );
+        let c = parse(&header).unwrap();
+        assert_eq!(
+            c.targets[0].credential(),
+            Some(&crate::SecretRef::File("/etc/airlock/key".into())),
+            "a file: reference is rebased"
+        );
+        let basic = HTTP.replace(
+            "auth = { bearer = \"env:BILLING_TOKEN\" }",
+            "auth = { basic_user = \"svc\", basic_password = \"env:PW\" }",
+        );
+        assert!(parse(&basic).is_ok());
+    }
+
+    #[test]
+    fn http_targets_are_checked() {
+        let err = |from: &str, to: &str| {
+            let text = HTTP.replace(from, to);
+            assert_ne!(text, HTTP, "{from}");
+            parse(&text).unwrap_err().to_string()
+        };
+        let e = err(
+            "[http]\nlisten = \"127.0.0.1:18443\"\n",
+            "[api]\nlisten = \"127.0.0.1:18080\"\n",
+        );
+        assert!(e.contains("needs the [http] listener section"), "{e}");
+        assert!(e.contains(":7:"), "the error points at the target: {e}");
+        let e = err("name = \"billing\"", "name = \"mcp\"");
+        assert!(e.contains("reserved"), "{e}");
+        let e = err("name = \"billing\"", "name = \"_internal\"");
+        assert!(e.contains("reserved"), "{e}");
+        let e = err("http://127.0.0.1:18081/api", "ftp://127.0.0.1/api");
+        assert!(e.contains("http:// or https://"), "{e}");
+        let e = err("http://127.0.0.1:18081/api", "http://user:pw@127.0.0.1/api");
+        assert!(e.contains("user info"), "{e}");
+        assert!(!e.contains(" pw@") || e.contains("url `"), "{e}");
+        let e = err("http://127.0.0.1:18081/api", "http://127.0.0.1/api?x=1");
+        assert!(e.contains("query"), "{e}");
+        let e = err(
+            "auth = { bearer = \"env:BILLING_TOKEN\" }",
+            "auth = { bearer = \"env:A\", value = \"env:B\" }",
+        );
+        assert!(e.contains("exactly one of"), "{e}");
+        let e = err(
+            "auth = { bearer = \"env:BILLING_TOKEN\" }",
+            "auth = { bearer = \"literal-token\" }",
+        );
+        assert!(
+            !e.contains("literal-token"),
+            "a literal is never echoed: {e}"
+        );
+        let e = err("url = \"http://127.0.0.1:18081/api\"", "host = \"db\"");
+        assert!(e.contains("needs url"), "{e}");
+        let e = err(
+            "auth = { bearer = \"env:BILLING_TOKEN\" }",
+            "auth = { header = \"Bad Header\", value = \"env:B\" }",
+        );
+        assert!(e.contains("not a valid header name"), "{e}");
+    }
 }

@@ -216,23 +216,39 @@ async fn serve(
     if let (Some(id), Some(map)) = (&approval_id, request_detail.as_object_mut()) {
         map.insert("approval_id".into(), id.clone().into());
     }
-    // The request's record is durable before anything reaches the upstream.
-    slot.session
-        .record(vec![EventDraft {
-            kind: EventKind::Request,
-            statement: Some(shown.clone()),
-            decision: Some(if approval_id.is_some() {
-                "hold"
-            } else {
-                "allow"
-            }),
-            detail: request_detail,
-        }])
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "request not forwarded: recording failed");
-            problem::not_recorded()
-        })?;
+    let draft = EventDraft {
+        kind: EventKind::Request,
+        statement: Some(shown.clone()),
+        decision: Some(if approval_id.is_some() {
+            "hold"
+        } else {
+            "allow"
+        }),
+        detail: request_detail,
+    };
+    let not_recorded = |e: airlock_session::RecorderError| {
+        tracing::error!(error = %e, "request not forwarded: recording failed");
+        problem::not_recorded()
+    };
+    // A request that may change something is forwarded only once its record is durable.
+    // A plain read (GET, HEAD, OPTIONS; not an upgrade) is forwarded while its record is
+    // written, and its answer waits for it (`[audit] read_durability`), as PostgreSQL
+    // reads do: so neither an effect nor an answer precedes its record.
+    let read = matches!(method.as_str(), "get" | "head" | "options") && approval_id.is_none();
+    let gate = if read {
+        Some(
+            slot.session
+                .submit_read(vec![draft])
+                .await
+                .map_err(not_recorded)?,
+        )
+    } else {
+        slot.session
+            .record(vec![draft])
+            .await
+            .map_err(not_recorded)?;
+        None
+    };
     let upstream_body: ResponseBody = match (buffered, body) {
         (Some(bytes), _) => ResponseBody::full(bytes),
         (None, Some(b)) => b
@@ -240,7 +256,7 @@ async fn serve(
             .boxed(),
         (None, None) => ResponseBody::empty(),
     };
-    forward(
+    let response = forward(
         state,
         conn,
         &slot,
@@ -252,7 +268,11 @@ async fn serve(
         websocket,
         started,
     )
-    .await
+    .await;
+    if let Some(gate) = gate {
+        gate.await.map_err(not_recorded)?;
+    }
+    response
 }
 
 /// A request ready for its decision.
@@ -492,10 +512,10 @@ async fn hold(
             StatusCode::SERVICE_UNAVAILABLE,
             "approval-pending",
             "Waiting for approval",
-            message.replace("statement", "request"),
+            message.clone(),
         )
         .with("approval_id", id)
-        .with("hint", hint.replace("statement", "request")));
+        .with("hint", hint.clone()));
     }
     Ok(outcome)
 }

@@ -453,3 +453,108 @@ fn cached_verdicts_are_found_by_every_field_of_the_request() {
         assert!(matches!(count(&volatile), Decision::Deny { .. }));
     }
 }
+
+fn billing() -> TargetRef {
+    TargetRef {
+        name: "billing".into(),
+        kind: airlock_model::TargetKind::Http,
+    }
+}
+
+fn http(method: &str, path: &str, fields: &[&str]) -> Action {
+    Action::Http(HttpAction {
+        method: method.into(),
+        path: path.into(),
+        query: "a=1".into(),
+        content_type: if fields.is_empty() {
+            String::new()
+        } else {
+            "application/json".into()
+        },
+        body_fields: fields.iter().map(|f| f.to_string()).collect(),
+    })
+}
+
+const HTTP: &str = r#"
+@id("read")
+permit(principal in Group::"ai-agents", action in Http::Action::"read", resource in Target::"billing");
+@id("no-admin")
+@reason("people only")
+forbid(principal, action, resource in Http::Path::"billing/admin");
+@id("refunds")
+@hold("dba")
+permit(principal in Group::"ai-agents", action == Http::Action::"post", resource in Http::Path::"billing/v1/refunds")
+  when { context.path like "/v1/refunds*" && !(context.body_fields.contains("override")) && context.query == "a=1" };
+"#;
+
+#[test]
+fn http_requests_are_decided_on_paths_groups_and_context() {
+    let e = engine(HTTP);
+    let p = agent(&["ai-agents"]);
+    let d = |a: Action| e.decide(&p, &billing(), &a, &NoCatalog).decision;
+    assert_eq!(d(http("get", "v1/invoices/7", &[])), Decision::Allow);
+    assert_eq!(
+        d(http("head", "", &[])),
+        Decision::Allow,
+        "the target's root"
+    );
+    assert!(
+        matches!(d(http("get", "admin", &[])), Decision::Deny { reason } if reason.contains("\"no-admin\": people only"))
+    );
+    assert!(
+        matches!(d(http("get", "admin/users/1", &[])), Decision::Deny { .. }),
+        "a prefix covers what is below it"
+    );
+    assert!(
+        matches!(d(http("get", "administrator", &[])), Decision::Allow),
+        "a prefix is whole segments"
+    );
+    assert!(
+        matches!(d(http("post", "v1/refunds/9", &["amount"])), Decision::Hold { group, .. } if group == "dba")
+    );
+    assert!(matches!(
+        d(http("post", "v1/refunds", &["amount", "override"])),
+        Decision::Deny { .. }
+    ));
+    match d(http("delete", "v1/invoices/7", &[])) {
+        Decision::Deny { reason } => {
+            assert!(reason.contains("DELETE /billing/v1/invoices/7"), "{reason}");
+            assert!(
+                reason.contains("permitted there: GET, HEAD, OPTIONS"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(d(http("websocket", "v1/ws", &[])), Decision::Deny { .. }),
+        "websocket is in no group"
+    );
+    // A method the schema does not know cannot be permitted: it is denied.
+    assert!(matches!(
+        d(http("frobnicate", "v1", &[])),
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn http_paths_and_sql_tables_of_the_same_target_do_not_mix() {
+    let e = engine(
+        r#"@id("all-billing") permit(principal, action in Http::Action::"write", resource in Target::"billing");"#,
+    );
+    let p = agent(&[]);
+    assert_eq!(
+        e.decide(&p, &billing(), &http("put", "v1/x", &[]), &NoCatalog)
+            .decision,
+        Decision::Allow
+    );
+    let other = TargetRef {
+        name: "billing2".into(),
+        kind: airlock_model::TargetKind::Http,
+    };
+    assert!(matches!(
+        e.decide(&p, &other, &http("put", "v1/x", &[]), &NoCatalog)
+            .decision,
+        Decision::Deny { .. }
+    ));
+}

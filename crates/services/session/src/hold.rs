@@ -70,6 +70,17 @@ pub enum Held {
     Wait(Box<Waiting>),
 }
 
+impl Session {
+    /// What this session's adapter holds, and what happens to it once approved, for
+    /// the agent's messages: a PostgreSQL statement is run, an HTTP request is sent.
+    pub(crate) fn held_noun(&self) -> (&'static str, &'static str) {
+        match self.target().model.kind {
+            airlock_model::TargetKind::Postgres => ("statement", "run"),
+            airlock_model::TargetKind::Http => ("request", "sent"),
+        }
+    }
+}
+
 fn step(step: &str, approval: &Approval, mut extra: serde_json::Value) -> EventDraft {
     let mut detail = json!({ "step": step, "approval_id": approval.id });
     if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object_mut()) {
@@ -92,10 +103,13 @@ impl Session {
     /// or creates one (approvers are notified). Every step is recorded before this
     /// returns.
     pub async fn hold(&self, ticket: HoldTicket) -> Result<Held, RecorderError> {
+        let (what, done) = self.held_noun();
         let Decision::Hold { group, reason } = &ticket.verdict.decision else {
             return Ok(Held::Settled(HoldOutcome::Refuse {
-                message: "airlock: the statement was not held, so it cannot wait for approval"
-                    .into(),
+                message: format!(
+                    "airlock: the {} was not held, so it cannot wait for approval",
+                    self.held_noun().0
+                ),
                 hint: "Send it again.".into(),
             }));
         };
@@ -125,7 +139,7 @@ impl Session {
                 .await?;
                 return Ok(Held::Settled(HoldOutcome::Refuse {
                     message: format!(
-                        "airlock: {reason}, and the approval request could not be stored, so the statement was not run"
+                        "airlock: {reason}, and the approval request could not be stored, so the {what} was not {done}"
                     ),
                     hint: "Try again later; if it persists, tell the operator that Airlock's store is failing.".into(),
                 }));
@@ -163,6 +177,7 @@ impl Session {
         mut waiting: Box<Waiting>,
         timeout: Duration,
     ) -> Result<HoldOutcome, RecorderError> {
+        let (what, done) = self.held_noun();
         let started = Instant::now();
         let id = waiting.approval.id.clone();
         let approvals = self.approvals().clone();
@@ -214,13 +229,13 @@ impl Session {
                 .await?;
                 return Ok(HoldOutcome::Refuse {
                     message: format!(
-                        "airlock: statement still waiting for approval by group \"{}\" after {}s (request {}); it was not run",
+                        "airlock: {what} still waiting for approval by group \"{}\" after {}s (request {}); it was not {done}",
                         a.approver_group,
                         timeout.as_secs(),
                         a.id
                     ),
                     hint: format!(
-                        "The request stays open until {}. Once a member of \"{}\" approves it (airlock approve {}), send exactly the same statement again and it runs once; a changed statement needs a new approval.",
+                        "The request stays open until {}. Once a member of \"{}\" approves it (airlock approve {}), send exactly the same {what} again and it runs once; a changed {what} needs a new approval.",
                         a.expires_at, a.approver_group, a.id
                     ),
                 });
@@ -229,11 +244,9 @@ impl Session {
                 tracing::error!(session = %self.id(), approval = %id, error = %e, "could not wait for an approval");
                 return Ok(HoldOutcome::Refuse {
                     message: format!(
-                        "airlock: the approval store failed while waiting for request {id}; the statement was not run"
+                        "airlock: the approval store failed while waiting for request {id}; the {what} was not {done}"
                     ),
-                    hint: format!(
-                        "Send the same statement again to keep waiting for request {id}."
-                    ),
+                    hint: format!("Send the same {what} again to keep waiting for request {id}."),
                 });
             }
         };
@@ -252,7 +265,9 @@ impl Session {
                         approval.decided_by.as_deref().unwrap_or("an approver"),
                         approval.comment.as_deref().unwrap_or("no reason given")
                     ),
-                    hint: "The statement was not run. Do not retry it as is; address the approver's reason, or ask a person.".into(),
+                    hint: format!(
+                        "The {what} was not {done}. Do not retry it as is; address the approver's reason, or ask a person."
+                    ),
                 })
             }
             ApprovalStatus::Expired => {
@@ -264,10 +279,10 @@ impl Session {
                 .await?;
                 Ok(HoldOutcome::Refuse {
                     message: format!(
-                        "airlock: approval request {} expired at {} without a decision; the statement was not run",
+                        "airlock: approval request {} expired at {} without a decision; the {what} was not {done}",
                         approval.id, approval.expires_at
                     ),
-                    hint: "Send the statement again to ask for approval anew.".into(),
+                    hint: format!("Send the {what} again to ask for approval anew."),
                 })
             }
             ApprovalStatus::Used | ApprovalStatus::Pending => Ok(self.already_used(&approval)),
@@ -276,6 +291,7 @@ impl Session {
 
     /// Claims an approved request for this one execution and records it.
     async fn claim(&self, approval: &Approval) -> Result<HoldOutcome, RecorderError> {
+        let (what, done) = self.held_noun();
         match self.approvals().use_approval(&approval.id, self.id()).await {
             Ok(true) => {
                 self.record(vec![step("used", approval, decided_detail(approval))])
@@ -289,22 +305,23 @@ impl Session {
                 tracing::error!(session = %self.id(), approval = %approval.id, error = %e, "could not use an approval");
                 Ok(HoldOutcome::Refuse {
                     message: format!(
-                        "airlock: approval {} could not be claimed (the store failed); the statement was not run",
+                        "airlock: approval {} could not be claimed (the store failed); the {what} was not {done}",
                         approval.id
                     ),
-                    hint: "Send the same statement again.".into(),
+                    hint: format!("Send the same {what} again."),
                 })
             }
         }
     }
 
     fn already_used(&self, approval: &Approval) -> HoldOutcome {
+        let (what, done) = self.held_noun();
         HoldOutcome::Refuse {
             message: format!(
-                "airlock: approval {} was already used (an approval runs its statement once); the statement was not run",
+                "airlock: approval {} was already used (an approval runs its {what} once); the {what} was not {done}",
                 approval.id
             ),
-            hint: "Send the statement again to ask for a new approval.".into(),
+            hint: format!("Send the {what} again to ask for a new approval."),
         }
     }
 }

@@ -73,8 +73,8 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
         let store = open_store(&config).await?;
         load_stored_secrets(&config, &*store).await?;
     }
-    let password = airlock_vault::resolve(credential)
-        .with_context(|| format!("target `{}`", args.target))?;
+    let password =
+        airlock_vault::resolve(credential).with_context(|| format!("target `{}`", args.target))?;
     let target = Target {
         model: TargetRef {
             name: args.target.clone(),

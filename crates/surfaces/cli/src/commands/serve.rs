@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use airlock_approvals::Approvals;
 use airlock_config::{Config, LogFormat};
+use airlock_http::HttpAdapter;
 use airlock_identity::Identity;
 use airlock_model::Timestamp;
-use airlock_http::HttpAdapter;
 use airlock_postgres::PostgresAdapter;
 use airlock_recorder::{ReadDurability, Recorder};
 use airlock_session::{Gateway, GatewayAudit, Runtime};

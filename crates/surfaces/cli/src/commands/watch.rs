@@ -38,12 +38,7 @@ pub fn fingerprint(config_path: &Path, config: &Config) -> Vec<(PathBuf, Seen)> 
         Some(SecretRef::File(p)) => Some(p.clone()),
         _ => None,
     };
-    paths.extend(
-        config
-            .targets
-            .iter()
-            .filter_map(|t| file(t.credential())),
-    );
+    paths.extend(config.targets.iter().filter_map(|t| file(t.credential())));
     paths.extend(
         config
             .masking
