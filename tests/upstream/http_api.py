@@ -91,6 +91,8 @@ class Api(BaseHTTPRequestHandler):
             return self.send(200, "application/json", b"\x0b\x02\x80{}\x03", [("Content-Encoding", "br")])
         if route == "v1/not-json":
             return self.send(200, "application/json", b'{"email": "ada@example.com", oops')
+        if route == "v1/not-json-stream":
+            return self.chunked("application/json", [b'{"people": [', b'{"name": "Ada"}, ', b'oops alan@example.org'], 0.1)
         if route == "v1/big":
             mb = int(dict(p.split("=") for p in query.split("&") if "=" in p).get("mb", "1"))
             return self.big(mb)

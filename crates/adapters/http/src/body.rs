@@ -138,6 +138,12 @@ impl<B> FilteredBody<B> {
         if chunk.is_none() {
             self.scrub.finish(&mut out);
         }
+        self.count_out(&out);
+        Ok(out)
+    }
+
+    /// Counts bytes sent to the agent and keeps the first ones for the record.
+    fn count_out(&mut self, out: &[u8]) {
         self.outcome.bytes_out += out.len() as u64;
         let room = self
             .capture_limit
@@ -147,7 +153,6 @@ impl<B> FilteredBody<B> {
                 .capture
                 .extend_from_slice(out.get(..room.min(out.len())).unwrap_or(&[]));
         }
-        Ok(out)
     }
 
     fn end(&mut self, error: Option<String>) {
@@ -199,6 +204,15 @@ where
                         continue;
                     };
                     this.outcome.bytes_in += data.len() as u64;
+                    if this.filters.is_empty() {
+                        // Passed through: only the scrub, without copying more than once.
+                        let out = this.scrub.push_bytes(data);
+                        this.count_out(&out);
+                        if out.is_empty() {
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
                     match this.run(Some(&data)) {
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),

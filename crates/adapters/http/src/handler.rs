@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use airlock_engine::policy::{HTTP_METHODS, NoCatalog};
 use airlock_model::{Action, Decision, EventKind, Verdict};
-use airlock_session::{ConnectRefusal, EventDraft, Held, HoldOutcome, HoldTicket};
+use airlock_session::{ConnectRefusal, EventDraft, HoldFailure, HoldOutcome, HoldTicket};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -200,7 +200,9 @@ async fn serve(
                     record_refusal(&slot, &shown, Some("hold"), request_detail, &refusal).await?;
                     return Err(refusal);
                 }
-                HoldOutcome::Canceled { approval_id } => {
+                // Answered inside `hold`.
+                HoldOutcome::Pending { approval_id, .. }
+                | HoldOutcome::Canceled { approval_id } => {
                     return Err(Problem::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "approval-pending",
@@ -489,33 +491,32 @@ async fn hold(
         digest,
         verdict: verdict.clone(),
     };
-    let recorder_failed = |e: airlock_session::RecorderError| {
-        tracing::error!(error = %e, "held request not sent: recording failed");
-        problem::not_recorded()
-    };
-    let held = slot.session.hold(ticket).await.map_err(recorder_failed)?;
-    let waiting = match held {
-        Held::Settled(outcome) => return Ok(outcome),
-        Held::Wait(w) => w,
-    };
-    let id = waiting.approval.id.clone();
-    let timeout = slot.session.target().config.hold_timeout;
+    // Nothing is sent to the agent while it waits: its client sees only a delay.
     let outcome = slot
         .session
-        .await_approval(waiting, timeout)
+        .hold_until_decided(ticket, |_, _| async {
+            Ok::<(), std::convert::Infallible>(())
+        })
         .await
-        .map_err(recorder_failed)?;
-    if let HoldOutcome::Refuse { message, hint } = &outcome
-        && message.contains("still waiting")
+        .map_err(|e| {
+            let HoldFailure::Recorder(e) = e;
+            tracing::error!(error = %e, "held request not sent: recording failed");
+            problem::not_recorded()
+        })?;
+    if let HoldOutcome::Pending {
+        approval_id,
+        message,
+        hint,
+    } = outcome
     {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "approval-pending",
             "Waiting for approval",
-            message.clone(),
+            message,
         )
-        .with("approval_id", id)
-        .with("hint", hint.clone()));
+        .with("approval_id", approval_id)
+        .with("hint", hint));
     }
     Ok(outcome)
 }
@@ -647,7 +648,7 @@ async fn forward(
         conn.upgraded(relay);
         return Ok(response);
     }
-    respond(slot, response, &rewrite, head, started)
+    respond(slot, response, &rewrite, head, started).await
 }
 
 /// The agent's request body failed while it streamed to the upstream.
@@ -698,7 +699,7 @@ fn record_outcome_now(slot: &Arc<Slot>, detail: Value) {
 }
 
 /// The upstream's response for the agent: headers scrubbed, body filtered.
-fn respond(
+async fn respond(
     slot: &Arc<Slot>,
     response: Response<Incoming>,
     rewrite: &LocationRewrite<'_>,
@@ -742,10 +743,10 @@ fn respond(
                 slot,
                 json!({ "status": 502, "error": format!("content-encoding {c}"), "duration_ms": elapsed_ms(started) }),
             );
-            return Err(problem::upstream_failed(
+            return Err(problem::response_withheld(
                 &target,
                 format!(
-                    "it answered with Content-Encoding `{c}` although Airlock asked for identity; such a body cannot be inspected, so it is not passed on"
+                    "it is encoded with `{c}` although Airlock asked for identity, and such a body cannot be inspected"
                 ),
             ));
         }
@@ -820,8 +821,28 @@ fn respond(
         on_end,
     )
     .with_exact_length(exact.filter(|_| length_kept));
-    let mut out = Response::new(body.boxed());
+    let mut headers = headers;
+    // A small body that masking rewrites is read whole and sent with its new length:
+    // one write instead of a chunked stream (and a clean 502 rather than a cut-off
+    // response when it cannot be masked). Larger ones stream.
+    let body = match exact {
+        Some(n) if !length_kept && !bodyless && n <= SMALL_BODY => match body.collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                ResponseBody::full(bytes)
+            }
+            Err(e) => {
+                return Err(problem::response_withheld(&target, e));
+            }
+        },
+        _ => body.boxed(),
+    };
+    let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
 }
+
+/// Largest body (by its `Content-Length`) that is masked whole rather than streamed.
+const SMALL_BODY: u64 = 256 * 1024;

@@ -170,6 +170,21 @@ pub fn upstream_failed(target: &str, why: impl std::fmt::Display) -> Problem {
     )
 }
 
+/// 502 when the upstream answered but its answer cannot be shown to the agent (it could
+/// not be masked): the request did run.
+pub fn response_withheld(target: &str, why: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "response-withheld",
+        "Response withheld",
+        format!("airlock: target `{target}` answered, but its answer was withheld: {why}"),
+    )
+    .with(
+        "hint",
+        "The request did reach the target. Do not repeat it blindly; ask the operator whether this endpoint's responses can be masked.",
+    )
+}
+
 /// 503 when the request could not be recorded (fail closed).
 pub fn not_recorded() -> Problem {
     Problem::new(

@@ -116,6 +116,24 @@ impl ScrubStream {
         self.held.drain(..release);
     }
 
+    /// Feeds a chunk of a body that no other filter touches and returns what may be
+    /// released: one copy per chunk (the held tail joined in front of it), and none when
+    /// there is nothing to scrub.
+    pub fn push_bytes(&mut self, chunk: bytes::Bytes) -> bytes::Bytes {
+        if self.scrubber.is_empty() {
+            return chunk;
+        }
+        let mut joined = bytes::BytesMut::with_capacity(self.held.len() + chunk.len());
+        joined.extend_from_slice(&self.held);
+        joined.extend_from_slice(&chunk);
+        self.found += self.scrubber.scrub_in_place(&mut joined);
+        let keep = self.scrubber.longest.saturating_sub(1).min(joined.len());
+        let tail = joined.split_off(joined.len() - keep);
+        self.held.clear();
+        self.held.extend_from_slice(&tail);
+        joined.freeze()
+    }
+
     /// Releases what is left.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.found += self.scrubber.scrub_in_place(&mut self.held);

@@ -45,9 +45,20 @@ pub enum HoldOutcome {
         /// The approval used.
         approval_id: String,
     },
-    /// Not run: denied, still pending after the wait, expired, or the approval could
-    /// not be requested. `message` and `hint` are for the agent.
+    /// Not run: denied, expired, already used, or the approval could not be requested
+    /// or claimed. `message` and `hint` are for the agent.
     Refuse {
+        /// What happened.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Still undecided when the wait ended (the target's `hold_timeout`): not run; the
+    /// request stays open, and the same statement or request sent again after approval
+    /// runs once.
+    Pending {
+        /// The open request.
+        approval_id: String,
         /// What happened.
         message: String,
         /// What to do about it.
@@ -59,6 +70,15 @@ pub enum HoldOutcome {
         /// The request, which stays pending.
         approval_id: String,
     },
+}
+
+/// Why a hold ended without an outcome.
+#[derive(Debug)]
+pub enum HoldFailure<E> {
+    /// A step could not be recorded: nothing runs (fail closed).
+    Recorder(RecorderError),
+    /// The adapter could not tell its client to wait.
+    Announce(E),
 }
 
 /// Where a held statement stands right after it arrived.
@@ -170,6 +190,33 @@ impl Session {
         }
     }
 
+    /// The whole hold, as every adapter runs it: request (or rejoin, or claim) the
+    /// approval, call `announce` once if the agent must wait (PostgreSQL sends a notice;
+    /// HTTP sends nothing, so the client sees only a delay), then wait up to the
+    /// target's `hold_timeout` for the decision. The caller races this against its
+    /// client leaving; dropping it stops the wait (the request stays open).
+    pub async fn hold_until_decided<E, F, Fut>(
+        &self,
+        ticket: HoldTicket,
+        announce: F,
+    ) -> Result<HoldOutcome, HoldFailure<E>>
+    where
+        F: FnOnce(&Waiting, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        let waiting = match self.hold(ticket).await.map_err(HoldFailure::Recorder)? {
+            Held::Settled(outcome) => return Ok(outcome),
+            Held::Wait(w) => w,
+        };
+        let timeout = self.target().config.hold_timeout;
+        announce(&waiting, timeout)
+            .await
+            .map_err(HoldFailure::Announce)?;
+        self.await_approval(waiting, timeout)
+            .await
+            .map_err(HoldFailure::Recorder)
+    }
+
     /// Waits up to `timeout` for the decision on a held statement, recording the
     /// notifications sent meanwhile and the outcome.
     pub async fn await_approval(
@@ -227,7 +274,8 @@ impl Session {
                     json!({ "waited_ms": waited_ms }),
                 )])
                 .await?;
-                return Ok(HoldOutcome::Refuse {
+                return Ok(HoldOutcome::Pending {
+                    approval_id: a.id.clone(),
                     message: format!(
                         "airlock: {what} still waiting for approval by group \"{}\" after {}s (request {}); it was not {done}",
                         a.approver_group,

@@ -13,7 +13,7 @@ mod session;
 
 pub use audit::{AUDIT_PROTOCOL, GatewayAudit};
 pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
-pub use hold::{Held, HoldOutcome, HoldTicket, Waiting};
+pub use hold::{Held, HoldFailure, HoldOutcome, HoldTicket, Waiting};
 pub use runtime::{Runtime, RuntimeError, Target};
 pub use session::{EventDraft, Session};
 

@@ -3,7 +3,7 @@
 //! watching for the client to leave. Nothing of the statement is forwarded meanwhile: an
 //! approval lets the same frame be inspected again, a refusal answers it in order.
 
-use airlock_session::{Held, HoldOutcome, HoldTicket};
+use airlock_session::{HoldFailure, HoldOutcome, HoldTicket, Waiting};
 use bytes::BytesMut;
 use tokio::io::{ReadHalf, WriteHalf};
 
@@ -48,7 +48,9 @@ impl ClientSide<'_> {
                 });
                 return Ok(());
             }
-            HoldOutcome::Refuse { message, hint } => denial_reply(message, Some(hint)),
+            HoldOutcome::Refuse { message, hint } | HoldOutcome::Pending { message, hint, .. } => {
+                denial_reply(message, Some(hint))
+            }
             HoldOutcome::Canceled { approval_id } => reply::hold_canceled(&approval_id),
         };
         self.extended_open |= !as_query;
@@ -57,34 +59,27 @@ impl ClientSide<'_> {
     }
 }
 
-/// Holds a statement for approval: requests it (or finds the earlier request), tells
-/// the client, and waits for the decision while watching for the client to leave.
+/// Holds a statement for approval through the session's shared hold (request, notice,
+/// wait), while watching for the client to leave.
 async fn hold_statement(
     client: &ClientSide<'_>,
     ticket: HoldTicket,
     rd: &mut ReadHalf<BoxIo>,
     buf: &mut BytesMut,
 ) -> Result<HoldOutcome, End> {
-    let session = client.session;
-    let held = session.hold(ticket).await.map_err(|e| {
-        tracing::error!(error = %e, "held statement not run: recording failed");
-        End::RecorderFailed
-    })?;
-    let waiting = match held {
-        Held::Settled(outcome) => return Ok(outcome),
-        Held::Wait(w) => w,
+    let shared = &client.shared;
+    let announce = |waiting: &Waiting, timeout| {
+        // Nothing of the server's is half-written to the client (it owes nothing), so
+        // the notice lands between messages.
+        let notice = (!shared.with(|s| s.mid_frame))
+            .then(|| reply::approval_pending(&waiting.approval, waiting.created, timeout));
+        async move {
+            match notice {
+                Some(n) => shared.reply(&[n], false).await.map_err(ended_by),
+                None => Ok(()),
+            }
+        }
     };
-    let timeout = session.target().config.hold_timeout;
-    // Nothing of the server's is half-written to the client (it owes nothing), so the
-    // notice lands between messages.
-    if !client.shared.with(|s| s.mid_frame) {
-        let notice = reply::approval_pending(&waiting.approval, waiting.created, timeout);
-        client
-            .shared
-            .reply(&[notice], false)
-            .await
-            .map_err(ended_by)?;
-    }
     let watch = async {
         loop {
             if buf.len() >= MAX_READ_WHILE_HELD {
@@ -96,9 +91,12 @@ async fn hold_statement(
         }
     };
     tokio::select! {
-        outcome = session.await_approval(waiting, timeout) => outcome.map_err(|e| {
-            tracing::error!(error = %e, "held statement not run: recording failed");
-            End::RecorderFailed
+        outcome = client.session.hold_until_decided(ticket, announce) => outcome.map_err(|e| match e {
+            HoldFailure::Recorder(e) => {
+                tracing::error!(error = %e, "held statement not run: recording failed");
+                End::RecorderFailed
+            }
+            HoldFailure::Announce(end) => end,
         }),
         end = watch => Err(end),
     }

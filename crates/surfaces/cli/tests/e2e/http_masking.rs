@@ -38,8 +38,9 @@ fn json_is_masked_by_key_and_value_at_any_depth() {
     let (code, hdrs, body) = f.curl("/billing/v1/people", &[]);
     assert_eq!(code, 200);
     assert!(
-        !hdrs.to_ascii_lowercase().contains("content-length: "),
-        "masked bodies are re-framed: {hdrs}"
+        hdrs.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", body.len())),
+        "a small masked body is sent with its new length: {hdrs}"
     );
     let v: Value = serde_json::from_str(&body).expect("still JSON");
     assert_eq!(leaks(&body), Vec::<&str>::new(), "{body}");
@@ -103,21 +104,27 @@ fn ndjson_and_text_are_masked_and_gzip_is_decoded_first() {
 }
 
 #[test]
-fn a_body_that_is_not_what_it_claims_is_cut_off() {
+fn a_body_that_is_not_what_it_claims_is_refused_or_cut_off() {
     let f = HttpFixture::new();
-    let out = Command::new("curl")
-        .args(["-sk", "-H"])
-        .arg(format!("Authorization: Bearer {}", f.token))
-        .arg(f.url("/billing/v1/not-json"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "curl sees a broken response");
-    let body = String::from_utf8_lossy(&out.stdout);
+    // Small (it has a Content-Length): masked whole, so refused with a problem.
+    let (code, _, body) = f.curl("/billing/v1/not-json", &[]);
+    assert_eq!(code, 502, "{body}");
     assert!(!body.contains("ada@example.com"), "{body}");
+    assert!(body.contains("could not be masked"), "{body}");
     let s = f.gw.last_session_of("crew", "billing");
     let results = crate::events_of(&s, "result");
     let error = results[0]["detail"]["error"].as_str().unwrap();
     assert!(error.contains("could not be masked"), "{error}");
+    // Streamed (chunked, no length): cut off where it stops being JSON.
+    let out = Command::new("curl")
+        .args(["-sk", "-H"])
+        .arg(format!("Authorization: Bearer {}", f.token))
+        .arg(f.url("/billing/v1/not-json-stream"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "curl sees a broken response");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(!body.contains("alan@example.org"), "{body}");
 }
 
 #[test]
