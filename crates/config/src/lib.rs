@@ -18,8 +18,8 @@ pub use types::{
     ApiConfig, ApprovalsConfig, AuditConfig, Config, HttpAuthConfig, HttpAuthForm,
     HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig, MaskingRuleConfig,
     OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig, ReadDurability,
-    SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig, WebhookConfig,
-    WebhookFormat,
+    SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig, UnmaskableConfig,
+    WebhookConfig, WebhookFormat,
 };
 pub use webhook::{
     WebhookUrl, check_literal as check_issuer_url, check_literal as check_webhook_url, webhook_url,

@@ -230,6 +230,21 @@ pub struct MaskingRuleConfig {
     /// Key of `style = "hash"`; the generated `data_dir/masking.key` when absent.
     #[serde(default)]
     pub hash_key: Option<SecretRef>,
+    /// What happens to an answer no masker can read (an HTTP response that is not
+    /// JSON, text or an event stream): `pass` it unmasked, or `withhold` it.
+    #[serde(default)]
+    pub unmaskable: UnmaskableConfig,
+}
+
+/// `[[masking]] unmaskable`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmaskableConfig {
+    /// Passed unmasked (the credential scrub still applies).
+    #[default]
+    Pass,
+    /// Refused: the agent gets a problem saying why.
+    Withhold,
 }
 
 impl MaskingRuleConfig {

@@ -184,7 +184,9 @@ impl Airlock {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve").arg("--config").arg(self.config_path());
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.env("AIRLOCK_LOG", "info,airlock_postgres=debug");
+        if !self.env.iter().any(|(k, _)| k == "AIRLOCK_LOG") {
+            cmd.env("AIRLOCK_LOG", "info,airlock_postgres=debug");
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -756,6 +756,24 @@ async fn respond(
     } else {
         mask::filter_for(slot.session.masker(), &content_type)
     };
+    if masking.is_none()
+        && !bodyless
+        && let Some(rule) = slot.session.masker().and_then(|m| m.withholds_unmaskable())
+    {
+        let why = format!(
+            "its content type `{}` cannot be masked, and masking rule `{rule}` withholds what cannot be masked",
+            if content_type.is_empty() {
+                "(none)"
+            } else {
+                content_type.as_str()
+            }
+        );
+        record_outcome_now(
+            slot,
+            json!({ "status": 502, "error": why, "withheld": true, "duration_ms": elapsed_ms(started) }),
+        );
+        return Err(problem::response_withheld(&target, why));
+    }
     let masked = masking.is_some();
     if let Some(m) = masking {
         filters.push(m);

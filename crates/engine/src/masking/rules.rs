@@ -69,6 +69,9 @@ pub struct RuleSpec {
     pub enforce: bool,
     /// Key of the `hash` style.
     pub key: Arc<HashKey>,
+    /// Withhold what cannot be masked (an HTTP response of a type no masker reads:
+    /// images, PDFs, octet streams) instead of passing it unmasked.
+    pub withhold_unmaskable: bool,
 }
 
 /// The name of the built-in default rule.
@@ -146,6 +149,7 @@ pub fn default_rule(targets: Vec<String>, key: Arc<HashKey>) -> RuleSpec {
         style: Style::Redact,
         enforce: true,
         key,
+        withhold_unmaskable: false,
     }
 }
 
@@ -256,6 +260,7 @@ impl MaskingRules {
             detectors: vec![None; self.scanner.len()],
             columns: Vec::new(),
             rule_names: Vec::new(),
+            withholds: None,
         };
         for rule in &self.rules {
             let s = &rule.spec;
@@ -269,6 +274,9 @@ impl MaskingRules {
             }
             let index = u16::try_from(masker.rule_names.len()).unwrap_or(u16::MAX);
             masker.rule_names.push(s.name.clone());
+            if s.withhold_unmaskable && s.enforce && masker.withholds.is_none() {
+                masker.withholds = Some(s.name.clone());
+            }
             let apply = Apply {
                 style: s.style,
                 enforce: s.enforce,
@@ -379,6 +387,8 @@ pub struct Masker {
     detectors: Vec<Option<Apply>>,
     columns: Vec<(ColumnPattern, Apply)>,
     rule_names: Vec<String>,
+    /// The rule that withholds what cannot be masked, if one applies.
+    withholds: Option<String>,
 }
 
 impl Masker {
@@ -496,6 +506,11 @@ impl Masker {
         }
     }
 
+    /// The enforcing rule of this session that withholds what cannot be masked, if any.
+    pub fn withholds_unmaskable(&self) -> Option<&str> {
+        self.withholds.as_deref()
+    }
+
     /// Whether any detector of this session could find something in `text` (a cheap
     /// pre-check).
     pub fn may_find(&self, text: &[u8]) -> bool {
@@ -528,6 +543,7 @@ mod tests {
             regexes: BTreeMap::new(),
             style,
             enforce: true,
+            withhold_unmaskable: false,
             key: Arc::new(HashKey::new(b"0123456789abcdef".to_vec())),
         }
     }

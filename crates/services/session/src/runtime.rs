@@ -206,6 +206,7 @@ fn masking_rules(config: &Config) -> Result<MaskingRules, RuntimeError> {
             style,
             enforce: rule.enforce,
             key,
+            withhold_unmaskable: rule.unmaskable == airlock_config::UnmaskableConfig::Withhold,
         });
     }
     MaskingRules::compile(specs).map_err(|e: MaskingError| masking_error(e.to_string()))

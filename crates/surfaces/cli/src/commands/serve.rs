@@ -207,6 +207,20 @@ async fn reload(
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The HTTP and TLS libraries' debug and trace events carry header values (an
+    // agent's token, a target's credential) and payloads: whatever AIRLOCK_LOG asks,
+    // they log at info at most, so that logs at any level hold no secret.
+    let filter = [
+        "h2",
+        "hyper",
+        "hyper_util",
+        "rustls",
+        "tokio_rustls",
+        "hyper_rustls",
+    ]
+    .iter()
+    .filter_map(|target| format!("{target}=info").parse().ok())
+    .fold(filter, tracing_subscriber::EnvFilter::add_directive);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

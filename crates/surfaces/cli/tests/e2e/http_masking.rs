@@ -168,3 +168,31 @@ fn server_sent_events_are_masked_and_delivered_as_they_arrive() {
         "{first}{rest}"
     );
 }
+
+#[test]
+fn a_rule_can_withhold_what_cannot_be_masked() {
+    let f = HttpFixture::with(|b| {
+        b.extra(
+            "\n[[masking]]\nname = \"strict-billing\"\ntargets = [\"billing\"]\ndetectors = [\"email\"]\nunmaskable = \"withhold\"\n",
+        )
+    });
+    let (code, _, body) = f.curl("/billing/v1/big?mb=1", &[]);
+    assert_eq!(code, 502, "{}", &body[..body.len().min(200)]);
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(p["type"], "https://airlock.dev/problems/response-withheld");
+    assert!(
+        p["detail"].as_str().unwrap().contains("strict-billing"),
+        "{p}"
+    );
+    // What can be masked still passes, masked; other targets are not affected.
+    let (code, _, body) = f.curl("/billing/v1/people", &[]);
+    assert_eq!(code, 200);
+    assert_eq!(leaks(&body), Vec::<&str>::new());
+    let (code, hdrs, _) = f.curl("/files/v1/big?mb=1", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        hdrs.to_ascii_lowercase()
+            .contains("content-length: 1048576"),
+        "{hdrs}"
+    );
+}

@@ -394,3 +394,42 @@ fn each_request_and_outcome_is_recorded_in_one_session_per_connection() {
     );
     f.gw.cli_ok(&["audit", "verify"]);
 }
+
+#[test]
+fn an_oidc_access_token_works_on_http_targets_and_trace_logs_hold_no_secret() {
+    let idp = airlock_testkit::Idp::start("k1");
+    let f = HttpFixture::with(|b| {
+        b.env("AIRLOCK_LOG", "trace").extra(&format!(
+            "\n[identity]\n\n[[identity.oidc]]\nname = \"local\"\nissuer = \"{}\"\naudiences = [\"urn:airlock\"]\nprincipal_claim = \"client_id\"\ngroups_claim = \"groups\"\n",
+            idp.issuer()
+        ))
+    });
+    let jwt = idp.token("agent-1");
+    let (code, _, body) = curl_with(&f.url("/billing/v1/echo?probe=oidc"), Some(&jwt), &[]);
+    assert_eq!(code, 200, "{body}");
+    let seen = json(&body);
+    assert_eq!(seen["query"], "probe=oidc");
+    assert!(
+        !f.api.raw_log().contains(&jwt),
+        "the OIDC token reached the upstream"
+    );
+    let s = f.gw.last_session_of("agent-1", "billing");
+    assert_eq!(
+        crate::events_of(&s, "connect")[0]["detail"]["principal_source"],
+        "oidc"
+    );
+    // A tampered token is refused.
+    let (code, _, _) = curl_with(
+        &f.url("/billing/v1/echo?probe=tampered"),
+        Some(&format!("{jwt}x")),
+        &[],
+    );
+    assert_eq!(code, 401);
+    let (code, _, _) = f.curl("/billing/v1/debug", &[]);
+    assert_eq!(code, 500);
+    let log = f.gw.log();
+    assert!(log.contains("TRACE"), "the gateway logs at trace level");
+    for secret in [jwt.as_str(), f.token.as_str(), UP_BEARER, UP_APIKEY] {
+        assert!(!log.contains(secret), "a secret is in the trace log");
+    }
+}
