@@ -683,7 +683,8 @@ fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Queues an outcome that is known at once (the upstream failed).
+/// Queues a request's outcome (the `result` event) in its session, in a task of its own
+/// (a body ends inside a synchronous poll); the next request waits for it to be queued.
 fn record_outcome_now(slot: &Arc<Slot>, detail: Value) {
     let s = slot.clone();
     let task = tokio::spawn(async move {
@@ -820,16 +821,7 @@ async fn respond(
                 map.insert("error".into(), e.clone().into());
             }
         }
-        let task = tokio::spawn(async move {
-            if let Err(e) = s
-                .session
-                .record_later(vec![EventDraft::new(EventKind::Result, detail)])
-                .await
-            {
-                tracing::error!(error = %e, "an HTTP outcome could not be recorded");
-            }
-        });
-        recorded.outcome_recording(task);
+        record_outcome_now(&s, detail);
     });
     let body = FilteredBody::new(
         body,

@@ -3,8 +3,6 @@
 //! framing (request smuggling). Each is refused or normalised, never split, and what
 //! reaches the upstream is what was decided.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::http_proxy::HttpFixture;
@@ -60,19 +58,11 @@ fn paths_are_normalised_before_the_decision_or_refused() {
 }
 
 fn raw(f: &HttpFixture, request: &str) -> String {
-    let out = Command::new(airlock_testkit::python())
-        .arg(airlock_testkit::workspace_root().join("tests/clients/python/http_client.py"))
-        .arg("raw")
-        .arg(format!("127.0.0.1:{}", f.gw.http_port))
-        .env("RAW_REQUEST", request)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = crate::http_proxy::http_client(
+        "raw",
+        &format!("127.0.0.1:{}", f.gw.http_port),
+        &[("RAW_REQUEST", request)],
     );
-    let v: Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
     v["answer"].as_str().unwrap().to_owned()
 }
 

@@ -107,6 +107,24 @@ pub fn curl_with(url: &str, token: Option<&str>, extra: &[&str]) -> (u16, String
     (code.trim().parse().unwrap_or(0), hdrs, body.to_owned())
 }
 
+/// Runs a scenario of `tests/clients/python/http_client.py` against `target` (a URL, or
+/// HOST:PORT for `raw`) with the environment `env`; returns its JSON.
+pub fn http_client(scenario: &str, target: &str, env: &[(&str, &str)]) -> Value {
+    let out = Command::new(airlock_testkit::python())
+        .arg(airlock_testkit::workspace_root().join("tests/clients/python/http_client.py"))
+        .arg(scenario)
+        .arg(target)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{scenario}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.trim_ascii()).expect("the client prints JSON")
+}
+
 /// Every session of `principal` on `target`, with its events.
 pub fn sessions_of(gw: &airlock_testkit::Airlock, principal: &str, target: &str) -> Vec<Value> {
     gw.sessions()
@@ -334,19 +352,11 @@ fn the_credential_is_scrubbed_from_every_answer() {
 fn python_clients_work_unchanged() {
     let f = HttpFixture::new();
     for scenario in ["requests", "httpx"] {
-        let out = Command::new(airlock_testkit::python())
-            .arg(airlock_testkit::workspace_root().join("tests/clients/python/http_client.py"))
-            .arg(scenario)
-            .arg(f.url("/billing/v1/people"))
-            .env("AIRLOCK_TOKEN", &f.token)
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let r = http_client(
+            scenario,
+            &f.url("/billing/v1/people"),
+            &[("AIRLOCK_TOKEN", &f.token)],
         );
-        let r: Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
         assert_eq!(r["status"], 200, "{scenario}: {r}");
         assert_eq!(r["body"]["people"][0]["name"], "Ada Lovelace");
         assert_eq!(r["body"]["people"][0]["email"], "[REDACTED:column]");

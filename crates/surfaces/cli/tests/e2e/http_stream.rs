@@ -120,20 +120,14 @@ fn static_files_from_nginx_pass_through() {
 fn websocket_upgrades_are_decided_relayed_and_recorded() {
     let f = HttpFixture::new();
     let run = |path: &str| -> Value {
-        let out = Command::new(airlock_testkit::python())
-            .arg(airlock_testkit::workspace_root().join("tests/clients/python/http_client.py"))
-            .arg("websocket")
-            .arg(f.url(path))
-            .env("AIRLOCK_TOKEN", &f.token)
-            .env("WS_TEXT", "card 4111 1111 1111 1111 please")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+        crate::http_proxy::http_client(
+            "websocket",
+            &f.url(path),
+            &[
+                ("AIRLOCK_TOKEN", f.token.as_str()),
+                ("WS_TEXT", "card 4111 1111 1111 1111 please"),
+            ],
+        )
     };
     let v = run("/billing/v1/ws");
     assert!(v["status"].as_str().unwrap().contains("101"), "{v}");
