@@ -585,33 +585,21 @@ impl PolicyEngine {
         };
         let volatility =
             matches!(sql.object, SqlObject::Function { .. }).then_some(Volatility::Unknown);
-        let mut kinds = Vec::new();
-        let mut policies: Vec<String> = Vec::new();
         // Session bookkeeping is always permitted; listing it would only add noise.
-        for k in SQL_KINDS
+        let probes = SQL_KINDS
             .iter()
             .filter(|k| **k != sql.kind && !SESSION_KINDS.contains(k))
-        {
-            let probe = Action::Sql(SqlAction {
-                kind: (*k).to_string(),
-                object: sql.object.clone(),
-                flags: sql.flags.clone(),
+            .map(|k| {
+                (
+                    k.to_uppercase(),
+                    Action::Sql(SqlAction {
+                        kind: (*k).to_string(),
+                        object: sql.object.clone(),
+                        flags: sql.flags.clone(),
+                    }),
+                )
             });
-            let Ok(r) = self.request(principal, target, &probe, volatility) else {
-                continue;
-            };
-            let response = self.authorizer.is_authorized(&r.0, set, &r.1);
-            if response.decision() == cedar_policy::Decision::Allow {
-                kinds.push(k.to_uppercase());
-                for id in response.diagnostics().reason() {
-                    let id = id.to_string();
-                    if !policies.contains(&id) {
-                        policies.push(id);
-                    }
-                }
-            }
-        }
-        (kinds, policies)
+        self.allowed_among(set, principal, target, volatility, probes)
     }
 
     /// Which methods would be allowed on the same path (same query, type and fields),
@@ -623,19 +611,36 @@ impl PolicyEngine {
         target: &TargetRef,
         http: &HttpAction,
     ) -> (Vec<String>, Vec<String>) {
-        let mut methods = Vec::new();
+        let probes = HTTP_METHODS.iter().filter(|m| **m != http.method).map(|m| {
+            (
+                m.to_uppercase(),
+                Action::Http(HttpAction {
+                    method: (*m).to_owned(),
+                    ..http.clone()
+                }),
+            )
+        });
+        self.allowed_among(set, principal, target, None, probes)
+    }
+
+    /// The labels of the `probes` that `set` allows, and the policies that allow them.
+    fn allowed_among(
+        &self,
+        set: &PolicySet,
+        principal: &Principal,
+        target: &TargetRef,
+        volatility: Option<Volatility>,
+        probes: impl Iterator<Item = (String, Action)>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut allowed = Vec::new();
         let mut policies: Vec<String> = Vec::new();
-        for m in HTTP_METHODS.iter().filter(|m| **m != http.method) {
-            let probe = Action::Http(HttpAction {
-                method: (*m).to_owned(),
-                ..http.clone()
-            });
-            let Ok(r) = self.request(principal, target, &probe, None) else {
+        for (label, probe) in probes {
+            let Ok(r) = self.request(principal, target, &probe, volatility) else {
                 continue;
             };
             let response = self.authorizer.is_authorized(&r.0, set, &r.1);
             if response.decision() == cedar_policy::Decision::Allow {
-                methods.push(m.to_uppercase());
+                allowed.push(label);
                 for id in response.diagnostics().reason() {
                     let id = id.to_string();
                     if !policies.contains(&id) {
@@ -644,7 +649,7 @@ impl PolicyEngine {
                 }
             }
         }
-        (methods, policies)
+        (allowed, policies)
     }
 
     fn request(
