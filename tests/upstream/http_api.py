@@ -93,6 +93,17 @@ class Api(BaseHTTPRequestHandler):
             return self.send(200, "application/json", b'{"email": "ada@example.com", oops')
         if route == "v1/not-json-stream":
             return self.chunked("application/json", [b'{"people": [', b'{"name": "Ada"}, ', b'oops alan@example.org'], 0.1)
+        if route == "v1/truncated":
+            # Promises 100 KiB, sends 1 KiB with an e-mail in it, and hangs up.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(100 << 10))
+            self.end_headers()
+            self.wfile.write(b"x" * 1000 + b" ada@example.com\n")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if route == "v1/big":
             mb = int(dict(p.split("=") for p in query.split("&") if "=" in p).get("mb", "1"))
             return self.big(mb)

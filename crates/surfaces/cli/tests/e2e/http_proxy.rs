@@ -443,3 +443,40 @@ fn an_oidc_access_token_works_on_http_targets_and_trace_logs_hold_no_secret() {
         assert!(!log.contains(secret), "a secret is in the trace log");
     }
 }
+
+#[test]
+fn an_upstream_that_goes_away_is_a_clear_error_and_is_recorded() {
+    let closed = airlock_testkit::free_port();
+    let f = HttpFixture::with(|b| {
+        b.raw_target(&format!(
+            "[[targets]]\nname = \"gone\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed}\"\nconnect_timeout = \"2s\"\n"
+        ))
+    });
+    // Nothing listens: 502 with words for the agent.
+    let (code, _, body) = f.curl("/gone/v1/x", &[]);
+    assert_eq!(code, 502, "{body}");
+    let p = json(&body);
+    assert_eq!(p["type"], "https://airlock.dev/problems/upstream-failed");
+    assert!(p["detail"].as_str().unwrap().contains("`gone`"), "{p}");
+    // The upstream hangs up mid-body: a body masked whole (this one is small) is
+    // withheld with a 502 that says so, never passed on half-masked.
+    let (code, _, body) = f.curl("/billing/v1/truncated", &["--http1.1"]);
+    assert_eq!(code, 502, "{body}");
+    assert!(!body.contains("ada@example.com"));
+    let p = json(&body);
+    assert_eq!(p["type"], "https://airlock.dev/problems/response-withheld");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("upstream's body failed"),
+        "{p}"
+    );
+    let s = f.gw.last_session_of("crew", "billing");
+    let results = crate::events_of(&s, "result");
+    let error = results[0]["detail"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("upstream"), "{s}");
+    // The gateway serves the next request as usual.
+    let (code, _, _) = f.curl("/billing/v1/echo", &[]);
+    assert_eq!(code, 200);
+}
