@@ -177,7 +177,7 @@ async fn connection(
     let reason = tokio::select! {
         result = serving.as_mut() => match result {
             Ok(()) => "the agent closed the connection".to_owned(),
-            Err(e) => format!("the connection failed: {e}"),
+            Err(e) => format!("the connection ended: {e}"),
         },
         _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             serving.as_mut().graceful_shutdown();
