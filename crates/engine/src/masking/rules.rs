@@ -261,6 +261,7 @@ impl MaskingRules {
             columns: Vec::new(),
             rule_names: Vec::new(),
             withholds: None,
+            names: std::sync::Mutex::default(),
         };
         for rule in &self.rules {
             let s = &rule.spec;
@@ -389,7 +390,12 @@ pub struct Masker {
     rule_names: Vec<String>,
     /// The rule that withholds what cannot be masked, if one applies.
     withholds: Option<String>,
+    /// What `name_is_masked` found for names seen before.
+    names: std::sync::Mutex<std::collections::HashMap<Box<str>, Option<Apply>>>,
 }
+
+/// Most names `name_is_masked` remembers per session (then it starts over).
+const NAME_CACHE: usize = 4096;
 
 impl Masker {
     /// The rule that masks a column known by any of `names` (its origin and its label),
@@ -410,7 +416,21 @@ impl Masker {
     /// Whether some column rule names a column called `name` (in any table): used for
     /// JSON keys and for expressions over columns.
     pub fn name_is_masked(&self, name: &str) -> Option<Apply> {
-        self.column(&[ColumnName::bare(name)])
+        // JSON documents repeat their keys (every object of an array, every response
+        // of an API): each distinct name is matched against the patterns once.
+        if let Ok(cache) = self.names.lock()
+            && let Some(hit) = cache.get(name)
+        {
+            return hit.clone();
+        }
+        let found = self.column(&[ColumnName::bare(name)]);
+        if let Ok(mut cache) = self.names.lock() {
+            if cache.len() >= NAME_CACHE {
+                cache.clear();
+            }
+            cache.insert(name.into(), found.clone());
+        }
+        found
     }
 
     /// The strictest of the session's column rules: what a column of unknown origin gets.
