@@ -8,7 +8,8 @@
 //! The entity and action names are Airlock's interface (see `SCHEMA` and
 //! `docs/policy.md`): `Agent` in `Group`s; `Target`; `Schema` in `Target`; `Table` in
 //! `Schema`; `Function` in `Target`; `Action::"connect"`; `Sql::Action::"<kind>"`;
-//! `Http::Path` in its prefixes and `Target`; `Http::Action::"<method>"`.
+//! `Http::Path` in its prefixes and `Target`; `Http::Action::"<method>"`;
+//! `K8s::Resource` in its `K8s::Namespace` and `Target`; `K8s::Action::"<verb>"`.
 
 mod schema;
 
@@ -18,7 +19,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use airlock_model::{
-    Action, Decision, HttpAction, Principal, SqlAction, SqlObject, TargetRef, Verdict,
+    Action, Decision, HttpAction, K8sAction, Principal, SqlAction, SqlObject, TargetRef, Verdict,
 };
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -27,7 +28,7 @@ use cedar_policy::{
 
 pub use schema::{
     ACTION_GROUPS, HARMLESS_SETTINGS, HARMLESS_VOLATILE_FUNCTIONS, HTTP_METHOD_GROUPS,
-    HTTP_METHODS, SESSION_KINDS, schema_text,
+    HTTP_METHODS, K8S_VERB_GROUPS, K8S_VERBS, SESSION_KINDS, schema_text,
 };
 
 use crate::sql::SQL_KINDS;
@@ -581,6 +582,7 @@ impl PolicyEngine {
         let sql = match action {
             Action::Sql(sql) => sql,
             Action::Http(http) => return self.allowed_methods(set, principal, target, http),
+            Action::K8s(k) => return self.allowed_verbs(set, principal, target, k),
             Action::Connect => return (Vec::new(), Vec::new()),
         };
         let volatility =
@@ -620,6 +622,29 @@ impl PolicyEngine {
                 }),
             )
         });
+        self.allowed_among(set, principal, target, None, probes)
+    }
+
+    /// Which verbs would be allowed on the same resource, and by which policies.
+    fn allowed_verbs(
+        &self,
+        set: &PolicySet,
+        principal: &Principal,
+        target: &TargetRef,
+        k: &K8sAction,
+    ) -> (Vec<String>, Vec<String>) {
+        let probes = K8S_VERBS
+            .iter()
+            .filter(|v| **v != k.verb && **v != "discover")
+            .map(|v| {
+                (
+                    (*v).to_owned(),
+                    Action::K8s(K8sAction {
+                        verb: (*v).to_owned(),
+                        ..k.clone()
+                    }),
+                )
+            });
         self.allowed_among(set, principal, target, None, probes)
     }
 
@@ -790,6 +815,45 @@ impl PolicyEngine {
                 );
                 (action_uid, resource, context)
             }
+            Action::K8s(k) => {
+                let resource = if k.verb == "discover" {
+                    target_uid.clone()
+                } else {
+                    k8s_entities(&target.name, k, &target_uid, &mut entities)?
+                };
+                let context = Context::from_pairs([
+                    (
+                        "verb".to_owned(),
+                        RestrictedExpression::new_string(k.verb.clone()),
+                    ),
+                    (
+                        "path".to_owned(),
+                        RestrictedExpression::new_string(k.path.clone()),
+                    ),
+                    (
+                        "kind".to_owned(),
+                        RestrictedExpression::new_string(k.kind.clone()),
+                    ),
+                    (
+                        "labels".to_owned(),
+                        RestrictedExpression::new_set(
+                            k.labels
+                                .iter()
+                                .map(|l| RestrictedExpression::new_string(l.clone())),
+                        ),
+                    ),
+                    (
+                        "command".to_owned(),
+                        RestrictedExpression::new_string(k.command.clone()),
+                    ),
+                ])
+                .map_err(|e| err(&e))?;
+                let action_uid = EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str("K8s::Action").map_err(|e| e.to_string())?,
+                    EntityId::new(&k.verb),
+                );
+                (action_uid, resource, context)
+            }
             Action::Http(http) => {
                 let resource =
                     http_path_entities(&target.name, &http.path, &target_uid, &mut entities)?;
@@ -874,11 +938,78 @@ fn http_path_entities(
     uids.pop().ok_or_else(|| "empty HTTP path".to_owned())
 }
 
+/// The resource of a Kubernetes request: a `K8s::Resource` with its attributes, in
+/// `K8s::Namespace::"<target>/<namespace>"` when namespaced, and in the target.
+fn k8s_entities(
+    target: &str,
+    k: &K8sAction,
+    target_uid: &EntityUid,
+    entities: &mut Vec<Entity>,
+) -> Result<EntityUid, String> {
+    let ty = |name: &str| EntityTypeName::from_str(name).map_err(|e| e.to_string());
+    let mut parents = HashSet::from([target_uid.clone()]);
+    if !k.namespace.is_empty() {
+        let ns = EntityUid::from_type_name_and_id(
+            ty("K8s::Namespace")?,
+            EntityId::new(format!("{target}/{}", k.namespace)),
+        );
+        entities.push(Entity::new_no_attrs(
+            ns.clone(),
+            HashSet::from([target_uid.clone()]),
+        ));
+        parents.insert(ns);
+    }
+    // The id names the request's object in full, so that two requests share an
+    // entity only when they are about the same thing.
+    let id = format!(
+        "{target}/{}/{}/{}/{}/{}",
+        k.namespace, k.group, k.resource, k.subresource, k.name
+    );
+    let uid = EntityUid::from_type_name_and_id(ty("K8s::Resource")?, EntityId::new(id));
+    let attrs = HashMap::from(
+        [
+            ("group", &k.group),
+            ("resource", &k.resource),
+            ("subresource", &k.subresource),
+            ("namespace", &k.namespace),
+            ("name", &k.name),
+        ]
+        .map(|(key, value)| {
+            (
+                key.to_owned(),
+                RestrictedExpression::new_string(value.clone()),
+            )
+        }),
+    );
+    entities.push(Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?);
+    Ok(uid)
+}
+
 /// `DELETE on public.orders`, `CALL of pg_terminate_backend`, `connecting to shop`,
 /// `POST /billing/v1/refunds`.
 pub fn describe(action: &Action, target: &TargetRef) -> String {
     match action {
         Action::Connect => format!("connecting to target \"{}\"", target.name),
+        Action::K8s(k) if k.verb == "discover" => {
+            format!("discovery ({}) on cluster \"{}\"", k.path, target.name)
+        }
+        Action::K8s(k) => {
+            let mut what = match (k.group.as_str(), k.subresource.as_str()) {
+                ("", "") => k.resource.clone(),
+                ("", sub) => format!("{}/{sub}", k.resource),
+                (g, "") => format!("{}.{g}", k.resource),
+                (g, sub) => format!("{}.{g}/{sub}", k.resource),
+            };
+            if !k.name.is_empty() {
+                what.push_str(&format!(" \"{}\"", k.name));
+            }
+            // A namespace's own request names it already.
+            let is_the_namespace = k.resource == "namespaces" && k.subresource.is_empty();
+            if !k.namespace.is_empty() && !is_the_namespace {
+                what.push_str(&format!(" in namespace \"{}\"", k.namespace));
+            }
+            format!("{} {what} on cluster \"{}\"", k.verb, target.name)
+        }
         Action::Http(http) => format!(
             "{} /{}{}{}",
             http.method.to_uppercase(),

@@ -12,6 +12,35 @@ pub enum Action {
     Sql(SqlAction),
     /// One HTTP request (or WebSocket upgrade) to an HTTP target.
     Http(HttpAction),
+    /// One Kubernetes API request, as the API server's request info names it.
+    K8s(K8sAction),
+}
+
+/// One Kubernetes API request as policy sees it: the API server's verb on a resource
+/// (or a non-resource path, verb `discover`), with the facts of a write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct K8sAction {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`;
+    /// `discover` for a non-resource request (`/version`, `/apis`, `/openapi/v2`).
+    pub verb: String,
+    /// The API group, `""` for the core group.
+    pub group: String,
+    /// The resource (`pods`), `""` for a non-resource request.
+    pub resource: String,
+    /// The subresource (`exec`, `log`, `status`), or `""`.
+    pub subresource: String,
+    /// The namespace, `""` when cluster-scoped (for `namespaces/foo` itself: `foo`).
+    pub namespace: String,
+    /// The object's name, `""` for a collection.
+    pub name: String,
+    /// For a non-resource request: its path.
+    pub path: String,
+    /// For a write: the object's `kind` from its body, else `""`.
+    pub kind: String,
+    /// For a write: the object's labels as `key=value`, sorted.
+    pub labels: Vec<String>,
+    /// For `pods/exec` and `pods/attach`: the command, its words joined by spaces.
+    pub command: String,
 }
 
 /// One HTTP request as policy sees it: its method on a normalised path, with the facts

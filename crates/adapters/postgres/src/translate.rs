@@ -156,6 +156,7 @@ fn summarize_action(a: &Action) -> String {
             SqlObject::Function { schema: None, name } => format!("{} {name}", sql.kind),
         },
         Action::Http(http) => format!("{} /{}", http.method, http.path),
+        Action::K8s(k) => format!("{} {}/{}", k.verb, k.resource, k.name),
     }
 }
 

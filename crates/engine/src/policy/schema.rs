@@ -1,5 +1,6 @@
 //! The Cedar schema Airlock generates: the entity types, the actions (one per SQL kind,
-//! one per HTTP method, plus `connect`), and the context every action carries. `airlock policy schema`
+//! one per HTTP method, one per Kubernetes verb, plus `connect`), and the context every
+//! action carries. `airlock policy schema`
 //! prints it; policies are validated against it in strict mode.
 
 use cedar_policy::Schema;
@@ -129,6 +130,30 @@ pub const HTTP_METHOD_GROUPS: &[(&str, &[&str])] = &[
     ("write", &["post", "put", "patch", "delete"]),
 ];
 
+/// The Kubernetes API server's verbs, and `discover` for non-resource requests
+/// (`/version`, `/apis`, `/openapi/v2`), which kubectl needs before any command.
+pub const K8S_VERBS: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "discover",
+];
+
+/// Kubernetes verb groups: `K8s::Action::"read"` and `"write"`; `discover` is in
+/// neither.
+pub const K8S_VERB_GROUPS: &[(&str, &[&str])] = &[
+    ("read", &["get", "list", "watch"]),
+    (
+        "write",
+        &["create", "update", "patch", "delete", "deletecollection"],
+    ),
+];
+
 fn group_of(kind: &str) -> Option<&'static str> {
     ACTION_GROUPS
         .iter()
@@ -162,6 +187,25 @@ pub fn schema_text() -> String {
             .unwrap_or_default();
         http_actions.push_str(&format!(
             "  action \"{method}\"{member} appliesTo {{ principal: [Agent], resource: [Path], context: Request }};\n"
+        ));
+    }
+    let mut k8s_actions = String::new();
+    for (group, _) in K8S_VERB_GROUPS {
+        k8s_actions.push_str(&format!("  action \"{group}\";\n"));
+    }
+    for verb in K8S_VERBS {
+        let member = K8S_VERB_GROUPS
+            .iter()
+            .find(|(_, verbs)| verbs.contains(verb))
+            .map(|(g, _)| format!(" in [\"{g}\"]"))
+            .unwrap_or_default();
+        let resource = if *verb == "discover" {
+            "Target"
+        } else {
+            "Resource"
+        };
+        k8s_actions.push_str(&format!(
+            "  action \"{verb}\"{member} appliesTo {{ principal: [Agent], resource: [{resource}], context: Request }};\n"
         ));
     }
     format!(
@@ -233,6 +277,31 @@ namespace Http {{
   // Groups (read: get, head, options; write: post, put, patch, delete), then one action
   // per method; others and "websocket" are in no group.
 {http_actions}}}
+
+namespace K8s {{
+  // A namespace of a cluster target: `K8s::Namespace::"cluster/kube-system"`.
+  entity Namespace in [Target];
+  // The object of a Kubernetes request, as the API server's request info names it.
+  entity Resource in [Namespace, Target] = {{
+    "group": String,        // "" for the core group
+    "resource": String,     // "pods", "namespaces", "deployments"
+    "subresource": String,  // "" or "exec", "log", "status", ...
+    "namespace": String,    // "" when cluster-scoped ("foo" for namespaces/foo itself)
+    "name": String,         // "" for a collection
+  }};
+
+  // Facts about the request.
+  type Request = {{
+    "verb": String,         // the API server's verb ("discover" for non-resource requests)
+    "path": String,         // a non-resource request's path ("/version"), else ""
+    "kind": String,         // a write's object kind from its body ("Deployment"), else ""
+    "labels": Set<String>,  // a write's object labels as "key=value"
+    "command": String,      // pods/exec and pods/attach: the command, words joined by spaces
+  }};
+
+  // Groups (read: get, list, watch; write: create, update, patch, delete,
+  // deletecollection), then one action per verb; "discover" is on the target.
+{k8s_actions}}}
 "#
     )
 }

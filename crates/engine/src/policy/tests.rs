@@ -558,3 +558,98 @@ fn http_paths_and_sql_tables_of_the_same_target_do_not_mix() {
         Decision::Deny { .. }
     ));
 }
+
+fn cluster() -> TargetRef {
+    TargetRef {
+        name: "cluster".into(),
+        kind: airlock_model::TargetKind::Postgres,
+    }
+}
+
+fn k8s(verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> Action {
+    Action::K8s(K8sAction {
+        verb: verb.into(),
+        group: group.into(),
+        resource: resource.into(),
+        subresource: String::new(),
+        namespace: namespace.into(),
+        name: name.into(),
+        path: String::new(),
+        kind: String::new(),
+        labels: Vec::new(),
+        command: String::new(),
+    })
+}
+
+const K8S: &str = r#"
+@id("discovery")
+permit(principal in Group::"ai-agents", action == K8s::Action::"discover", resource == Target::"cluster");
+@id("read")
+permit(principal in Group::"ai-agents", action in K8s::Action::"read", resource in Target::"cluster");
+@id("deploy")
+permit(principal in Group::"ai-agents", action in K8s::Action::"write", resource in Target::"cluster")
+  when { resource.group == "apps" && resource.resource == "deployments" };
+@id("no-namespace-deletes")
+@reason("namespaces are deleted by people")
+forbid(principal, action == K8s::Action::"delete", resource)
+  when { resource.resource == "namespaces" };
+@id("no-kube-system-writes")
+forbid(principal, action in K8s::Action::"write", resource in K8s::Namespace::"cluster/kube-system");
+"#;
+
+#[test]
+fn kubernetes_requests_are_decided_on_verbs_resources_and_namespaces() {
+    let e = engine(K8S);
+    let p = agent(&["ai-agents"]);
+    let d = |a: Action| e.decide(&p, &cluster(), &a, &NoCatalog).decision;
+    let discover = Action::K8s(K8sAction {
+        path: "/version".into(),
+        ..match k8s("discover", "", "", "", "") {
+            Action::K8s(k) => k,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(d(discover), Decision::Allow);
+    assert_eq!(d(k8s("list", "", "pods", "default", "")), Decision::Allow);
+    assert_eq!(d(k8s("watch", "", "configmaps", "", "")), Decision::Allow);
+    assert_eq!(
+        d(k8s("delete", "apps", "deployments", "default", "web")),
+        Decision::Allow
+    );
+    match d(k8s("delete", "", "namespaces", "foo", "foo")) {
+        Decision::Deny { reason } => {
+            assert!(
+                reason.contains("delete namespaces \"foo\" on cluster \"cluster\""),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("\"no-namespace-deletes\": namespaces are deleted by people"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        d(k8s("patch", "apps", "deployments", "kube-system", "coredns")),
+        Decision::Deny { reason } if reason.contains("no-kube-system-writes")
+    ));
+    match d(k8s("create", "", "pods", "default", "")) {
+        Decision::Deny { reason } => assert!(
+            reason.contains("permitted there: get, list, watch"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Without a group, nothing, not even discovery.
+    let outsider = agent(&[]);
+    assert!(matches!(
+        e.decide(
+            &outsider,
+            &cluster(),
+            &k8s("get", "", "pods", "default", "x"),
+            &NoCatalog
+        )
+        .decision,
+        Decision::Deny { .. }
+    ));
+}
