@@ -55,7 +55,7 @@ fn rebase(config: &mut Config, base: &Path) {
         pg.tls_key.as_mut().map(join);
     }
     for t in &mut config.targets {
-        if let Some(secret) = t.credential_mut() {
+        for secret in t.secret_refs_mut() {
             secret.rebase(base);
         }
         t.ca_file.as_mut().map(join);
@@ -367,7 +367,7 @@ const NAME_RULE: &str = "must be non-empty and use only letters, digits, '-', '_
 fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), String> {
     let has_listener = match t.kind {
         TargetKindConfig::Postgres => config.postgres.is_some(),
-        TargetKindConfig::Http => config.http.is_some(),
+        TargetKindConfig::Http | TargetKindConfig::Kubernetes => config.http.is_some(),
     };
     if !has_listener {
         return Err(format!(
@@ -386,6 +386,14 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
             }
             if t.url.is_some() || t.auth.is_some() || t.capture_bytes != 0 {
                 return Err("url, auth and capture_bytes are for kind = \"http\" targets".into());
+            }
+            if t.token.is_some()
+                || t.client_cert.is_some()
+                || t.client_key.is_some()
+                || t.impersonate
+                || t.insecure_skip_verify
+            {
+                return Err("token, client_cert, client_key, impersonate and insecure_skip_verify are for kind = \"kubernetes\" targets".into());
             }
         }
         TargetKindConfig::Http => {
@@ -419,6 +427,43 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
             if t.capture_bytes > 64 * 1024 {
                 return Err("capture_bytes is at most 65536".into());
             }
+            if t.token.is_some()
+                || t.client_cert.is_some()
+                || t.client_key.is_some()
+                || t.impersonate
+                || t.insecure_skip_verify
+            {
+                return Err("token, client_cert, client_key, impersonate and insecure_skip_verify are for kind = \"kubernetes\" targets; an http target has auth".into());
+            }
+        }
+        TargetKindConfig::Kubernetes => {
+            let Some(url) = &t.url else {
+                return Err("a kubernetes target needs url = \"https://<api server>\"".into());
+            };
+            check_http_url(url)?;
+            if !t.host.is_empty()
+                || !t.database.is_empty()
+                || !t.user.is_empty()
+                || t.password.is_some()
+                || t.auth.is_some()
+            {
+                return Err("host, database, user, password and auth are for other kinds; a kubernetes target has url, token (or client_cert and client_key), ca_file".into());
+            }
+            match (&t.token, &t.client_cert, &t.client_key) {
+                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                _ => return Err("a kubernetes target needs exactly one credential: token = \"file:/run/secrets/token\", or client_cert and client_key".into()),
+            }
+            if url.starts_with("http://") && !t.insecure_skip_verify {
+                return Err(format!(
+                    "url `{url}`: an API server is reached over https://"
+                ));
+            }
+            if t.insecure_skip_verify && t.ca_file.is_some() {
+                return Err("give ca_file or insecure_skip_verify = true, not both".into());
+            }
+            if t.capture_bytes > 64 * 1024 {
+                return Err("capture_bytes is at most 65536".into());
+            }
         }
     }
     Ok(())
@@ -428,6 +473,7 @@ fn kind_name(kind: TargetKindConfig) -> &'static str {
     match kind {
         TargetKindConfig::Postgres => "postgres",
         TargetKindConfig::Http => "http",
+        TargetKindConfig::Kubernetes => "kubernetes",
     }
 }
 
@@ -676,5 +722,49 @@ auth = { bearer = "env:BILLING_TOKEN" }
             "auth = { header = \"Bad Header\", value = \"env:B\" }",
         );
         assert!(e.contains("not a valid header name"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_targets_are_checked() {
+        let k8s = HTTP.replace(
+            "kind = \"http\"\nurl = \"http://127.0.0.1:18081/api\"\nauth = { bearer = \"env:BILLING_TOKEN\" }",
+            "kind = \"kubernetes\"\nurl = \"https://127.0.0.1:16443\"\nca_file = \"ca.pem\"\ntoken = \"file:sa-token\"",
+        );
+        assert_ne!(k8s, HTTP);
+        let c = parse(&k8s).unwrap();
+        assert_eq!(c.targets[0].kind, TargetKindConfig::Kubernetes);
+        assert_eq!(
+            c.targets[0].credential(),
+            Some(&crate::SecretRef::File("/etc/airlock/sa-token".into()))
+        );
+        let err = |from: &str, to: &str| {
+            let text = k8s.replace(from, to);
+            assert_ne!(text, k8s, "{from}");
+            parse(&text).unwrap_err().to_string()
+        };
+        let e = err(
+            "token = \"file:sa-token\"",
+            "token = \"file:t\"\nclient_cert = \"file:c\"\nclient_key = \"file:k\"",
+        );
+        assert!(e.contains("exactly one credential"), "{e}");
+        let e = err("token = \"file:sa-token\"", "");
+        assert!(e.contains("exactly one credential"), "{e}");
+        let e = err("https://127.0.0.1:16443", "http://127.0.0.1:16443");
+        assert!(e.contains("https://"), "{e}");
+        let e = err(
+            "ca_file = \"ca.pem\"",
+            "ca_file = \"ca.pem\"\ninsecure_skip_verify = true",
+        );
+        assert!(e.contains("not both"), "{e}");
+        let e = err(
+            "[http]\nlisten = \"127.0.0.1:18443\"\n",
+            "[api]\nlisten = \"127.0.0.1:18080\"\n",
+        );
+        assert!(e.contains("[http]"), "{e}");
+        // HTTP targets do not take Kubernetes keys.
+        let e = parse(&HTTP.replace("auth = {", "impersonate = true\nauth = {"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("for kind = \"kubernetes\""), "{e}");
     }
 }

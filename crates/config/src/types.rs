@@ -451,6 +451,23 @@ pub struct TargetConfig {
     /// them) in its event; 0 records none.
     #[serde(default)]
     pub capture_bytes: usize,
+    /// Kubernetes: the bearer token Airlock presents to the API server.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// Kubernetes: a client certificate (PEM) instead of a token, with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<SecretRef>,
+    /// Kubernetes: the client certificate's private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<SecretRef>,
+    /// Kubernetes: skip verifying the API server's certificate (only by explicit choice;
+    /// `ca_file` is the way).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Kubernetes: add `Impersonate-User`/`Impersonate-Group` with the agent's identity,
+    /// so that the API server's RBAC and audit see the agent.
+    #[serde(default)]
+    pub impersonate: bool,
     /// TLS to the server, with libpq's meanings.
     #[serde(default)]
     pub sslmode: SslMode,
@@ -526,15 +543,45 @@ impl TargetConfig {
         match self.kind {
             TargetKindConfig::Postgres => self.password.as_ref().map(|p| p.get_ref()),
             TargetKindConfig::Http => self.auth.as_ref().and_then(HttpAuthConfig::secret),
+            TargetKindConfig::Kubernetes => self.token.as_ref().or(self.client_key.as_ref()),
         }
     }
 
-    /// The credential reference, mutably (to resolve relative paths).
-    pub(crate) fn credential_mut(&mut self) -> Option<&mut SecretRef> {
-        match self.kind {
-            TargetKindConfig::Postgres => self.password.as_mut().map(|p| p.get_mut()),
-            TargetKindConfig::Http => self.auth.as_mut().and_then(HttpAuthConfig::secret_mut),
+    /// Every secret reference of the target (its credential, and a client
+    /// certificate's), to check and watch.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        let mut refs: Vec<&SecretRef> = Vec::new();
+        if let Some(p) = &self.password {
+            refs.push(p.get_ref());
         }
+        if let Some(s) = self.auth.as_ref().and_then(HttpAuthConfig::secret) {
+            refs.push(s);
+        }
+        refs.extend(
+            [&self.token, &self.client_cert, &self.client_key]
+                .into_iter()
+                .filter_map(Option::as_ref),
+        );
+        refs
+    }
+
+    /// Every secret reference of the target, mutably (to resolve relative paths).
+    pub fn secret_refs_mut(&mut self) -> Vec<&mut SecretRef> {
+        let mut refs: Vec<&mut SecretRef> = Vec::new();
+        if let Some(p) = self.password.as_mut() {
+            refs.push(p.get_mut());
+        }
+        if let Some(a) = self.auth.as_mut()
+            && let Some(s) = a.secret_mut()
+        {
+            refs.push(s);
+        }
+        refs.extend(
+            [&mut self.token, &mut self.client_cert, &mut self.client_key]
+                .into_iter()
+                .filter_map(Option::as_mut),
+        );
+        refs
     }
 }
 
@@ -546,6 +593,8 @@ pub enum TargetKindConfig {
     Postgres,
     /// An HTTP API.
     Http,
+    /// A Kubernetes API server.
+    Kubernetes,
 }
 
 impl TargetKindConfig {
@@ -553,7 +602,7 @@ impl TargetKindConfig {
     pub fn listener_section(self) -> &'static str {
         match self {
             TargetKindConfig::Postgres => "[postgres]",
-            TargetKindConfig::Http => "[http]",
+            TargetKindConfig::Http | TargetKindConfig::Kubernetes => "[http]",
         }
     }
 }

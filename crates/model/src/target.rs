@@ -10,6 +10,8 @@ pub enum TargetKind {
     Postgres,
     /// An HTTP API, reached under `https://<listener>/<target>/`.
     Http,
+    /// A Kubernetes API server, reached through the HTTP listener like an HTTP API.
+    Kubernetes,
 }
 
 impl TargetKind {
@@ -18,6 +20,7 @@ impl TargetKind {
         match self {
             TargetKind::Postgres => "postgres",
             TargetKind::Http => "http",
+            TargetKind::Kubernetes => "kubernetes",
         }
     }
 }

@@ -11,12 +11,14 @@ mod airlock;
 mod clients;
 mod http;
 mod idp;
+mod kube;
 mod postgres;
 
 pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
 pub use clients::{PsqlOutput, psql, python};
 pub use http::{HttpApi, Nginx, UP_APIKEY, UP_BASIC, UP_BEARER, nginx_bin};
 pub use idp::Idp;
+pub use kube::{Kube, kube_apiserver_bin, kubectl};
 pub use postgres::{APP_PASSWORD, Postgres, unrelated_ca_pem};
 
 use std::collections::BTreeSet;

@@ -101,6 +101,14 @@ impl Conn {
         detail: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Arc<Slot>, OpenError> {
         let key = (target.to_owned(), Sha256::digest(token.as_bytes()).into());
+        // Kubernetes targets are served by this listener too.
+        let kind = state
+            .gateway
+            .runtime()
+            .target(target)
+            .map(|t| t.model.kind)
+            .filter(|k| *k == TargetKind::Kubernetes)
+            .unwrap_or(TargetKind::Http);
         let mut slots = self.slots.lock().await;
         if let Some(slot) = slots.get(&key) {
             return Ok(slot.clone());
@@ -108,7 +116,7 @@ impl Conn {
         let session = state
             .gateway
             .open_session(ConnectRequest {
-                kind: TargetKind::Http,
+                kind,
                 target: target.to_owned(),
                 credential: Secret::new(token.to_owned()),
                 client_addr: self.peer,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use airlock_engine::policy::{HTTP_METHODS, NoCatalog};
-use airlock_model::{Action, Decision, EventKind, Verdict};
+use airlock_model::{Action, Decision, EventKind, TargetKind, Verdict};
 use airlock_session::{ConnectRefusal, EventDraft, HoldFailure, HoldOutcome, HoldTicket};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -25,6 +25,7 @@ use crate::body::{BodyError, FilteredBody, ResponseBody, ResponseBodyExt};
 use crate::conn::{Conn, OpenError, Slot};
 use crate::headers::{self, LocationRewrite, RequestFacts};
 use crate::inspect;
+use crate::k8s;
 use crate::mask;
 use crate::problem::{self, Problem};
 use crate::route::{self, RouteError};
@@ -35,8 +36,15 @@ pub async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    // Airlock's own answers to a Kubernetes target are `Status` objects (kubectl
+    // prints their message); everything else gets RFC 9457 problems.
+    let kubernetes = route::route(req.uri().path())
+        .ok()
+        .and_then(|r| state.gateway.runtime().target(&r.target))
+        .is_some_and(|t| t.model.kind == TargetKind::Kubernetes);
     match serve(&state, &conn, req).await {
         Ok(response) => response,
+        Err(problem) if kubernetes => k8s::status(&problem),
         Err(problem) => problem.response(),
     }
 }
@@ -107,7 +115,7 @@ async fn serve(
         mut body,
         mut buffered,
         fields,
-    } = match prepare(state, &token, req).await {
+    } = match prepare(state, &token, req, slot.session.target().model.kind).await {
         Ok(p) => p,
         Err(refusal) => {
             let detail = json!({ "path": route.path.as_str() });
@@ -116,13 +124,34 @@ async fn serve(
         }
     };
     let listener = &state.listener;
-    let action = inspect::action(
-        &method,
-        &route,
-        query.as_deref().unwrap_or(""),
-        &media_type,
-        fields,
-    );
+    let kind = slot.session.target().model.kind;
+    let (action, k8s_request) = if kind == TargetKind::Kubernetes {
+        let inspected = k8s::refuse_impersonation(&parts.headers).and_then(|()| {
+            k8s::inspect(
+                &parts.method,
+                route.path.as_str(),
+                query.as_deref().unwrap_or(""),
+                buffered.as_deref(),
+            )
+        });
+        match inspected {
+            Ok(r) => (Action::K8s(r.action.clone()), Some(r)),
+            Err(refusal) => {
+                let detail = json!({ "path": route.path.as_str() });
+                record_refusal(&slot, &shown_raw, None, detail, &refusal).await?;
+                return Err(refusal);
+            }
+        }
+    } else {
+        let a = inspect::action(
+            &method,
+            &route,
+            query.as_deref().unwrap_or(""),
+            &media_type,
+            fields,
+        );
+        (Action::Http(a), None)
+    };
     let shown = format!(
         "{} /{}{}{}",
         method.to_uppercase(),
@@ -135,17 +164,48 @@ async fn serve(
     );
     let verdict = slot
         .session
-        .decide(&[Action::Http(action.clone())], &NoCatalog);
+        .decide(std::slice::from_ref(&action), &NoCatalog);
     slot.outcome_recorded().await;
     let mut request_detail = json!({
         "method": method,
         "path": route.path.as_str(),
         "query": query,
         "content_type": media_type,
-        "body_fields": action.body_fields,
+        "body_fields": match &action {
+            Action::Http(a) => a.body_fields.clone(),
+            _ => Vec::new(),
+        },
         "policies": verdict.policies,
         "policy_version": verdict.policy_version,
     });
+    if let (Some(r), Some(map)) = (&k8s_request, request_detail.as_object_mut()) {
+        let a = &r.action;
+        map.insert(
+            "kubernetes".into(),
+            json!({
+                "verb": a.verb,
+                "group": a.group,
+                "version": r.info.api_version,
+                "resource": a.resource,
+                "subresource": a.subresource,
+                "namespace": a.namespace,
+                "name": a.name,
+                "kind": a.kind,
+                "command": a.command,
+            }),
+        );
+        // kubectl names each invocation: its requests are grouped by it for a reader.
+        if let Some(id) = parts
+            .headers
+            .get("kubectl-session")
+            .and_then(|v| v.to_str().ok())
+        {
+            map.insert(
+                "kubectl_session".into(),
+                id.chars().take(64).collect::<String>().into(),
+            );
+        }
+    }
     let mut approval_id = None;
     match &verdict.decision {
         Decision::Allow => {}
@@ -262,9 +322,12 @@ async fn serve(
         state,
         conn,
         &slot,
-        parts,
-        route,
-        query,
+        Forwarded {
+            parts,
+            route,
+            query,
+            k8s: k8s_request,
+        },
         &token,
         upstream_body,
         websocket,
@@ -295,6 +358,7 @@ async fn prepare(
     state: &AdapterState,
     token: &str,
     req: Request<Incoming>,
+    kind: TargetKind,
 ) -> Result<Prepared, Problem> {
     let query = req.uri().query().map(str::to_owned);
     if let Some(q) = &query
@@ -332,7 +396,9 @@ async fn prepare(
     let mut body = Some(body);
     let mut buffered = None;
     let mut fields = Vec::new();
-    if inspect::is_json(&media_type) {
+    // A Kubernetes write is read too, JSON or YAML: its object's kind and labels.
+    let k8s_write = kind == TargetKind::Kubernetes && k8s::wants_body(&parts.method);
+    if inspect::is_json(&media_type) || k8s_write {
         let bytes = read_limited(body.take(), limit).await.map_err(|over| {
             if over {
                 Problem::new(
@@ -560,19 +626,32 @@ async fn read_limited(body: Option<Incoming>, limit: usize) -> Result<Bytes, boo
     }
 }
 
+/// What is forwarded: the agent's request head, where it goes, and for a Kubernetes
+/// target how the API server reads it.
+struct Forwarded {
+    parts: hyper::http::request::Parts,
+    route: route::Route,
+    query: Option<String>,
+    k8s: Option<k8s::K8sRequest>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &AdapterState,
     conn: &Conn,
     slot: &Arc<Slot>,
-    parts: hyper::http::request::Parts,
-    route: route::Route,
-    query: Option<String>,
+    forwarded: Forwarded,
     token: &str,
     body: ResponseBody,
     websocket: bool,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Problem> {
+    let Forwarded {
+        parts,
+        route,
+        query,
+        k8s: k8s_request,
+    } = forwarded;
     let target_name = route.target.clone();
     let client = state
         .clients
@@ -597,6 +676,13 @@ async fn forward(
             .map_err(|e| problem::bad_request(format!("airlock: {e}")))?;
     if let Some((name, value)) = &slot.credential.header {
         out_headers.insert(name.clone(), value.clone());
+    }
+    if k8s_request.is_some() {
+        let target = slot.session.target();
+        k8s::upstream_headers(
+            &mut out_headers,
+            target.config.impersonate.then(|| slot.session.principal()),
+        );
     }
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
@@ -648,7 +734,10 @@ async fn forward(
         conn.upgraded(relay);
         return Ok(response);
     }
-    respond(slot, response, &rewrite, head, started).await
+    let secrets = k8s_request
+        .as_ref()
+        .map(|r| (r.action.resource == "secrets", r.watch));
+    respond(slot, response, &rewrite, head, secrets, started).await
 }
 
 /// The agent's request body failed while it streamed to the upstream.
@@ -705,6 +794,8 @@ async fn respond(
     response: Response<Incoming>,
     rewrite: &LocationRewrite<'_>,
     head: bool,
+    // A Kubernetes response: whether it is about Secrets, and whether it is a watch.
+    kubernetes: Option<(bool, bool)>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Problem> {
     let (parts, body) = response.into_parts();
@@ -778,6 +869,15 @@ async fn respond(
     let masked = masking.is_some();
     if let Some(m) = masking {
         filters.push(m);
+    }
+    // Secrets are masked whatever the masking rules say, after them: their values
+    // never reach an agent, and the object stays valid for kubectl (`data` values are
+    // still Base64).
+    if let Some((true, watch)) = kubernetes
+        && !bodyless
+        && inspect::is_json(&content_type)
+    {
+        filters.push(Box::new(k8s::secrets::SecretFilter::new(true, watch)));
     }
     let length_kept = filters.is_empty();
     let (headers, scrubbed_headers) = headers::agent_response(

@@ -19,6 +19,7 @@ mod decode;
 mod handler;
 mod headers;
 mod inspect;
+mod k8s;
 mod mask;
 mod problem;
 mod route;

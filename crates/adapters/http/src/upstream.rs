@@ -78,6 +78,9 @@ pub struct Credential {
 
 /// The injected header of `target` and the needles to scrub.
 pub fn credential(target: &Target) -> Result<Credential, String> {
+    if target.model.kind == airlock_model::TargetKind::Kubernetes {
+        return kubernetes_credential(target);
+    }
     let Some(auth) = &target.config.auth else {
         return Ok(Credential {
             header: None,
@@ -125,6 +128,29 @@ pub fn credential(target: &Target) -> Result<Credential, String> {
     })
 }
 
+/// A Kubernetes target's bearer token (a client certificate is presented in the TLS
+/// handshake instead, see [`Clients`]).
+fn kubernetes_credential(target: &Target) -> Result<Credential, String> {
+    if target.config.token.is_none() {
+        return Ok(Credential {
+            header: None,
+            scrubber: Scrubber::new(Vec::new()),
+        });
+    }
+    let secret = target.credential.expose();
+    let mut value = HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
+        format!(
+            "target `{}`: its token cannot be sent in an HTTP header",
+            target.model.name
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(Credential {
+        header: Some((hyper::header::AUTHORIZATION, value)),
+        scrubber: Scrubber::new(vec![secret.as_bytes().to_vec(), percent_encoded(secret)]),
+    })
+}
+
 /// The credential as it would appear in a URL.
 fn percent_encoded(secret: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(secret.len());
@@ -148,14 +174,28 @@ pub struct Clients {
 struct ClientKey {
     ca_file: Option<std::path::PathBuf>,
     connect_timeout: Duration,
+    insecure_skip_verify: bool,
+    /// A digest of the client certificate and key, when the target presents one (so a
+    /// rotated pair builds a new client; the pair itself is not kept in the key).
+    client_identity: Option<[u8; 32]>,
 }
 
 impl Clients {
     /// The client for `target` (built on first use, rebuilt when its TLS settings change).
     pub fn for_target(&self, target: &Target) -> Result<UpstreamClient, String> {
+        let identity = target.client_cert.as_ref().map(|cert| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(cert.expose().as_bytes());
+            h.update([0]);
+            h.update(target.credential.expose().as_bytes());
+            h.finalize().into()
+        });
         let key = ClientKey {
             ca_file: target.config.ca_file.clone(),
             connect_timeout: target.config.connect_timeout,
+            insecure_skip_verify: target.config.insecure_skip_verify,
+            client_identity: identity,
         };
         let mut clients = self
             .clients
@@ -166,13 +206,13 @@ impl Clients {
         {
             return Ok(c.clone());
         }
-        let client = build(&key)?;
+        let client = build(&key, target)?;
         clients.insert(target.model.name.clone(), (key, client.clone()));
         Ok(client)
     }
 }
 
-fn build(key: &ClientKey) -> Result<UpstreamClient, String> {
+fn build(key: &ClientKey, target: &Target) -> Result<UpstreamClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     match &key.ca_file {
         Some(path) => {
@@ -188,13 +228,33 @@ fn build(key: &ClientKey) -> Result<UpstreamClient, String> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if key.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let tls = match &target.client_cert {
+        Some(cert) => {
+            use rustls_pki_types::pem::PemObject;
+            let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert.expose().as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client_cert: {e}"))?;
+            let private = rustls_pki_types::PrivateKeyDer::from_pem_slice(
+                target.credential.expose().as_bytes(),
+            )
+            .map_err(|e| format!("client_key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| format!("client_cert and client_key: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(key.connect_timeout));
@@ -208,6 +268,56 @@ fn build(key: &ClientKey) -> Result<UpstreamClient, String> {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .build(connector))
+}
+
+/// `insecure_skip_verify = true`: the upstream's certificate is not checked (an explicit
+/// choice in the configuration; signatures of the handshake still are).
+#[derive(Debug)]
+struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

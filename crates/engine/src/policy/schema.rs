@@ -130,7 +130,8 @@ pub const HTTP_METHOD_GROUPS: &[(&str, &[&str])] = &[
     ("write", &["post", "put", "patch", "delete"]),
 ];
 
-/// The Kubernetes API server's verbs, and `discover` for non-resource requests
+/// The Kubernetes API server's verbs (`proxy` for the deprecated `/proxy/` paths), and
+/// `discover` for non-resource requests
 /// (`/version`, `/apis`, `/openapi/v2`), which kubectl needs before any command.
 pub const K8S_VERBS: &[&str] = &[
     "get",
@@ -141,6 +142,7 @@ pub const K8S_VERBS: &[&str] = &[
     "patch",
     "delete",
     "deletecollection",
+    "proxy",
     "discover",
 ];
 

@@ -96,7 +96,9 @@ impl Session {
     pub(crate) fn held_noun(&self) -> (&'static str, &'static str) {
         match self.target().model.kind {
             airlock_model::TargetKind::Postgres => ("statement", "run"),
-            airlock_model::TargetKind::Http => ("request", "sent"),
+            airlock_model::TargetKind::Http | airlock_model::TargetKind::Kubernetes => {
+                ("request", "sent")
+            }
         }
     }
 }

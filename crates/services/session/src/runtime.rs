@@ -20,8 +20,11 @@ pub struct Target {
     /// Its configuration.
     pub config: TargetConfig,
     /// The credential Airlock logs in with (the PostgreSQL password; an HTTP target's
-    /// bearer token, header value or basic password). Never leaves the gateway.
+    /// bearer token, header value or basic password; a Kubernetes token or client key).
+    /// Never leaves the gateway.
     pub credential: Secret,
+    /// A Kubernetes target's client certificate (PEM), when it authenticates with one.
+    pub client_cert: Option<Secret>,
 }
 
 /// Why a snapshot could not be built.
@@ -91,9 +94,19 @@ impl Runtime {
                 }
                 None => Secret::new(String::new()),
             };
+            let client_cert = t
+                .client_cert
+                .as_ref()
+                .map(airlock_vault::resolve)
+                .transpose()
+                .map_err(|source| RuntimeError::Secret {
+                    target: t.name().to_owned(),
+                    error: source,
+                })?;
             let kind = match t.kind {
                 TargetKindConfig::Postgres => TargetKind::Postgres,
                 TargetKindConfig::Http => TargetKind::Http,
+                TargetKindConfig::Kubernetes => TargetKind::Kubernetes,
             };
             targets.insert(
                 t.name().to_owned(),
@@ -104,6 +117,7 @@ impl Runtime {
                     },
                     config: t.clone(),
                     credential,
+                    client_cert,
                 }),
             );
         }

@@ -223,7 +223,7 @@ pub fn config_uses_stored(config: &Config) -> bool {
     config
         .targets
         .iter()
-        .any(|t| t.credential().is_some_and(stored))
+        .any(|t| t.secret_refs().into_iter().any(stored))
         || config
             .masking
             .iter()

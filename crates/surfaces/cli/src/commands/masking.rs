@@ -36,7 +36,7 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
     };
     let kind = match target_config.kind {
         TargetKindConfig::Postgres => TargetKind::Postgres,
-        TargetKindConfig::Http => bail!(
+        TargetKindConfig::Http | TargetKindConfig::Kubernetes => bail!(
             "target `{}` is an HTTP target: discovery reads a PostgreSQL catalog; HTTP responses are masked by key and detector without it (see docs/http.md)",
             args.target
         ),
@@ -82,6 +82,7 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
         },
         config: target_config.clone(),
         credential: password,
+        client_cert: None,
     };
 
     let specs: Vec<DetectorSpec> = DEFAULT_ON

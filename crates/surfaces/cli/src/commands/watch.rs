@@ -38,7 +38,13 @@ pub fn fingerprint(config_path: &Path, config: &Config) -> Vec<(PathBuf, Seen)> 
         Some(SecretRef::File(p)) => Some(p.clone()),
         _ => None,
     };
-    paths.extend(config.targets.iter().filter_map(|t| file(t.credential())));
+    paths.extend(
+        config
+            .targets
+            .iter()
+            .flat_map(|t| t.secret_refs())
+            .filter_map(|r| file(Some(r))),
+    );
     paths.extend(
         config
             .masking

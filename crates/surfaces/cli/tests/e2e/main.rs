@@ -9,6 +9,7 @@
 
 mod audit;
 mod cli;
+mod cli_kubeconfig;
 mod cli_policy;
 mod http_attacks;
 mod http_holds;
@@ -16,6 +17,7 @@ mod http_masking;
 mod http_proxy;
 mod http_stream;
 mod identity;
+mod kubernetes;
 mod masking_discover;
 mod postgres_approvals;
 mod postgres_auth;

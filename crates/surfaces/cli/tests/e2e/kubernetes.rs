@@ -1,0 +1,263 @@
+//! Kubernetes through Airlock with kubectl, unchanged but for its kubeconfig, against a
+//! real kube-apiserver on etcd (`airlock_testkit::Kube`): reads, decisions as the API
+//! server routes them, `delete namespace` refused with kubectl's own Forbidden, writes
+//! in kube-system refused, impersonation refused, Secret values masked but still valid,
+//! and a held `delete deployment` approved and completed in the same kubectl.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock_testkit::{Airlock, AirlockBuilder, Kube, kubectl};
+use base64::Engine;
+use serde_json::Value;
+
+use crate::{bin, finish};
+
+const POLICY: &str = r#"
+@id("k8s-connect")
+permit(principal in Group::"ai-agents", action == Action::"connect", resource == Target::"cluster");
+@id("k8s-discover")
+permit(principal in Group::"ai-agents", action == K8s::Action::"discover", resource == Target::"cluster");
+@id("k8s-read")
+permit(principal in Group::"ai-agents", action in K8s::Action::"read", resource in Target::"cluster");
+@id("k8s-sandbox-writes")
+permit(principal in Group::"ai-agents", action in K8s::Action::"write", resource in K8s::Namespace::"cluster/sandbox");
+@id("no-namespace-deletes")
+@reason("namespaces are deleted by people")
+forbid(principal, action == K8s::Action::"delete", resource is K8s::Resource) when { resource.resource == "namespaces" };
+@id("kube-system-read-only")
+forbid(principal, action in K8s::Action::"write", resource in K8s::Namespace::"cluster/kube-system");
+@id("prod-deployment-delete-needs-dba")
+@hold("dba")
+permit(principal in Group::"ai-agents", action == K8s::Action::"delete", resource is K8s::Resource in K8s::Namespace::"cluster/prod") when { resource.resource == "deployments" };
+"#;
+
+struct Cluster {
+    gw: Airlock,
+    kube: &'static Kube,
+    kubeconfig: PathBuf,
+    token: String,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let kube = Kube::shared();
+        let gw = AirlockBuilder::new(bin())
+            .http()
+            .policy(Some(POLICY))
+            .raw_target(&format!(
+                "[[targets]]\nname = \"cluster\"\nkind = \"kubernetes\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"{}\"\ntoken = \"file:{}\"\n",
+                kube.port,
+                kube.ca_file.display(),
+                kube.airlock_token_file.display()
+            ))
+            .start();
+        let token = gw.token("crew-k8s", &["ai-agents"]);
+        let kubeconfig = gw.dir.join("agent.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: airlock, cluster: {{server: \"https://127.0.0.1:{}/cluster\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: agent, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: airlock, context: {{cluster: airlock, user: agent}}}}]\ncurrent-context: airlock\n",
+                gw.http_port,
+                gw.dir.join("data/tls/server.crt").display()
+            ),
+        )
+        .unwrap();
+        Cluster {
+            gw,
+            kube,
+            kubeconfig,
+            token,
+        }
+    }
+
+    /// kubectl as the agent, through Airlock: (success, stdout, stderr).
+    fn agent(&self, args: &[&str]) -> (bool, String, String) {
+        let out = kubectl(&self.kubeconfig, args, None);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.kube.admin(args);
+        assert!(out.status.success(), "admin kubectl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A fresh namespace (tests share the API server).
+    fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{:08x}", rand_suffix());
+        self.admin_ok(&["create", "namespace", &name]);
+        name
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+fn ensure_namespace(c: &Cluster, name: &str) {
+    let _ = c.kube.admin(&["create", "namespace", name]);
+}
+
+#[test]
+fn kubectl_reads_and_sandbox_writes_pass_and_guardrails_refuse_legibly() {
+    let c = Cluster::new();
+    ensure_namespace(&c, "sandbox");
+    let (ok, out, err) = c.agent(&["get", "namespaces", "-o", "name"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("namespace/kube-system"), "{out}");
+    let cm = format!("cm-{:08x}", rand_suffix());
+    let (ok, _, err) = c.agent(&[
+        "create",
+        "configmap",
+        &cm,
+        "-n",
+        "sandbox",
+        "--from-literal=k=v",
+    ]);
+    assert!(ok, "a write in sandbox is permitted: {err}");
+    c.admin_ok(&["get", "configmap", &cm, "-n", "sandbox"]);
+
+    let victim = c.namespace("victim");
+    let (ok, _, err) = c.agent(&["delete", "namespace", &victim]);
+    assert!(!ok);
+    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+    assert!(
+        err.contains("no-namespace-deletes") && err.contains("namespaces are deleted by people"),
+        "{err}"
+    );
+    c.admin_ok(&["get", "namespace", &victim]);
+
+    let (ok, _, err) = c.agent(&[
+        "create",
+        "configmap",
+        "x",
+        "-n",
+        "kube-system",
+        "--from-literal=a=b",
+    ]);
+    assert!(!ok && err.contains("kube-system-read-only"), "{err}");
+    // Spelled with escapes, the same namespace: read passes, write refused.
+    let url = format!(
+        "https://127.0.0.1:{}/cluster/api/v1/namespaces/kube%2Dsystem/configmaps",
+        c.gw.http_port
+    );
+    let (code, _, body) = crate::http_proxy::curl_with(&url, Some(&c.token), &[]);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = crate::http_proxy::curl_with(
+        &url,
+        Some(&c.token),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sneaky"}}"#,
+        ],
+    );
+    assert_eq!(code, 403, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Forbidden");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("kube-system-read-only")
+    );
+    let (ok, _, err) = c.agent(&["--as", "admin", "get", "pods", "-n", "sandbox"]);
+    assert!(!ok && err.contains("impersonate"), "{err}");
+
+    let s = c.gw.last_session_of("crew-k8s", "cluster");
+    assert_eq!(s["protocol"], "kubernetes");
+    let requests = crate::events_of(&s, "request");
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.to_string().contains(&c.kube.airlock_token))
+    );
+    assert!(!c.gw.log().contains(&c.kube.airlock_token));
+}
+
+#[test]
+fn secret_values_are_masked_in_get_list_yaml_and_last_applied() {
+    let c = Cluster::new();
+    let ns = c.namespace("secrets");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: {ns}\ntype: Opaque\nstringData:\n  password: hunter2-original\n  user: ada\n"
+    );
+    let out = c.kube.admin_apply(&manifest);
+    assert!(out.status.success(), "{out:?}");
+    let masked = base64::engine::general_purpose::STANDARD.encode("[REDACTED]");
+    let (ok, json, err) = c.agent(&["get", "secret", "db", "-n", &ns, "-o", "json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["data"]["password"], masked.as_str());
+    assert_eq!(v["data"]["user"], masked.as_str());
+    let applied = v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap();
+    assert!(!applied.contains("hunter2"), "{applied}");
+    let (ok, yaml, _) = c.agent(&["get", "secrets", "-n", &ns, "-o", "yaml"]);
+    assert!(ok);
+    let original = base64::engine::general_purpose::STANDARD.encode("hunter2-original");
+    assert!(
+        !yaml.contains(&original) && !yaml.contains("hunter2"),
+        "{yaml}"
+    );
+    let (ok, table, _) = c.agent(&["get", "secrets", "-n", &ns]);
+    assert!(ok && table.contains("db"), "{table}");
+    // Directly, the secret is intact: only the agent's view is masked.
+    let direct = c.admin_ok(&["get", "secret", "db", "-n", &ns, "-o", "json"]);
+    assert!(direct.contains(&original));
+}
+
+#[test]
+fn a_held_delete_deployment_completes_in_the_same_kubectl_once_approved() {
+    let c = Cluster::new();
+    ensure_namespace(&c, "prod");
+    let name = format!("web-{:08x}", rand_suffix());
+    c.admin_ok(&["create", "deployment", &name, "-n", "prod", "--image=nginx"]);
+    let dba = c.gw.token("dana", &["dba"]);
+    let held = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["delete", "deployment", &name, "-n", "prod"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let out =
+            c.gw.cli_ok(&["approvals", "list", "--status", "pending", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        if let Some(a) = v["approvals"].as_array().and_then(|a| a.first()).cloned() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no pending approval");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        pending["statement"].as_str().unwrap().contains(&name),
+        "{pending}"
+    );
+    c.admin_ok(&["get", "deployment", &name, "-n", "prod"]);
+    let out =
+        c.gw.cli(&["approve", pending["id"].as_str().unwrap(), "--token", &dba]);
+    assert!(out.status.success(), "{out:?}");
+    let (ok, stdout, stderr) = finish(held);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("deleted"), "{stdout}");
+    let gone = c.kube.admin(&["get", "deployment", &name, "-n", "prod"]);
+    assert!(!gone.status.success(), "the deployment is deleted");
+}
