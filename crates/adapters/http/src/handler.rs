@@ -108,7 +108,7 @@ async fn serve(
     .replace(&token, "[REDACTED:airlock-token]");
     let Prepared {
         query,
-        websocket,
+        upgrade,
         method,
         media_type,
         parts,
@@ -330,7 +330,7 @@ async fn serve(
         },
         &token,
         upstream_body,
-        websocket,
+        upgrade,
         started,
     )
     .await;
@@ -343,7 +343,9 @@ async fn serve(
 /// A request ready for its decision.
 struct Prepared {
     query: Option<String>,
-    websocket: bool,
+    /// An upgrade to relay: WebSocket, or for a Kubernetes target SPDY/3.1 (exec,
+    /// attach, port-forward).
+    upgrade: Option<Upgrade>,
     method: String,
     media_type: String,
     parts: hyper::http::request::Parts,
@@ -368,8 +370,8 @@ async fn prepare(
             "airlock: the query string carries your Airlock token; it was not forwarded. Send the token only in `Authorization: Bearer`.",
         ));
     }
-    let websocket = is_websocket(&req);
-    let method = if websocket {
+    let upgrade = upgrade_of(&req, kind);
+    let method = if upgrade == Some(Upgrade::WebSocket) && kind != TargetKind::Kubernetes {
         "websocket".to_owned()
     } else {
         req.method().as_str().to_ascii_lowercase()
@@ -418,7 +420,7 @@ async fn prepare(
     }
     Ok(Prepared {
         query,
-        websocket,
+        upgrade,
         method,
         media_type,
         parts,
@@ -451,13 +453,36 @@ fn bearer(req: &Request<Incoming>) -> Result<String, Problem> {
     Ok(token.trim().to_owned())
 }
 
-fn is_websocket(req: &Request<Incoming>) -> bool {
-    req.method() == hyper::Method::GET
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+/// A protocol upgrade Airlock relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    /// `Upgrade: websocket` on a GET: text messages are recorded.
+    WebSocket,
+    /// `Upgrade: SPDY/3.1`, which kubectl uses for exec, attach and port-forward:
+    /// relayed byte for byte (its frames are not read).
+    Spdy,
+}
+
+impl Upgrade {
+    fn header(self) -> HeaderValue {
+        match self {
+            Upgrade::WebSocket => HeaderValue::from_static("websocket"),
+            Upgrade::Spdy => HeaderValue::from_static("SPDY/3.1"),
+        }
+    }
+}
+
+/// The upgrade a request asks for, if Airlock relays it for this kind of target.
+fn upgrade_of(req: &Request<Incoming>, kind: TargetKind) -> Option<Upgrade> {
+    let asked = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())?;
+    if asked.eq_ignore_ascii_case("websocket") && req.method() == hyper::Method::GET {
+        return Some(Upgrade::WebSocket);
+    }
+    (kind == TargetKind::Kubernetes && asked.eq_ignore_ascii_case("SPDY/3.1"))
+        .then_some(Upgrade::Spdy)
 }
 
 fn refused_session(state: &AdapterState, e: OpenError) -> Problem {
@@ -643,7 +668,7 @@ async fn forward(
     forwarded: Forwarded,
     token: &str,
     body: ResponseBody,
-    websocket: bool,
+    upgrade: Option<Upgrade>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, Problem> {
     let Forwarded {
@@ -668,7 +693,7 @@ async fn forward(
         agent_token: token,
         client_ip: conn.peer.ip().to_string(),
         agent_host: agent_host.clone(),
-        upgrade: websocket.then(|| HeaderValue::from_static("websocket")),
+        upgrade: upgrade.map(Upgrade::header),
     };
     let injected = slot.credential.header.as_ref().map(|(n, _)| n);
     let mut out_headers =
@@ -695,7 +720,7 @@ async fn forward(
         })?;
     *upstream_req.headers_mut() = out_headers;
     let head = parts.method == hyper::Method::HEAD;
-    let agent_upgrade = websocket.then(|| hyper::upgrade::on(Request::from_parts(parts, ())));
+    let agent_upgrade = upgrade.map(|_| hyper::upgrade::on(Request::from_parts(parts, ())));
     let response = match client.request(upstream_req).await {
         Ok(r) => r,
         Err(e) => {
@@ -728,9 +753,17 @@ async fn forward(
         upstream_base: &prefix,
         through_airlock: through,
     };
-    if websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let (response, relay) =
-            crate::websocket::relay(slot.clone(), response, agent_upgrade, &rewrite, started)?;
+    if let Some(upgrade) = upgrade
+        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let (response, relay) = crate::websocket::relay(
+            slot.clone(),
+            response,
+            agent_upgrade,
+            &rewrite,
+            upgrade == Upgrade::WebSocket,
+            started,
+        )?;
         conn.upgraded(relay);
         return Ok(response);
     }

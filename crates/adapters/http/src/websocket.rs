@@ -3,6 +3,10 @@
 //! each direction records the text messages (masked, as every recording is) and the
 //! byte counts; it never changes what is relayed.
 //!
+//! Kubernetes targets also upgrade to SPDY/3.1 (kubectl's exec, attach and
+//! port-forward): relayed the same way, byte for byte, with only the byte counts
+//! recorded (its frames are not read).
+//!
 //! The frame reader is hand-written: it only needs the RFC 6455 header (opcode,
 //! length, mask key) to find text payloads, where a WebSocket crate would want to own
 //! the connection and re-frame the messages.
@@ -34,6 +38,8 @@ pub fn relay(
     response: Response<Incoming>,
     agent: Option<OnUpgrade>,
     rewrite: &LocationRewrite<'_>,
+    // Read WebSocket frames to record text messages (`false`: SPDY, bytes only).
+    frames: bool,
     started: Instant,
 ) -> Result<(Response<ResponseBody>, tokio::task::JoinHandle<()>), Problem> {
     let target = slot.session.target().model.name.clone();
@@ -62,12 +68,12 @@ pub fn relay(
         };
         let (agent_read, agent_write) = tokio::io::split(TokioIo::new(agent));
         let (up_read, up_write) = tokio::io::split(TokioIo::new(upstream));
-        let to_upstream = pump(agent_read, up_write, &slot, "agent");
-        let to_agent = pump(up_read, agent_write, &slot, "upstream");
+        let to_upstream = pump(agent_read, up_write, &slot, "agent", frames);
+        let to_agent = pump(up_read, agent_write, &slot, "upstream", frames);
         let (sent, received) = tokio::join!(to_upstream, to_agent);
         let detail = json!({
             "status": 101,
-            "websocket": true,
+            "upgrade": if frames { "websocket" } else { "spdy" },
             "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "request_bytes": sent,
             "response_bytes": received,
@@ -88,7 +94,13 @@ pub fn relay(
 
 /// Copies one direction until it ends, recording its text messages; returns the bytes
 /// copied.
-async fn pump<R, W>(mut from: R, mut to: W, slot: &Slot, direction: &'static str) -> u64
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    slot: &Slot,
+    direction: &'static str,
+    frames: bool,
+) -> u64
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -106,6 +118,9 @@ where
             break;
         }
         total += n as u64;
+        if !frames {
+            continue;
+        }
         for message in reader.feed(chunk) {
             let draft = EventDraft::new(
                 EventKind::Message,

@@ -28,6 +28,10 @@ permit(principal in Group::"ai-agents", action in K8s::Action::"write", resource
 forbid(principal, action == K8s::Action::"delete", resource is K8s::Resource) when { resource.resource == "namespaces" };
 @id("kube-system-read-only")
 forbid(principal, action in K8s::Action::"write", resource in K8s::Namespace::"cluster/kube-system");
+@id("no-destructive-exec")
+@reason("agents do not delete files in pods")
+forbid(principal, action in [K8s::Action::"get", K8s::Action::"create"], resource is K8s::Resource)
+  when { resource.subresource == "exec" && context.command like "*rm *" };
 @id("prod-deployment-delete-needs-dba")
 @hold("dba")
 permit(principal in Group::"ai-agents", action == K8s::Action::"delete", resource is K8s::Resource in K8s::Namespace::"cluster/prod") when { resource.resource == "deployments" };
@@ -260,4 +264,38 @@ fn a_held_delete_deployment_completes_in_the_same_kubectl_once_approved() {
     assert!(stdout.contains("deleted"), "{stdout}");
     let gone = c.kube.admin(&["get", "deployment", &name, "-n", "prod"]);
     assert!(!gone.status.success(), "the deployment is deleted");
+}
+
+#[test]
+fn exec_is_decided_with_its_command_and_upgrades_reach_the_api_server() {
+    let c = Cluster::new();
+    ensure_namespace(&c, "sandbox");
+    let pod = format!("p-{:08x}", rand_suffix());
+    // No controller manager runs here to create namespaces' default service account
+    // and its token: the pod mounts none.
+    let _ = c
+        .kube
+        .admin(&["create", "serviceaccount", "default", "-n", "sandbox"]);
+    let out = c.kube.admin_apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: sandbox}}\nspec:\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: busybox}}]\n"
+    ));
+    assert!(out.status.success(), "{out:?}");
+    let (ok, _, err) = c.agent(&["exec", &pod, "-n", "sandbox", "--", "rm", "-rf", "/data"]);
+    assert!(!ok);
+    assert!(err.contains("no-destructive-exec"), "{err}");
+    // A harmless command is permitted and reaches the API server, which cannot run it
+    // (no kubelet here): its own error comes back.
+    let (ok, _, err) = c.agent(&["exec", &pod, "-n", "sandbox", "--", "ls", "/"]);
+    assert!(!ok);
+    assert!(
+        !err.contains("airlock"),
+        "refused by Airlock, not by the API server: {err}"
+    );
+    let sessions = crate::http_proxy::sessions_of(&c.gw, "crew-k8s", "cluster");
+    let recorded = serde_json::to_string(&sessions).unwrap();
+    assert!(recorded.contains("\"command\":\"ls /\""), "{recorded}");
+    assert!(
+        recorded.contains("\"command\":\"rm -rf /data\""),
+        "{recorded}"
+    );
 }
