@@ -52,6 +52,9 @@ pub enum Command {
     /// Masking rules: find the columns that hold PII.
     #[command(subcommand)]
     Masking(MaskingCommand),
+    /// Print a kubeconfig that points an agent's kubectl at a Kubernetes target through
+    /// Airlock, with the agent's token (or a reference to it).
+    Kubeconfig(KubeconfigArgs),
     /// Show how a token is understood: principal, groups, source, expiry.
     Whoami {
         /// The token (an Airlock token or an OIDC access token), or set AIRLOCK_TOKEN.
@@ -60,6 +63,54 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    group(
+        clap::ArgGroup::new("agent_token")
+            .required(true)
+            .multiple(true)
+            .args(["token_file", "token", "exec"])
+    )
+)]
+pub struct KubeconfigArgs {
+    #[command(subcommand)]
+    pub command: Option<KubeconfigCommand>,
+    /// The `kind = "kubernetes"` target the kubeconfig reaches.
+    #[arg(long, required = true)]
+    pub target: Option<String>,
+    /// File holding the agent's token: kubectl reads it on each use (`tokenFile`), or
+    /// with --exec the credential plugin does. The token is not copied.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The agent's token, written into the kubeconfig.
+    #[arg(long, conflicts_with_all = ["token_file", "exec"])]
+    pub token: Option<String>,
+    /// Authenticate with `airlock kubeconfig credential` as kubectl's exec credential
+    /// plugin, reading --token-file, or AIRLOCK_TOKEN from kubectl's environment.
+    #[arg(long)]
+    pub exec: bool,
+    /// Base URL agents reach the gateway's [http] listener at (default:
+    /// `https://<[http] listen>`); the target's name is appended.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Name of the cluster, user and context (default: the target's name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeconfigCommand {
+    /// kubectl's exec credential plugin (what `--exec` configures): prints an
+    /// ExecCredential with the token of --token-file, or of AIRLOCK_TOKEN.
+    Credential {
+        /// File holding the agent's token; without it, AIRLOCK_TOKEN.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 

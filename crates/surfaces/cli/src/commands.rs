@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod check;
+mod kubeconfig;
 mod masking;
 mod policy;
 mod secret;
@@ -15,8 +16,8 @@ mod whoami;
 use std::process::ExitCode;
 
 use crate::cli::{
-    ApprovalsCommand, AuditCommand, Cli, Command, MaskingCommand, PolicyCommand, SecretCommand,
-    SessionsCommand, TokenCommand,
+    ApprovalsCommand, AuditCommand, Cli, Command, KubeconfigCommand, MaskingCommand, PolicyCommand,
+    SecretCommand, SessionsCommand, TokenCommand,
 };
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
@@ -67,6 +68,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Masking(MaskingCommand::Discover(args)) => {
             masking::discover(&cli.config, args).await
         }
+        Command::Kubeconfig(args) => match args.command {
+            Some(KubeconfigCommand::Credential { token_file }) => {
+                kubeconfig::credential(token_file.as_deref())
+            }
+            None => kubeconfig::print(&cli.config, args),
+        },
         Command::Whoami { token, json } => whoami::run(&cli.config, &token, json).await,
         Command::Deny(args) => {
             approvals::decide(
