@@ -879,7 +879,8 @@ async fn respond(
     let masking = if bodyless {
         None
     } else {
-        mask::filter_for(slot.session.masker(), &content_type)
+        let watch = kubernetes.is_some_and(|(_, watch)| watch);
+        mask::filter_for(slot.session.masker(), &content_type, watch)
     };
     if masking.is_none()
         && !bodyless

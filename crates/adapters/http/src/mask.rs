@@ -18,17 +18,24 @@ use airlock_engine::masking::text_stream::TextStreamMasker;
 use crate::body::Filter;
 
 /// The masking filter for a body of `media_type` in a session with `masker`.
-pub fn filter_for(masker: Option<&Arc<Masker>>, media_type: &str) -> Option<Box<dyn Filter>> {
+/// `stream`: the body is a stream of JSON documents whatever its type says (a
+/// Kubernetes watch is `application/json`, one event after another).
+pub fn filter_for(
+    masker: Option<&Arc<Masker>>,
+    media_type: &str,
+    stream: bool,
+) -> Option<Box<dyn Filter>> {
     let masker = masker?.clone();
-    let json_sequence = matches!(
-        media_type,
-        "application/x-ndjson"
-            | "application/ndjson"
-            | "application/jsonl"
-            | "application/x-jsonlines"
-            | "application/jsonlines"
-            | "application/json-seq"
-    );
+    let json_sequence = (stream && crate::inspect::is_json(media_type))
+        || matches!(
+            media_type,
+            "application/x-ndjson"
+                | "application/ndjson"
+                | "application/jsonl"
+                | "application/x-jsonlines"
+                | "application/jsonlines"
+                | "application/json-seq"
+        );
     if json_sequence {
         return Some(Box::new(JsonFilter(JsonStreamMasker::new(
             masker,

@@ -4,9 +4,9 @@
 //! `access_token`) must not hand the agent the secret Airlock holds for it.
 //!
 //! Every occurrence is overwritten with `*` of the same length, so a body keeps its
-//! `Content-Length` and streams through unbuffered. Streaming keeps back the last
-//! `longest needle - 1` bytes of each chunk, so an occurrence split across chunks is
-//! still found. Needles are the credential as sent (the bearer token, the header value,
+//! `Content-Length` and streams through unbuffered. Streaming keeps back only the end
+//! of a chunk that could begin a needle (usually nothing, so a stream's events are not
+//! delayed), so an occurrence split across chunks is still found. Needles are the credential as sent (the bearer token, the header value,
 //! the `user:password` Base64 of basic auth, the password itself) and its
 //! percent-encoded form, as it appears in URLs.
 
@@ -20,7 +20,6 @@ const MIN_NEEDLE: usize = 6;
 #[derive(Clone)]
 pub struct Scrubber {
     finders: Vec<Finder<'static>>,
-    longest: usize,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -40,14 +39,29 @@ impl Scrubber {
                 unique.push(n);
             }
         }
-        let longest = unique.iter().map(Vec::len).max().unwrap_or(0);
         Scrubber {
             finders: unique
                 .into_iter()
                 .map(|n| Finder::new(&n).into_owned())
                 .collect(),
-            longest,
         }
+    }
+
+    /// How many bytes at the end of `bytes` could be the start of a needle, to be held
+    /// until the next chunk says: usually none, so a stream's events are not delayed.
+    fn partial_tail(&self, bytes: &[u8]) -> usize {
+        let mut keep = 0;
+        for f in &self.finders {
+            let needle = f.needle();
+            let longest = needle.len().saturating_sub(1).min(bytes.len());
+            for k in (keep + 1..=longest).rev() {
+                if bytes.ends_with(needle.get(..k).unwrap_or(&[])) {
+                    keep = k;
+                    break;
+                }
+            }
+        }
+        keep
     }
 
     /// Whether there is nothing to scrub.
@@ -110,7 +124,7 @@ impl ScrubStream {
         }
         self.held.extend_from_slice(chunk);
         self.found += self.scrubber.scrub_in_place(&mut self.held);
-        let keep = self.scrubber.longest.saturating_sub(1).min(self.held.len());
+        let keep = self.scrubber.partial_tail(&self.held);
         let release = self.held.len() - keep;
         out.extend_from_slice(self.held.get(..release).unwrap_or(&[]));
         self.held.drain(..release);
@@ -127,7 +141,7 @@ impl ScrubStream {
         joined.extend_from_slice(&self.held);
         joined.extend_from_slice(&chunk);
         self.found += self.scrubber.scrub_in_place(&mut joined);
-        let keep = self.scrubber.longest.saturating_sub(1).min(joined.len());
+        let keep = self.scrubber.partial_tail(&joined);
         let tail = joined.split_off(joined.len() - keep);
         self.held.clear();
         self.held.extend_from_slice(&tail);
@@ -162,6 +176,23 @@ mod tests {
         assert_eq!(out, "a *************** b ***************");
         // Too short to be a needle: left alone.
         assert_eq!(s.scrub_str("abc").0, "abc");
+    }
+
+    #[test]
+    fn holds_back_only_what_could_begin_a_needle() {
+        let s = scrubber();
+        let mut st = s.stream();
+        let mut out = Vec::new();
+        st.push(b"event done\n", &mut out);
+        assert_eq!(
+            out, b"event done\n",
+            "nothing held: no needle starts at the end"
+        );
+        out.clear();
+        st.push(b"then bill-01", &mut out);
+        assert_eq!(out, b"then ", "the possible start of a needle waits");
+        st.push(b"23456789!", &mut out);
+        assert_eq!(out, b"then ***************!");
     }
 
     #[test]

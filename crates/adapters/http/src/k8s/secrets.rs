@@ -118,10 +118,30 @@ impl Filter for SecretFilter {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         self.pending.extend_from_slice(chunk);
         if self.events {
-            while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                self.document(line.get(..end).unwrap_or(&[]), out)?;
-                out.push(b'\n');
+            // One event at a time, as soon as it is complete (the API server ends each
+            // with a newline, which a filter before this one may still hold back).
+            loop {
+                let mut values =
+                    serde_json::Deserializer::from_slice(&self.pending).into_iter::<Value>();
+                match values.next() {
+                    Some(Ok(mut event)) => {
+                        let used = values.byte_offset();
+                        mask_secrets(&mut event, self.about_secrets);
+                        serde_json::to_writer(&mut *out, &event).map_err(|e| e.to_string())?;
+                        out.push(b'\n');
+                        self.pending.drain(..used);
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => {
+                        return Err(format!(
+                            "a Kubernetes watch event could not be read to mask its Secrets: {e}"
+                        ));
+                    }
+                    None => {
+                        self.pending.clear();
+                        break;
+                    }
+                }
             }
         }
         if self.pending.len() > MAX_DOCUMENT {

@@ -148,7 +148,12 @@ fn server_sent_events_are_masked_and_delivered_as_they_arrive() {
         );
         first.push_str(&line);
     }
-    // The upstream sends the second event a second later: the first one arrived alone.
+    // The upstream sends the second event a second later: the first one arrived whole
+    // while the stream is still open.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the stream is still open"
+    );
     let mut rest = String::new();
     for line in reader.lines() {
         rest.push_str(&line.unwrap());

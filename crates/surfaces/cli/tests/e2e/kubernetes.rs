@@ -299,3 +299,104 @@ fn exec_is_decided_with_its_command_and_upgrades_reach_the_api_server() {
         "{recorded}"
     );
 }
+
+/// Reads a child's standard output in the background into a shared buffer.
+fn collect_stdout(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::Read;
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
+
+fn wait_for(buf: &std::sync::Mutex<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = buf.lock().unwrap().clone();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{needle} never came: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_watch_streams_masked_events_and_protobuf_is_answered_as_masked_json() {
+    let c = Cluster::new();
+    let ns = c.namespace("watch");
+    let secret = |name: &str, value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData: {{token: {value}}}\n"
+        )
+    };
+    assert!(
+        c.kube
+            .admin_apply(&secret("first", "first-original-value"))
+            .status
+            .success()
+    );
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["get", "secrets", "-n", &ns, "--watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = collect_stdout(&mut watch);
+    wait_for(&seen, "\"first\"");
+    // An event after the watch started arrives while the stream stays open.
+    assert!(
+        c.kube
+            .admin_apply(&secret("second", "second-original-value"))
+            .status
+            .success()
+    );
+    let text = wait_for(&seen, "\"second\"");
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "the watch is still open"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+    for original in ["first-original-value", "second-original-value"] {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(original);
+        assert!(!text.contains(original) && !text.contains(&b64), "{text}");
+    }
+
+    // Protobuf asked for: JSON comes back, masked.
+    let url = format!(
+        "https://127.0.0.1:{}/cluster/api/v1/namespaces/{ns}/secrets/first",
+        c.gw.http_port
+    );
+    let (code, hdrs, body) = crate::http_proxy::curl_with(
+        &url,
+        Some(&c.token),
+        &["-H", "Accept: application/vnd.kubernetes.protobuf"],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        hdrs.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{hdrs}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["token"],
+        base64::engine::general_purpose::STANDARD
+            .encode("[REDACTED]")
+            .as_str()
+    );
+}
