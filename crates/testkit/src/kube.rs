@@ -219,13 +219,20 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output 
     child.wait_with_output().expect("kubectl output")
 }
 
-impl Drop for Kube {
-    fn drop(&mut self) {
-        // The API server first: with etcd gone it hangs in its graceful shutdown.
+impl Kube {
+    /// Stops the API server, then etcd (the API server first: with etcd gone it hangs
+    /// in its graceful shutdown).
+    pub fn stop(&mut self) {
         let _ = self.apiserver.kill();
         let _ = self.apiserver.wait();
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
+    }
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

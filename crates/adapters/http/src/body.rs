@@ -90,6 +90,17 @@ pub struct FilteredBody<B> {
     done: bool,
     /// The body's exact length, when no filter changes lengths (the scrub never does).
     exact: Option<u64>,
+    /// For long streams (a watch, `logs -f`, events): re-checks every second that the
+    /// agent's credential still holds, and ends the stream when it does not.
+    watchdog: Option<Watchdog>,
+}
+
+/// Says why a stream may not go on (`None`: it may).
+pub type StillAllowed = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+struct Watchdog {
+    tick: Pin<Box<tokio::time::Interval>>,
+    check: StillAllowed,
 }
 
 impl<B> FilteredBody<B> {
@@ -110,7 +121,20 @@ impl<B> FilteredBody<B> {
             on_end: Some(on_end),
             done: false,
             exact: None,
+            watchdog: None,
         }
+    }
+
+    /// Ends the body, with `check`'s reason, once `check` says the stream may not go on
+    /// (checked every `every`).
+    pub fn with_watchdog(mut self, every: std::time::Duration, check: StillAllowed) -> Self {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.watchdog = Some(Watchdog {
+            tick: Box::pin(tick),
+            check,
+        });
+        self
     }
 
     /// Declares the body's exact length (only when no filter changes lengths).
@@ -195,6 +219,19 @@ where
         loop {
             if this.done {
                 return Poll::Ready(None);
+            }
+            if let Some(w) = this.watchdog.as_mut() {
+                let mut stop = None;
+                while w.tick.as_mut().poll_tick(cx).is_ready() {
+                    if let Some(why) = (w.check)() {
+                        stop = Some(why);
+                        break;
+                    }
+                }
+                if let Some(why) = stop {
+                    this.end(Some(why.clone()));
+                    return Poll::Ready(Some(Err(why.into())));
+                }
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,

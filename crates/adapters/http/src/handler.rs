@@ -980,7 +980,16 @@ async fn respond(
                 return Err(problem::response_withheld(&target, e));
             }
         },
-        _ => body.boxed(),
+        _ => {
+            // A stream may outlive the agent's credential: it ends when the credential
+            // expires or is revoked, as the next request would be refused.
+            let guard = slot.clone();
+            body.with_watchdog(
+                std::time::Duration::from_secs(1),
+                Box::new(move || guard.session.credential_problem()),
+            )
+            .boxed()
+        }
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;

@@ -400,3 +400,108 @@ fn a_watch_streams_masked_events_and_protobuf_is_answered_as_masked_json() {
             .as_str()
     );
 }
+
+/// curl watching a collection through the gateway, in the background.
+fn curl_watch(gw: &Airlock, token: &str, path: &str) -> std::process::Child {
+    Command::new("curl")
+        .args(["-skN", "--http1.1", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("https://127.0.0.1:{}/cluster{path}", gw.http_port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_watch_ends_when_the_token_expires() {
+    let c = Cluster::new();
+    let ns = c.namespace("expiry");
+    let out = c.gw.cli_ok(&[
+        "token",
+        "create",
+        "--name",
+        "short-lived",
+        "--group",
+        "ai-agents",
+        "--ttl",
+        "4s",
+    ]);
+    let token = out.lines().last().unwrap().trim().to_owned();
+    let mut watch = curl_watch(
+        &c.gw,
+        &token,
+        &format!("/api/v1/namespaces/{ns}/configmaps?watch=true"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "the watch is open while the token holds"
+    );
+    let status = wait_exit(&mut watch, Duration::from_secs(20))
+        .expect("the watch ends after the token expires");
+    assert!(!status.success(), "cut short, not a clean end");
+    let s = c.gw.last_session_of("short-lived", "cluster");
+    let results = crate::events_of(&s, "result");
+    let error = results.last().unwrap()["detail"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("expired"), "{s}");
+    // And the next request is refused.
+    let url = format!(
+        "https://127.0.0.1:{}/cluster/api/v1/namespaces/{ns}/configmaps",
+        c.gw.http_port
+    );
+    let (code, _, _) = crate::http_proxy::curl_with(&url, Some(&token), &[]);
+    assert_eq!(code, 401);
+}
+
+#[test]
+fn the_api_server_going_away_mid_watch_ends_the_watch_and_is_recorded() {
+    let mut kube = Kube::start().expect("a second API server");
+    let gw = AirlockBuilder::new(bin())
+        .http()
+        .policy(Some(POLICY))
+        .raw_target(&format!(
+            "[[targets]]\nname = \"cluster\"\nkind = \"kubernetes\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"{}\"\ntoken = \"file:{}\"\nconnect_timeout = \"2s\"\n",
+            kube.port,
+            kube.ca_file.display(),
+            kube.airlock_token_file.display()
+        ))
+        .start();
+    let token = gw.token("crew-k8s", &["ai-agents"]);
+    let mut watch = curl_watch(&gw, &token, "/api/v1/configmaps?watch=true");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(watch.try_wait().unwrap().is_none());
+    kube.stop();
+    let status =
+        wait_exit(&mut watch, Duration::from_secs(20)).expect("the watch ends with the API server");
+    assert!(!status.success());
+    let s = gw.last_session_of("crew-k8s", "cluster");
+    let results = crate::events_of(&s, "result");
+    assert!(
+        results.last().unwrap()["detail"]["error"].is_string(),
+        "{s}"
+    );
+    // The next request: a clear 502 Status, and the gateway is fine.
+    let url = format!(
+        "https://127.0.0.1:{}/cluster/api/v1/configmaps",
+        gw.http_port
+    );
+    let (code, _, body) = crate::http_proxy::curl_with(&url, Some(&token), &[]);
+    assert_eq!(code, 502, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["kind"], "Status");
+}
