@@ -7,6 +7,7 @@ usage: http_client.py SCENARIO URL   (token in env AIRLOCK_TOKEN)
   httpx URL           GET with `httpx` (HTTP/1.1 and, if h2 is installed, HTTP/2): status, JSON body
   raw HOST:PORT       send the bytes of env RAW_REQUEST (with \\r\\n) over TLS; the whole answer
   websocket URL       a WebSocket over TLS: send env WS_TEXT, read one text message
+  kubernetes KUBECONFIG  the `kubernetes` client: namespaces, and secret env SECRET in namespace env NS
 """
 import base64, json, os, socket, ssl, struct, sys
 
@@ -75,5 +76,17 @@ elif scenario == "websocket":
         out["message"] = f.read(length).decode()
         s.sendall(bytes([0x88, 0x80]) + os.urandom(4))
     print(json.dumps(out))
+elif scenario == "kubernetes":
+    from kubernetes import client, config
+    config.load_kube_config(config_file=url)
+    v1 = client.CoreV1Api()
+    names = [n.metadata.name for n in v1.list_namespace().items]
+    secret = v1.read_namespaced_secret(os.environ["SECRET"], os.environ["NS"])
+    try:
+        v1.delete_namespace(os.environ["NS"])
+        refused = None
+    except client.exceptions.ApiException as e:
+        refused = {"status": e.status, "reason": e.reason, "body": json.loads(e.body)}
+    print(json.dumps({"namespaces": names, "data": secret.data, "refused": refused}))
 else:
     sys.exit(f"unknown scenario {scenario}")

@@ -505,3 +505,26 @@ fn the_api_server_going_away_mid_watch_ends_the_watch_and_is_recorded() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["kind"], "Status");
 }
+
+#[test]
+fn the_python_kubernetes_client_works_through_airlock() {
+    let c = Cluster::new();
+    let ns = c.namespace("py");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {ns}}}\nstringData: {{password: py-original-secret}}\n"
+    );
+    assert!(c.kube.admin_apply(&manifest).status.success());
+    let r = crate::http_proxy::http_client(
+        "kubernetes",
+        c.kubeconfig.to_str().unwrap(),
+        &[("SECRET", "creds"), ("NS", ns.as_str())],
+    );
+    assert!(r["namespaces"].as_array().unwrap().iter().any(|n| n == ns.as_str()), "{r}");
+    assert_eq!(
+        r["data"]["password"],
+        base64::engine::general_purpose::STANDARD.encode("[REDACTED]").as_str()
+    );
+    assert_eq!(r["refused"]["status"], 403, "{r}");
+    assert_eq!(r["refused"]["body"]["reason"], "Forbidden");
+    c.admin_ok(&["get", "namespace", &ns]);
+}
