@@ -761,7 +761,13 @@ async fn forward(
             response,
             agent_upgrade,
             &rewrite,
-            upgrade == Upgrade::WebSocket,
+            match (upgrade, slot.session.target().model.kind) {
+                (Upgrade::Spdy, _) => crate::websocket::Frames::None,
+                (Upgrade::WebSocket, TargetKind::Kubernetes) => {
+                    crate::websocket::Frames::KubernetesChannels
+                }
+                (Upgrade::WebSocket, _) => crate::websocket::Frames::Text,
+            },
             started,
         )?;
         conn.upgraded(relay);

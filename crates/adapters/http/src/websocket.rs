@@ -38,8 +38,8 @@ pub fn relay(
     response: Response<Incoming>,
     agent: Option<OnUpgrade>,
     rewrite: &LocationRewrite<'_>,
-    // Read WebSocket frames to record text messages (`false`: SPDY, bytes only).
-    frames: bool,
+    // What of the frames is read and recorded.
+    frames: Frames,
     started: Instant,
 ) -> Result<(Response<ResponseBody>, tokio::task::JoinHandle<()>), Problem> {
     let target = slot.session.target().model.name.clone();
@@ -73,7 +73,7 @@ pub fn relay(
         let (sent, received) = tokio::join!(to_upstream, to_agent);
         let detail = json!({
             "status": 101,
-            "upgrade": if frames { "websocket" } else { "spdy" },
+            "upgrade": if frames == Frames::None { "spdy" } else { "websocket" },
             "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "request_bytes": sent,
             "response_bytes": received,
@@ -99,13 +99,16 @@ async fn pump<R, W>(
     mut to: W,
     slot: &Slot,
     direction: &'static str,
-    frames: bool,
+    frames: Frames,
 ) -> u64
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = FrameReader::default();
+    let mut reader = FrameReader {
+        binary: frames == Frames::KubernetesChannels,
+        ..FrameReader::default()
+    };
     let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
     loop {
@@ -118,19 +121,38 @@ where
             break;
         }
         total += n as u64;
-        if !frames {
+        if frames == Frames::None {
             continue;
         }
         for message in reader.feed(chunk) {
-            let draft = EventDraft::new(
-                EventKind::Message,
+            let detail = if message.binary {
+                // Kubernetes channel protocols (v4/v5.channel.k8s.io): the first byte
+                // names the stream.
+                let channel = match message.text.first() {
+                    Some(0) => "stdin",
+                    Some(1) => "stdout",
+                    Some(2) => "stderr",
+                    Some(3) => "error",
+                    Some(4) => "resize",
+                    Some(255) => "close",
+                    _ => "unknown",
+                };
+                json!({
+                    "direction": direction,
+                    "channel": channel,
+                    "bytes": message.len.saturating_sub(1),
+                    "text": String::from_utf8_lossy(message.text.get(1..).unwrap_or(&[])),
+                    "truncated": message.len > message.text.len(),
+                })
+            } else {
                 json!({
                     "direction": direction,
                     "bytes": message.len,
                     "text": String::from_utf8_lossy(&message.text),
                     "truncated": message.len > message.text.len(),
-                }),
-            );
+                })
+            };
+            let draft = EventDraft::new(EventKind::Message, detail);
             if let Err(e) = slot.session.record_later(vec![draft]).await {
                 tracing::error!(error = %e, "a WebSocket message could not be recorded");
             }
@@ -140,9 +162,23 @@ where
     total
 }
 
-/// A complete text message seen on the wire.
+/// What of an upgraded connection's frames is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// Nothing (SPDY): bytes are counted.
+    None,
+    /// WebSocket text messages.
+    Text,
+    /// WebSocket text and binary messages, binary ones as Kubernetes channels (exec,
+    /// attach: stdin, stdout, stderr).
+    KubernetesChannels,
+}
+
+/// A complete message seen on the wire.
 #[derive(Debug, PartialEq)]
 struct Message {
+    /// A binary message (read only for Kubernetes channels).
+    binary: bool,
     /// Its length.
     len: usize,
     /// Its first `RECORDED_TEXT` bytes, unmasked.
@@ -152,6 +188,8 @@ struct Message {
 /// Reads frames passively (see the module doc).
 #[derive(Default)]
 struct FrameReader {
+    /// Read binary messages too.
+    binary: bool,
     buf: Vec<u8>,
     /// A text message being assembled from fragments.
     text: Option<Message>,
@@ -182,7 +220,8 @@ impl FrameReader {
             // than one read.
             let opcode = self.buf.first().map_or(0, |b| b & 0x0f);
             let fin = self.buf.first().is_some_and(|b| b & 0x80 != 0);
-            let wants_text = opcode == 1 || (opcode == 0 && self.text.is_some());
+            let wants_text =
+                opcode == 1 || (opcode == 2 && self.binary) || (opcode == 0 && self.text.is_some());
             if wants_text && self.buf.len() < total {
                 if total > 64 * 1024 * 1024 {
                     self.lost = true;
@@ -208,6 +247,7 @@ impl FrameReader {
             }
             self.buf.drain(..total);
             let message = self.text.get_or_insert(Message {
+                binary: opcode == 2,
                 len: 0,
                 text: Vec::new(),
             });
@@ -299,8 +339,29 @@ mod tests {
                 got.extend(r.feed(c));
             }
             assert_eq!(got.len(), 2, "chunks of {size}");
+            assert!(!got[0].binary);
             assert_eq!(got[0].text, b"hello ada@example.com");
             assert_eq!(got[1].len, 300);
         }
+    }
+
+    #[test]
+    fn kubernetes_channels_are_read_from_binary_frames() {
+        let mut wire = frame(true, 2, b"\x01hello from stdout", None);
+        wire.extend(frame(true, 2, b"\x00ls -la\n", Some([7, 7, 7, 7])));
+        let mut text_only = FrameReader::default();
+        assert!(
+            text_only.feed(&wire).is_empty(),
+            "binary frames are skipped by default"
+        );
+        let mut r = FrameReader {
+            binary: true,
+            ..FrameReader::default()
+        };
+        let got = r.feed(&wire);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].binary);
+        assert_eq!(got[0].text, b"\x01hello from stdout");
+        assert_eq!(got[1].text, b"\x00ls -la\n");
     }
 }

@@ -519,10 +519,19 @@ fn the_python_kubernetes_client_works_through_airlock() {
         c.kubeconfig.to_str().unwrap(),
         &[("SECRET", "creds"), ("NS", ns.as_str())],
     );
-    assert!(r["namespaces"].as_array().unwrap().iter().any(|n| n == ns.as_str()), "{r}");
+    assert!(
+        r["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == ns.as_str()),
+        "{r}"
+    );
     assert_eq!(
         r["data"]["password"],
-        base64::engine::general_purpose::STANDARD.encode("[REDACTED]").as_str()
+        base64::engine::general_purpose::STANDARD
+            .encode("[REDACTED]")
+            .as_str()
     );
     assert_eq!(r["refused"]["status"], 403, "{r}");
     assert_eq!(r["refused"]["body"]["reason"], "Forbidden");
