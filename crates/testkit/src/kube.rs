@@ -10,8 +10,49 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::postgres::test_certificates;
 use crate::{free_port, scratch_dir};
+
+/// A CA, the API server's serving certificate (127.0.0.1, localhost) and a client
+/// certificate for Airlock (`CN=airlock-gw-cert`, `O=airlock`), signed by it (PEM).
+struct Certificates {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn certificates() -> anyhow::Result<Certificates> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "airlock test cluster CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate()?;
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
+        .signed_by(&server_key, &issuer)?;
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "airlock-gw-cert");
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "airlock");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &issuer)?;
+    Ok(Certificates {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    })
+}
 
 /// The kube-apiserver binary: `AIRLOCK_TEST_KUBE_APISERVER`, else the cache that
 /// `scripts/kube-apiserver` (and the acceptance check) fill.
@@ -45,6 +86,11 @@ pub struct Kube {
     pub airlock_token_file: PathBuf,
     /// The token Airlock presents (to check it never reaches an agent).
     pub airlock_token: String,
+    /// A client certificate (PEM file) the API server accepts as Airlock (group
+    /// `airlock`), for targets that present one instead of the token.
+    pub airlock_client_cert: PathBuf,
+    /// The key of [`airlock_client_cert`](Self::airlock_client_cert).
+    pub airlock_client_key: PathBuf,
     admin_kubeconfig: PathBuf,
     etcd: Child,
     apiserver: Child,
@@ -65,15 +111,17 @@ impl Kube {
             )
         })?;
         let dir = scratch_dir("kube");
-        let (ca, cert, key) = test_certificates()?;
+        let certs = certificates()?;
         let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
             let p = dir.join(name);
             std::fs::write(&p, text)?;
             Ok(p)
         };
-        let ca_file = write("ca.crt", &ca)?;
-        let cert_file = write("apiserver.crt", &cert)?;
-        let key_file = write("apiserver.key", &key)?;
+        let ca_file = write("ca.crt", &certs.ca)?;
+        let cert_file = write("apiserver.crt", &certs.server_cert)?;
+        let key_file = write("apiserver.key", &certs.server_key)?;
+        let airlock_client_cert = write("airlock-client.crt", &certs.client_cert)?;
+        let airlock_client_key = write("airlock-client.key", &certs.client_key)?;
         let sa = rcgen::KeyPair::generate()?;
         let sa_key = write("sa.key", &sa.serialize_pem())?;
         let sa_pub = write("sa.pub", &sa.public_key_pem())?;
@@ -116,6 +164,7 @@ impl Kube {
                 "--token-auth-file={}",
                 dir.join("tokens.csv").display()
             ))
+            .arg(format!("--client-ca-file={}", ca_file.display()))
             .args([
                 "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.96.0.0/24",
@@ -145,6 +194,8 @@ impl Kube {
             ca_file,
             airlock_token_file,
             airlock_token,
+            airlock_client_cert,
+            airlock_client_key,
             admin_kubeconfig,
             etcd,
             apiserver,

@@ -372,7 +372,7 @@ pub fn unrelated_ca_pem() -> String {
 }
 
 /// A CA, and a server certificate for 127.0.0.1/localhost signed by it (PEM).
-pub(crate) fn test_certificates() -> anyhow::Result<(String, String, String)> {
+fn test_certificates() -> anyhow::Result<(String, String, String)> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;

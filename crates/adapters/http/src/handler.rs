@@ -702,10 +702,11 @@ async fn forward(
     if let Some((name, value)) = &slot.credential.header {
         out_headers.insert(name.clone(), value.clone());
     }
-    if k8s_request.is_some() {
+    if let Some(r) = &k8s_request {
         let target = slot.session.target();
         k8s::upstream_headers(
             &mut out_headers,
+            r.info.is_resource_request,
             target.config.impersonate.then(|| slot.session.principal()),
         );
     }

@@ -174,11 +174,18 @@ fn percent_decode(text: &str) -> String {
 /// The headers Airlock changes on the way to the API server: the agent's `Accept` asks
 /// for JSON where it asked for protobuf (Airlock masks JSON), and with `impersonate`
 /// the agent's identity is asserted.
-pub fn upstream_headers(headers: &mut HeaderMap, impersonate: Option<&Principal>) {
-    let protobuf = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().map_or(true, |t| t.contains("protobuf")));
+pub fn upstream_headers(
+    headers: &mut HeaderMap,
+    resource_request: bool,
+    impersonate: Option<&Principal>,
+) {
+    // Discovery documents (the OpenAPI schema kubectl validates with) hold no object:
+    // they may stay protobuf.
+    let protobuf = resource_request
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().map_or(true, |t| t.contains("protobuf")));
     if protobuf {
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     }
@@ -313,7 +320,7 @@ mod tests {
             header::ACCEPT,
             HeaderValue::from_static("application/vnd.kubernetes.protobuf,application/json"),
         );
-        upstream_headers(&mut h, None);
+        upstream_headers(&mut h, true, None);
         assert_eq!(h.get(header::ACCEPT).unwrap(), "application/json");
     }
 }

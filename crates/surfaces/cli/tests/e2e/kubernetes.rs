@@ -47,14 +47,22 @@ struct Cluster {
 impl Cluster {
     fn new() -> Cluster {
         let kube = Kube::shared();
+        Self::with_credential(&format!(
+            "token = \"file:{}\"",
+            kube.airlock_token_file.display()
+        ))
+    }
+
+    /// A gateway whose target `cluster` presents `credential` (TOML lines).
+    fn with_credential(credential: &str) -> Cluster {
+        let kube = Kube::shared();
         let gw = AirlockBuilder::new(bin())
             .http()
             .policy(Some(POLICY))
             .raw_target(&format!(
-                "[[targets]]\nname = \"cluster\"\nkind = \"kubernetes\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"{}\"\ntoken = \"file:{}\"\n",
+                "[[targets]]\nname = \"cluster\"\nkind = \"kubernetes\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"{}\"\n{credential}\n",
                 kube.port,
                 kube.ca_file.display(),
-                kube.airlock_token_file.display()
             ))
             .start();
         let token = gw.token("crew-k8s", &["ai-agents"]);
@@ -536,4 +544,104 @@ fn the_python_kubernetes_client_works_through_airlock() {
     assert_eq!(r["refused"]["status"], 403, "{r}");
     assert_eq!(r["refused"]["body"]["reason"], "Forbidden");
     c.admin_ok(&["get", "namespace", &ns]);
+}
+
+#[test]
+fn a_client_certificate_and_impersonation_reach_the_api_server() {
+    let kube = Kube::shared();
+    // Airlock authenticates with a client certificate instead of a token.
+    let c = Cluster::with_credential(&format!(
+        "client_cert = \"file:{}\"\nclient_key = \"file:{}\"",
+        kube.airlock_client_cert.display(),
+        kube.airlock_client_key.display()
+    ));
+    let (ok, out, err) = c.agent(&["get", "namespaces", "-o", "name"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("namespace/default"));
+
+    // With impersonation the API server authorizes the agent itself: RBAC refuses it
+    // until the agent's group is bound to a role.
+    let c = Cluster::with_credential(&format!(
+        "token = \"file:{}\"\nimpersonate = true",
+        kube.airlock_token_file.display()
+    ));
+    let ns = c.namespace("imp");
+    let (ok, _, err) = c.agent(&["get", "configmaps", "-n", &ns]);
+    assert!(!ok);
+    assert!(
+        err.contains("crew-k8s") && !err.contains("airlock:"),
+        "the API server refused the agent: {err}"
+    );
+    // (No controller manager here fills the aggregated `view` role: a role of our own.)
+    c.admin_ok(&[
+        "create",
+        "role",
+        "read-configmaps",
+        "-n",
+        &ns,
+        "--verb=get,list",
+        "--resource=configmaps",
+    ]);
+    c.admin_ok(&[
+        "create",
+        "rolebinding",
+        "agents-read",
+        "-n",
+        &ns,
+        "--role=read-configmaps",
+        "--group=ai-agents",
+    ]);
+    // RBAC takes a moment to see the new binding.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ok, _, err) = c.agent(&["get", "configmaps", "-n", &ns]);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{err}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn apply_and_patch_through_airlock() {
+    let c = Cluster::new();
+    ensure_namespace(&c, "sandbox");
+    let name = format!("applied-{:08x}", rand_suffix());
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: sandbox, labels: {{team: crew}}}}\ndata: {{k: v1}}\n"
+    );
+    let file = c.gw.dir.join("cm.yaml");
+    std::fs::write(&file, &manifest).unwrap();
+    let (ok, _, err) = c.agent(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::write(&file, manifest.replace("v1}", "v2}")).unwrap();
+    let (ok, _, err) = c.agent(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = c.agent(&[
+        "patch",
+        "configmap",
+        &name,
+        "-n",
+        "sandbox",
+        "-p",
+        r#"{"data":{"k":"v3"}}"#,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        c.admin_ok(&[
+            "get",
+            "configmap",
+            &name,
+            "-n",
+            "sandbox",
+            "-o",
+            "jsonpath={.data.k}"
+        ]),
+        "v3"
+    );
+    // A write's object kind and labels were decided on.
+    let sessions = crate::http_proxy::sessions_of(&c.gw, "crew-k8s", "cluster");
+    let recorded = serde_json::to_string(&sessions).unwrap();
+    assert!(recorded.contains("\"kind\":\"ConfigMap\""), "{recorded}");
 }
