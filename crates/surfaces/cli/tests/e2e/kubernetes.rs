@@ -228,6 +228,21 @@ fn secret_values_are_masked_in_get_list_yaml_and_last_applied() {
     );
     let (ok, table, _) = c.agent(&["get", "secrets", "-n", &ns]);
     assert!(ok && table.contains("db"), "{table}");
+    // The detectors run over other objects: a ConfigMap's e-mail, and a Table.
+    c.admin_ok(&[
+        "create",
+        "configmap",
+        "contacts",
+        "-n",
+        &ns,
+        "--from-literal=owner=ada@example.com",
+    ]);
+    let (ok, cm, _) = c.agent(&["get", "configmap", "contacts", "-n", &ns, "-o", "json"]);
+    assert!(ok);
+    assert!(
+        !cm.contains("ada@example.com") && cm.contains("[REDACTED:email]"),
+        "{cm}"
+    );
     // Directly, the secret is intact: only the agent's view is masked.
     let direct = c.admin_ok(&["get", "secret", "db", "-n", &ns, "-o", "json"]);
     assert!(direct.contains(&original));
