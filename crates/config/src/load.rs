@@ -387,12 +387,7 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
             if t.url.is_some() || t.auth.is_some() || t.capture_bytes != 0 {
                 return Err("url, auth and capture_bytes are for kind = \"http\" targets".into());
             }
-            if t.token.is_some()
-                || t.client_cert.is_some()
-                || t.client_key.is_some()
-                || t.impersonate
-                || t.insecure_skip_verify
-            {
+            if has_kubernetes_keys(t) {
                 return Err("token, client_cert, client_key, impersonate and insecure_skip_verify are for kind = \"kubernetes\" targets".into());
             }
         }
@@ -401,11 +396,7 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
                 return Err("an http target needs url = \"https://host/base\"".into());
             };
             check_http_url(url)?;
-            if !t.host.is_empty()
-                || !t.database.is_empty()
-                || !t.user.is_empty()
-                || t.password.is_some()
-            {
+            if has_postgres_keys(t) {
                 return Err("host, database, user and password are for kind = \"postgres\" targets; an http target has url and auth".into());
             }
             if let Some(auth) = &t.auth {
@@ -427,12 +418,7 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
             if t.capture_bytes > 64 * 1024 {
                 return Err("capture_bytes is at most 65536".into());
             }
-            if t.token.is_some()
-                || t.client_cert.is_some()
-                || t.client_key.is_some()
-                || t.impersonate
-                || t.insecure_skip_verify
-            {
+            if has_kubernetes_keys(t) {
                 return Err("token, client_cert, client_key, impersonate and insecure_skip_verify are for kind = \"kubernetes\" targets; an http target has auth".into());
             }
         }
@@ -441,12 +427,7 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
                 return Err("a kubernetes target needs url = \"https://<api server>\"".into());
             };
             check_http_url(url)?;
-            if !t.host.is_empty()
-                || !t.database.is_empty()
-                || !t.user.is_empty()
-                || t.password.is_some()
-                || t.auth.is_some()
-            {
+            if has_postgres_keys(t) || t.auth.is_some() {
                 return Err("host, database, user, password and auth are for other kinds; a kubernetes target has url, token (or client_cert and client_key), ca_file".into());
             }
             match (&t.token, &t.client_cert, &t.client_key) {
@@ -467,6 +448,20 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Whether a target sets any key of a PostgreSQL target.
+fn has_postgres_keys(t: &crate::TargetConfig) -> bool {
+    !t.host.is_empty() || !t.database.is_empty() || !t.user.is_empty() || t.password.is_some()
+}
+
+/// Whether a target sets any key of a Kubernetes target.
+fn has_kubernetes_keys(t: &crate::TargetConfig) -> bool {
+    t.token.is_some()
+        || t.client_cert.is_some()
+        || t.client_key.is_some()
+        || t.impersonate
+        || t.insecure_skip_verify
 }
 
 fn kind_name(kind: TargetKindConfig) -> &'static str {
