@@ -415,6 +415,16 @@ async fn prepare(
                 problem::bad_request("airlock: the request body could not be read (malformed or cut short)")
             }
         })?;
+        // A body that says it is JSON and is not would be decided without its fields,
+        // while a lenient upstream might still read some: refused (fail closed).
+        if inspect::is_json(&media_type)
+            && !bytes.iter().all(u8::is_ascii_whitespace)
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+        {
+            return Err(problem::bad_request(
+                "airlock: the request body is declared JSON (Content-Type) but is not valid JSON; it was not forwarded. Send valid JSON, or the body's real Content-Type.",
+            ));
+        }
         fields = inspect::body_fields(&bytes);
         buffered = Some(bytes);
     }

@@ -294,6 +294,19 @@ fn refusals_are_problem_documents_and_never_reach_the_upstream() {
     assert_eq!(code, 405, "{body}");
     let (code, _, _) = f.curl(&format!("/billing/v1/echo?probe=leak&t={}", f.token), &[]);
     assert_eq!(code, 400, "a token in the query string is refused");
+    // A body declared JSON that is not: refused, its fields could not be decided on.
+    let (code, _, body) = f.curl(
+        "/billing/v1/refunds?probe=notjson",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"override": true, /* x */ }"#,
+        ],
+    );
+    assert_eq!(code, 400, "{body}");
 
     assert!(
         f.api
