@@ -583,6 +583,7 @@ impl PolicyEngine {
             Action::Sql(sql) => sql,
             Action::Http(http) => return self.allowed_methods(set, principal, target, http),
             Action::K8s(k) => return self.allowed_verbs(set, principal, target, k),
+            Action::Mcp(_) => return (Vec::new(), Vec::new()),
             Action::Connect => return (Vec::new(), Vec::new()),
         };
         let volatility =
@@ -815,6 +816,46 @@ impl PolicyEngine {
                 );
                 (action_uid, resource, context)
             }
+            Action::Mcp(m) => {
+                let (ty, attribute) = match m.kind.as_str() {
+                    "call" => ("Mcp::Tool", "name"),
+                    "read" => ("Mcp::Resource", "uri"),
+                    "prompt" => ("Mcp::Prompt", "name"),
+                    other => return Err(format!("unknown MCP request kind `{other}`")),
+                };
+                let uid = EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str(ty).map_err(|e| e.to_string())?,
+                    EntityId::new(format!("{}/{}", target.name, m.name)),
+                );
+                let attrs = HashMap::from([(
+                    attribute.to_owned(),
+                    RestrictedExpression::new_string(m.name.clone()),
+                )]);
+                entities.push(
+                    Entity::new(uid.clone(), attrs, HashSet::from([target_uid.clone()]))
+                        .map_err(|e| err(&e))?,
+                );
+                let strings = |v: &[String]| {
+                    RestrictedExpression::new_set(
+                        v.iter()
+                            .map(|s| RestrictedExpression::new_string(s.clone())),
+                    )
+                };
+                let context = Context::from_pairs([
+                    ("arguments".to_owned(), strings(&m.arguments)),
+                    ("argument_names".to_owned(), strings(&m.argument_names)),
+                    (
+                        "arguments_json".to_owned(),
+                        RestrictedExpression::new_string(m.arguments_json.clone()),
+                    ),
+                ])
+                .map_err(|e| err(&e))?;
+                let action_uid = EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str("Mcp::Action").map_err(|e| e.to_string())?,
+                    EntityId::new(&m.kind),
+                );
+                (action_uid, uid, context)
+            }
             Action::K8s(k) => {
                 let resource = if k.verb == "discover" {
                     target_uid.clone()
@@ -990,6 +1031,11 @@ fn k8s_entities(
 pub fn describe(action: &Action, target: &TargetRef) -> String {
     match action {
         Action::Connect => format!("connecting to target \"{}\"", target.name),
+        Action::Mcp(m) => match m.kind.as_str() {
+            "call" => format!("calling tool \"{}\" of \"{}\"", m.name, target.name),
+            "read" => format!("reading resource \"{}\" of \"{}\"", m.name, target.name),
+            _ => format!("getting prompt \"{}\" of \"{}\"", m.name, target.name),
+        },
         Action::K8s(k) if k.verb == "discover" => {
             format!("discovery ({}) on cluster \"{}\"", k.path, target.name)
         }

@@ -14,6 +14,24 @@ pub enum Action {
     Http(HttpAction),
     /// One Kubernetes API request, as the API server's request info names it.
     K8s(K8sAction),
+    /// One MCP request: a tool call, a resource read or a prompt.
+    Mcp(McpAction),
+}
+
+/// One MCP request as policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct McpAction {
+    /// `call` (`tools/call`), `read` (`resources/read`) or `prompt` (`prompts/get`).
+    pub kind: String,
+    /// The tool's or prompt's name, or the resource's URI, exactly as sent.
+    pub name: String,
+    /// The top-level arguments whose values are strings, numbers or booleans, as
+    /// `name=value`, sorted.
+    pub arguments: Vec<String>,
+    /// Every top-level argument's name, sorted.
+    pub argument_names: Vec<String>,
+    /// The arguments as compact JSON (for `like` patterns over nested values).
+    pub arguments_json: String,
 }
 
 /// One Kubernetes API request as policy sees it: the API server's verb on a resource

@@ -13,7 +13,7 @@ mod principal;
 mod target;
 mod timestamp;
 
-pub use action::{Action, HttpAction, K8sAction, SqlAction, SqlFlags, SqlObject};
+pub use action::{Action, HttpAction, K8sAction, McpAction, SqlAction, SqlFlags, SqlObject};
 pub use approval::{Approval, ApprovalStatus};
 pub use decision::{Decision, Verdict};
 pub use event::{EventKind, SessionEvent, SessionSummary};

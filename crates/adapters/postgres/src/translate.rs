@@ -157,6 +157,7 @@ fn summarize_action(a: &Action) -> String {
         },
         Action::Http(http) => format!("{} /{}", http.method, http.path),
         Action::K8s(k) => format!("{} {}/{}", k.verb, k.resource, k.name),
+        Action::Mcp(m) => format!("{} {}", m.kind, m.name),
     }
 }
 

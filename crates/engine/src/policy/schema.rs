@@ -304,6 +304,24 @@ namespace K8s {{
   // Groups (read: get, list, watch; write: create, update, patch, delete,
   // deletecollection), then one action per verb; "discover" is on the target.
 {k8s_actions}}}
+
+namespace Mcp {{
+  // What an MCP server offers, by its target: `Mcp::Tool::"tools/query_db"`.
+  entity Tool in [Target] = {{ "name": String }};
+  entity Resource in [Target] = {{ "uri": String }};
+  entity Prompt in [Target] = {{ "name": String }};
+
+  // The arguments of a call (or a prompt's), in forms policies can test.
+  type Arguments = {{
+    "arguments": Set<String>,       // top-level string/number/boolean arguments as "name=value"
+    "argument_names": Set<String>,  // every top-level argument's name
+    "arguments_json": String,       // all of them as compact JSON, for `like` over nested values
+  }};
+
+  action "call" appliesTo {{ principal: [Agent], resource: [Tool], context: Arguments }};
+  action "read" appliesTo {{ principal: [Agent], resource: [Resource], context: Arguments }};
+  action "prompt" appliesTo {{ principal: [Agent], resource: [Prompt], context: Arguments }};
+}}
 "#
     )
 }

@@ -653,3 +653,85 @@ fn kubernetes_requests_are_decided_on_verbs_resources_and_namespaces() {
         Decision::Deny { .. }
     ));
 }
+
+fn mcp(kind: &str, name: &str, args: serde_json::Value) -> Action {
+    let map = args.as_object().cloned().unwrap_or_default();
+    let mut arguments: Vec<String> = map
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some(format!("{k}={s}")),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(format!("{k}={v}")),
+            _ => None,
+        })
+        .collect();
+    arguments.sort();
+    let mut argument_names: Vec<String> = map.keys().cloned().collect();
+    argument_names.sort();
+    Action::Mcp(airlock_model::McpAction {
+        kind: kind.into(),
+        name: name.into(),
+        arguments,
+        argument_names,
+        arguments_json: args.to_string(),
+    })
+}
+
+#[test]
+fn mcp_calls_are_decided_on_tools_and_their_arguments() {
+    let e = engine(
+        r#"
+@id("tools")
+permit(principal in Group::"ai-agents", action == Mcp::Action::"call", resource in Target::"tools");
+@id("docs")
+permit(principal in Group::"ai-agents", action == Mcp::Action::"read", resource in Target::"tools")
+  when { resource.uri like "file:///docs/*" };
+@id("no-prod-drop")
+@reason("dropping tables is for people")
+forbid(principal, action == Mcp::Action::"call", resource == Mcp::Tool::"tools/query")
+  when { context.arguments_json like "*DROP*" || context.arguments.contains("env=prod") };
+"#,
+    );
+    let p = agent(&["ai-agents"]);
+    let tools = TargetRef {
+        name: "tools".into(),
+        kind: airlock_model::TargetKind::Http,
+    };
+    let d = |a: Action| e.decide(&p, &tools, &a, &NoCatalog).decision;
+    assert_eq!(
+        d(mcp("call", "query", serde_json::json!({"sql": "select 1"}))),
+        Decision::Allow
+    );
+    match d(mcp(
+        "call",
+        "query",
+        serde_json::json!({"sql": "DROP TABLE users"}),
+    )) {
+        Decision::Deny { reason } => {
+            assert!(
+                reason.contains("calling tool \"query\" of \"tools\""),
+                "{reason}"
+            );
+            assert!(reason.contains("no-prod-drop"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        d(mcp("call", "query", serde_json::json!({"env": "prod"}))),
+        Decision::Deny { .. }
+    ));
+    assert_eq!(
+        d(mcp("read", "file:///docs/a.md", serde_json::json!({}))),
+        Decision::Allow
+    );
+    assert!(matches!(
+        d(mcp("read", "file:///etc/passwd", serde_json::json!({}))),
+        Decision::Deny { .. }
+    ));
+    assert!(
+        matches!(
+            d(mcp("prompt", "p", serde_json::json!({}))),
+            Decision::Deny { .. }
+        ),
+        "nothing permits prompts"
+    );
+}
