@@ -926,8 +926,18 @@ async fn respond(
     // still Base64).
     if let Some((true, watch)) = kubernetes
         && !bodyless
-        && inspect::is_json(&content_type)
     {
+        if !inspect::is_json(&content_type) {
+            // Airlock asked for JSON: a Secret in any other form cannot be masked.
+            let why = format!(
+                "a response about Secrets came as `{content_type}`, not JSON, and could not be masked"
+            );
+            record_outcome_now(
+                slot,
+                json!({ "status": 502, "error": why, "withheld": true, "duration_ms": elapsed_ms(started) }),
+            );
+            return Err(problem::response_withheld(&target, why));
+        }
         filters.push(Box::new(k8s::secrets::SecretFilter::new(true, watch)));
     }
     let length_kept = filters.is_empty();

@@ -179,14 +179,19 @@ pub fn upstream_headers(
     resource_request: bool,
     impersonate: Option<&Principal>,
 ) {
+    // Objects come back as JSON, which Airlock masks: any other form an agent asks for
+    // (protobuf, YAML) is asked as JSON instead; JSON variants (a Table) are kept.
     // Discovery documents (the OpenAPI schema kubectl validates with) hold no object:
     // they may stay protobuf.
-    let protobuf = resource_request
-        && headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .any(|v| v.to_str().map_or(true, |t| t.contains("protobuf")));
-    if protobuf {
+    let json_only = headers.get_all(header::ACCEPT).iter().all(|v| {
+        v.to_str().is_ok_and(|t| {
+            t.split(',').all(|range| {
+                let media = range.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case("application/json")
+            })
+        })
+    });
+    if resource_request && !json_only {
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     }
     if let Some(p) = impersonate {
@@ -322,5 +327,28 @@ mod tests {
         );
         upstream_headers(&mut h, true, None);
         assert_eq!(h.get(header::ACCEPT).unwrap(), "application/json");
+        for asked in [
+            "application/yaml",
+            "*/*",
+            "application/json, application/yaml",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_static(asked));
+            upstream_headers(&mut h, true, None);
+            assert_eq!(
+                h.get(header::ACCEPT).unwrap(),
+                "application/json",
+                "{asked}"
+            );
+        }
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(table));
+        upstream_headers(&mut h, true, None);
+        assert_eq!(
+            h.get(header::ACCEPT).unwrap(),
+            table,
+            "a Table is JSON: kept"
+        );
     }
 }

@@ -72,7 +72,11 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    for name in runtime.target_names(airlock_model::TargetKind::Http) {
+    let served_over_http = runtime
+        .target_names(airlock_model::TargetKind::Http)
+        .into_iter()
+        .chain(runtime.target_names(airlock_model::TargetKind::Kubernetes));
+    for name in served_over_http {
         if let Some(target) = runtime.target(&name)
             && let Err(e) = airlock_http::check_target(&target)
         {

@@ -399,6 +399,22 @@ fn a_watch_streams_masked_events_and_protobuf_is_answered_as_masked_json() {
         assert!(!text.contains(original) && !text.contains(&b64), "{text}");
     }
 
+    // YAML asked for: JSON comes back, masked (YAML would pass the Secret masking by).
+    let url_yaml = format!(
+        "https://127.0.0.1:{}/cluster/api/v1/namespaces/{ns}/secrets/first",
+        c.gw.http_port
+    );
+    let (code, _, body) = crate::http_proxy::curl_with(
+        &url_yaml,
+        Some(&c.token),
+        &["-H", "Accept: application/yaml"],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !body.contains(&base64::engine::general_purpose::STANDARD.encode("first-original-value")),
+        "{body}"
+    );
+    assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
     // Protobuf asked for: JSON comes back, masked.
     let url = format!(
         "https://127.0.0.1:{}/cluster/api/v1/namespaces/{ns}/secrets/first",
