@@ -15,7 +15,7 @@ pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use secret_ref::{SecretRef, valid_stored_name};
 pub use types::{
-    ApiConfig, ApprovalsConfig, AuditConfig, Config, HttpAuthConfig, HttpAuthForm,
+    ApiConfig, ApprovalsConfig, AuditConfig, Config, EnvValue, HttpAuthConfig, HttpAuthForm,
     HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig, MaskingRuleConfig,
     OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig, ReadDurability,
     SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig, UnmaskableConfig,

@@ -367,7 +367,9 @@ const NAME_RULE: &str = "must be non-empty and use only letters, digits, '-', '_
 fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), String> {
     let has_listener = match t.kind {
         TargetKindConfig::Postgres => config.postgres.is_some(),
-        TargetKindConfig::Http | TargetKindConfig::Kubernetes => config.http.is_some(),
+        TargetKindConfig::Http | TargetKindConfig::Kubernetes | TargetKindConfig::Mcp => {
+            config.http.is_some()
+        }
     };
     if !has_listener {
         return Err(format!(
@@ -376,7 +378,11 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
             t.kind.listener_section()
         ));
     }
+    if t.kind != TargetKindConfig::Mcp && has_mcp_keys(t) {
+        return Err("command, env and pin_tools are for kind = \"mcp\" targets".into());
+    }
     match t.kind {
+        TargetKindConfig::Mcp => check_mcp_target(t)?,
         TargetKindConfig::Postgres => {
             if t.host.is_empty() {
                 return Err("host must not be empty".into());
@@ -450,6 +456,47 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
     Ok(())
 }
 
+/// An MCP target: `url` (streamable HTTP or SSE) or `command` (stdio), not both.
+fn check_mcp_target(t: &crate::TargetConfig) -> Result<(), String> {
+    match (&t.url, t.command.is_empty()) {
+        (Some(_), false) => {
+            return Err("an mcp target has url (streamable HTTP) or command (stdio), not both".into());
+        }
+        (None, true) => {
+            return Err("an mcp target needs url = \"https://host/mcp\" or command = [\"program\", \"arg\"]".into());
+        }
+        (Some(url), true) => check_http_url(url)?,
+        (None, false) => {
+            if t.command.first().is_some_and(|p| p.trim().is_empty()) {
+                return Err("command's first element (the program) must not be empty".into());
+            }
+            if t.auth.is_some() {
+                return Err("auth is for an mcp target with url; give a command upstream its credential in env".into());
+            }
+        }
+    }
+    if !t.env.is_empty() && t.command.is_empty() {
+        return Err("env is for an mcp target with command (stdio)".into());
+    }
+    if let Some(k) = t.env.keys().find(|k| {
+        k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }) {
+        return Err(format!("env name `{k}` is not a valid environment variable name (letters, digits and _)"));
+    }
+    if has_postgres_keys(t) || has_kubernetes_keys(t) {
+        return Err("host, database, user, password and the kubernetes keys are for other kinds; an mcp target has url and auth, or command and env".into());
+    }
+    if t.capture_bytes > 64 * 1024 {
+        return Err("capture_bytes is at most 65536".into());
+    }
+    Ok(())
+}
+
+/// Whether a target sets any key of an MCP target.
+fn has_mcp_keys(t: &crate::TargetConfig) -> bool {
+    !t.command.is_empty() || !t.env.is_empty() || t.pin_tools
+}
+
 /// Whether a target sets any key of a PostgreSQL target.
 fn has_postgres_keys(t: &crate::TargetConfig) -> bool {
     !t.host.is_empty() || !t.database.is_empty() || !t.user.is_empty() || t.password.is_some()
@@ -469,6 +516,7 @@ fn kind_name(kind: TargetKindConfig) -> &'static str {
         TargetKindConfig::Postgres => "postgres",
         TargetKindConfig::Http => "http",
         TargetKindConfig::Kubernetes => "kubernetes",
+        TargetKindConfig::Mcp => "mcp",
     }
 }
 
@@ -717,6 +765,41 @@ auth = { bearer = "env:BILLING_TOKEN" }
             "auth = { header = \"Bad Header\", value = \"env:B\" }",
         );
         assert!(e.contains("not a valid header name"), "{e}");
+    }
+
+    #[test]
+    fn mcp_targets_are_checked() {
+        let mcp = HTTP.replace("kind = \"http\"", "kind = \"mcp\"");
+        let c = parse(&mcp).unwrap();
+        assert_eq!(c.targets[0].kind, TargetKindConfig::Mcp);
+        let stdio = mcp
+            .replace("url = \"http://127.0.0.1:18081/api\"\n", "")
+            .replace(
+                "auth = { bearer = \"env:BILLING_TOKEN\" }",
+                "command = [\"python3\", \"/opt/mcp/server.py\"]\nenv = { API_KEY = \"secret:tools-key\", MODE = \"read-only\" }\npin_tools = true",
+            );
+        let c = parse(&stdio).unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.command, ["python3", "/opt/mcp/server.py"]);
+        assert!(t.pin_tools);
+        assert_eq!(
+            t.env.get("API_KEY"),
+            Some(&crate::EnvValue::Secret(crate::SecretRef::Stored("tools-key".into())))
+        );
+        assert_eq!(t.env.get("MODE"), Some(&crate::EnvValue::Plain("read-only".into())));
+        assert_eq!(t.secret_refs().len(), 1, "the secret env value is checked and watched");
+        let both = stdio.replace("pin_tools = true", "pin_tools = true\nurl = \"http://127.0.0.1:1/mcp\"");
+        assert!(parse(&both).unwrap_err().to_string().contains("not both"));
+        let neither = stdio.replace("command = [\"python3\", \"/opt/mcp/server.py\"]\n", "");
+        let e = parse(&neither).unwrap_err().to_string();
+        assert!(e.contains("needs url"), "{e}");
+        let bad_env = stdio.replace("MODE =", "\"BAD-NAME\" =");
+        assert!(parse(&bad_env).unwrap_err().to_string().contains("BAD-NAME"));
+        let env_on_http = HTTP.replace("auth = {", "pin_tools = true\nauth = {");
+        let e = parse(&env_on_http).unwrap_err().to_string();
+        assert!(e.contains("for kind = \"mcp\""), "{e}");
+        let literal = stdio.replace("secret:tools-key", "env:bad-name");
+        assert!(parse(&literal).is_err());
     }
 
     #[test]

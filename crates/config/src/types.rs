@@ -499,6 +499,44 @@ pub struct TargetConfig {
     /// answered "still pending" (the request itself stays open until it expires).
     #[serde(default = "default_hold_timeout", with = "humantime_serde_compat")]
     pub hold_timeout: Duration,
+    /// MCP: an upstream MCP server spoken to over stdio, spawned per session:
+    /// the program and its arguments (instead of `url`).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// MCP: the environment of a `command` upstream (nothing of Airlock's own
+    /// environment is passed on); values that are secret references are resolved.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, EnvValue>,
+    /// MCP: a tool whose description or schema changes after it was first seen is
+    /// denied (in every session) until an operator accepts the change.
+    #[serde(default)]
+    pub pin_tools: bool,
+}
+
+/// A value of an MCP `command` upstream's environment: a secret reference
+/// (`env:`, `file:`, `secret:`), resolved when the process starts, or a plain value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// A secret, by reference.
+    Secret(SecretRef),
+    /// A value that is not secret, as written.
+    Plain(String),
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if ["env:", "file:", "secret:"]
+            .iter()
+            .any(|p| text.starts_with(p))
+        {
+            SecretRef::parse(&text)
+                .map(EnvValue::Secret)
+                .map_err(serde::de::Error::custom)
+        } else {
+            Ok(EnvValue::Plain(text))
+        }
+    }
 }
 
 impl Config {
@@ -544,6 +582,7 @@ impl TargetConfig {
             TargetKindConfig::Postgres => self.password.as_ref().map(|p| p.get_ref()),
             TargetKindConfig::Http => self.auth.as_ref().and_then(HttpAuthConfig::secret),
             TargetKindConfig::Kubernetes => self.token.as_ref().or(self.client_key.as_ref()),
+            TargetKindConfig::Mcp => self.auth.as_ref().and_then(HttpAuthConfig::secret),
         }
     }
 
@@ -562,6 +601,10 @@ impl TargetConfig {
                 .into_iter()
                 .filter_map(Option::as_ref),
         );
+        refs.extend(self.env.values().filter_map(|v| match v {
+            EnvValue::Secret(s) => Some(s),
+            EnvValue::Plain(_) => None,
+        }));
         refs
     }
 
@@ -581,6 +624,10 @@ impl TargetConfig {
                 .into_iter()
                 .filter_map(Option::as_mut),
         );
+        refs.extend(self.env.values_mut().filter_map(|v| match v {
+            EnvValue::Secret(s) => Some(s),
+            EnvValue::Plain(_) => None,
+        }));
         refs
     }
 }
@@ -595,6 +642,8 @@ pub enum TargetKindConfig {
     Http,
     /// A Kubernetes API server.
     Kubernetes,
+    /// An MCP server (streamable HTTP or SSE at `url`, or stdio with `command`).
+    Mcp,
 }
 
 impl TargetKindConfig {
@@ -602,7 +651,9 @@ impl TargetKindConfig {
     pub fn listener_section(self) -> &'static str {
         match self {
             TargetKindConfig::Postgres => "[postgres]",
-            TargetKindConfig::Http | TargetKindConfig::Kubernetes => "[http]",
+            TargetKindConfig::Http | TargetKindConfig::Kubernetes | TargetKindConfig::Mcp => {
+                "[http]"
+            }
         }
     }
 }

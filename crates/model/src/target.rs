@@ -12,6 +12,8 @@ pub enum TargetKind {
     Http,
     /// A Kubernetes API server, reached through the HTTP listener like an HTTP API.
     Kubernetes,
+    /// An MCP server, reached through the HTTP listener over streamable HTTP.
+    Mcp,
 }
 
 impl TargetKind {
@@ -21,6 +23,7 @@ impl TargetKind {
             TargetKind::Postgres => "postgres",
             TargetKind::Http => "http",
             TargetKind::Kubernetes => "kubernetes",
+            TargetKind::Mcp => "mcp",
         }
     }
 }

@@ -99,6 +99,7 @@ impl Session {
             airlock_model::TargetKind::Http | airlock_model::TargetKind::Kubernetes => {
                 ("request", "sent")
             }
+            airlock_model::TargetKind::Mcp => ("call", "made"),
         }
     }
 }

@@ -107,6 +107,7 @@ impl Runtime {
                 TargetKindConfig::Postgres => TargetKind::Postgres,
                 TargetKindConfig::Http => TargetKind::Http,
                 TargetKindConfig::Kubernetes => TargetKind::Kubernetes,
+                TargetKindConfig::Mcp => TargetKind::Mcp,
             };
             targets.insert(
                 t.name().to_owned(),

@@ -197,6 +197,7 @@ fn kubernetes_listener<'a>(
             TargetKindConfig::Postgres => "postgres",
             TargetKindConfig::Http => "http",
             TargetKindConfig::Kubernetes => "kubernetes",
+            TargetKindConfig::Mcp => "mcp",
         };
         bail!("target `{target}` is kind = \"{kind}\", not kind = \"kubernetes\"");
     }

@@ -36,7 +36,7 @@ pub async fn discover(config_path: &Path, args: MaskingDiscover) -> anyhow::Resu
     };
     let kind = match target_config.kind {
         TargetKindConfig::Postgres => TargetKind::Postgres,
-        TargetKindConfig::Http | TargetKindConfig::Kubernetes => bail!(
+        TargetKindConfig::Http | TargetKindConfig::Kubernetes | TargetKindConfig::Mcp => bail!(
             "target `{}` is an HTTP target: discovery reads a PostgreSQL catalog; HTTP responses are masked by key and detector without it (see docs/http.md)",
             args.target
         ),
