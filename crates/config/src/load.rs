@@ -460,7 +460,9 @@ fn check_target_kind(config: &Config, t: &crate::TargetConfig) -> Result<(), Str
 fn check_mcp_target(t: &crate::TargetConfig) -> Result<(), String> {
     match (&t.url, t.command.is_empty()) {
         (Some(_), false) => {
-            return Err("an mcp target has url (streamable HTTP) or command (stdio), not both".into());
+            return Err(
+                "an mcp target has url (streamable HTTP) or command (stdio), not both".into(),
+            );
         }
         (None, true) => {
             return Err("an mcp target needs url = \"https://host/mcp\" or command = [\"program\", \"arg\"]".into());
@@ -478,10 +480,14 @@ fn check_mcp_target(t: &crate::TargetConfig) -> Result<(), String> {
     if !t.env.is_empty() && t.command.is_empty() {
         return Err("env is for an mcp target with command (stdio)".into());
     }
-    if let Some(k) = t.env.keys().find(|k| {
-        k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    }) {
-        return Err(format!("env name `{k}` is not a valid environment variable name (letters, digits and _)"));
+    if let Some(k) = t
+        .env
+        .keys()
+        .find(|k| k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(format!(
+            "env name `{k}` is not a valid environment variable name (letters, digits and _)"
+        ));
     }
     if has_postgres_keys(t) || has_kubernetes_keys(t) {
         return Err("host, database, user, password and the kubernetes keys are for other kinds; an mcp target has url and auth, or command and env".into());
@@ -784,17 +790,34 @@ auth = { bearer = "env:BILLING_TOKEN" }
         assert!(t.pin_tools);
         assert_eq!(
             t.env.get("API_KEY"),
-            Some(&crate::EnvValue::Secret(crate::SecretRef::Stored("tools-key".into())))
+            Some(&crate::EnvValue::Secret(crate::SecretRef::Stored(
+                "tools-key".into()
+            )))
         );
-        assert_eq!(t.env.get("MODE"), Some(&crate::EnvValue::Plain("read-only".into())));
-        assert_eq!(t.secret_refs().len(), 1, "the secret env value is checked and watched");
-        let both = stdio.replace("pin_tools = true", "pin_tools = true\nurl = \"http://127.0.0.1:1/mcp\"");
+        assert_eq!(
+            t.env.get("MODE"),
+            Some(&crate::EnvValue::Plain("read-only".into()))
+        );
+        assert_eq!(
+            t.secret_refs().len(),
+            1,
+            "the secret env value is checked and watched"
+        );
+        let both = stdio.replace(
+            "pin_tools = true",
+            "pin_tools = true\nurl = \"http://127.0.0.1:1/mcp\"",
+        );
         assert!(parse(&both).unwrap_err().to_string().contains("not both"));
         let neither = stdio.replace("command = [\"python3\", \"/opt/mcp/server.py\"]\n", "");
         let e = parse(&neither).unwrap_err().to_string();
         assert!(e.contains("needs url"), "{e}");
         let bad_env = stdio.replace("MODE =", "\"BAD-NAME\" =");
-        assert!(parse(&bad_env).unwrap_err().to_string().contains("BAD-NAME"));
+        assert!(
+            parse(&bad_env)
+                .unwrap_err()
+                .to_string()
+                .contains("BAD-NAME")
+        );
         let env_on_http = HTTP.replace("auth = {", "pin_tools = true\nauth = {");
         let e = parse(&env_on_http).unwrap_err().to_string();
         assert!(e.contains("for kind = \"mcp\""), "{e}");

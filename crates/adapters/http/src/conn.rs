@@ -100,56 +100,20 @@ impl Conn {
         token: &str,
         detail: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Arc<Slot>, OpenError> {
-        let key = (target.to_owned(), Sha256::digest(token.as_bytes()).into());
-        // Kubernetes targets are served by this listener too.
-        let kind = state
-            .gateway
-            .runtime()
-            .target(target)
-            .map(|t| t.model.kind)
-            .filter(|k| *k == TargetKind::Kubernetes)
-            .unwrap_or(TargetKind::Http);
+        let key = (target.to_owned(), token_digest(token));
         let mut slots = self.slots.lock().await;
         if let Some(slot) = slots.get(&key) {
             return Ok(slot.clone());
         }
-        let session = state
-            .gateway
-            .open_session(ConnectRequest {
-                kind,
-                target: target.to_owned(),
-                credential: Secret::new(token.to_owned()),
-                client_addr: self.peer,
-                detail,
-            })
-            .await
-            .map_err(OpenError::Refused)?;
-        let prepared = session
-            .target()
-            .config
-            .url
-            .as_deref()
-            .ok_or_else(|| "the target has no url".to_owned())
-            .and_then(Base::parse)
-            .and_then(|base| Ok((base, crate::upstream::credential(session.target())?)));
-        let (base, credential) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                session
-                    .end(serde_json::json!({ "reason": format!("target unusable: {e}") }))
-                    .await;
-                return Err(OpenError::Unusable(e));
-            }
-        };
-        let slot = Arc::new(Slot {
-            session,
-            base,
-            credential,
-            requests: AtomicU64::new(0),
-            outcome: std::sync::Mutex::new(None),
-        });
+        let slot = open_slot(state, target, token, self.peer, detail).await?;
         slots.insert(key, slot.clone());
         Ok(slot)
+    }
+
+    /// Hands a session over to something that outlives this connection (an MCP session
+    /// that later requests reach over other connections): it no longer ends with it.
+    pub async fn detach(&self, slot: &Arc<Slot>) {
+        self.slots.lock().await.retain(|_, s| !Arc::ptr_eq(s, slot));
     }
 
     /// Forgets the session of `target` and `token` (its credential no longer holds) and
@@ -194,7 +158,67 @@ impl Conn {
     }
 }
 
-async fn end(slot: &Slot, reason: &str) {
+/// The digest a token is known by (never the token itself).
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Opens a session of `target` for `token`, with what its requests need.
+pub async fn open_slot(
+    state: &AdapterState,
+    target: &str,
+    token: &str,
+    peer: SocketAddr,
+    detail: serde_json::Map<String, serde_json::Value>,
+) -> Result<Arc<Slot>, OpenError> {
+    // Kubernetes and MCP targets are served by this listener too.
+    let kind = state
+        .gateway
+        .runtime()
+        .target(target)
+        .map(|t| t.model.kind)
+        .filter(|k| matches!(k, TargetKind::Kubernetes | TargetKind::Mcp))
+        .unwrap_or(TargetKind::Http);
+    let session = state
+        .gateway
+        .open_session(ConnectRequest {
+            kind,
+            target: target.to_owned(),
+            credential: Secret::new(token.to_owned()),
+            client_addr: peer,
+            detail,
+        })
+        .await
+        .map_err(OpenError::Refused)?;
+    // An MCP target spoken to over stdio has no URL: its base is a placeholder.
+    let url = match (&session.target().config.url, kind) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, TargetKind::Mcp) => Ok("http://stdio.invalid".to_owned()),
+        (None, _) => Err("the target has no url".to_owned()),
+    };
+    let prepared = url
+        .and_then(|u| Base::parse(&u))
+        .and_then(|base| Ok((base, crate::upstream::credential(session.target())?)));
+    let (base, credential) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            session
+                .end(serde_json::json!({ "reason": format!("target unusable: {e}") }))
+                .await;
+            return Err(OpenError::Unusable(e));
+        }
+    };
+    Ok(Arc::new(Slot {
+        session,
+        base,
+        credential,
+        requests: AtomicU64::new(0),
+        outcome: std::sync::Mutex::new(None),
+    }))
+}
+
+/// Ends a session, once its last outcome is recorded.
+pub async fn end(slot: &Slot, reason: &str) {
     slot.outcome_recorded().await;
     slot.session
         .end(serde_json::json!({

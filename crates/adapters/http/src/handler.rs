@@ -38,15 +38,57 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     // Airlock's own answers to a Kubernetes target are `Status` objects (kubectl
     // prints their message); everything else gets RFC 9457 problems.
-    let kubernetes = route::route(req.uri().path())
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| state.local_addr.to_string());
+    if req.uri().path().starts_with(crate::mcp::metadata::PREFIX) {
+        let (status, doc) = crate::mcp::metadata::document(&state, &host, req.uri().path());
+        return json_response(status, &doc);
+    }
+    let routed = route::route(req.uri().path())
         .ok()
-        .and_then(|r| state.gateway.runtime().target(&r.target))
+        .and_then(|r| state.gateway.runtime().target(&r.target));
+    let kubernetes = routed
+        .as_ref()
         .is_some_and(|t| t.model.kind == TargetKind::Kubernetes);
+    let mcp_target = routed
+        .filter(|t| t.model.kind == TargetKind::Mcp)
+        .map(|t| t.model.name.clone());
     match serve(&state, &conn, req).await {
         Ok(response) => response,
         Err(problem) if kubernetes => k8s::status(&problem),
-        Err(problem) => problem.response(),
+        Err(problem) => {
+            let mut response = problem.response();
+            // An MCP client finds where to get a token from the challenge (RFC 9728).
+            if let Some(target) = mcp_target
+                && problem.status == StatusCode::UNAUTHORIZED
+                && let Ok(v) = HeaderValue::from_str(&crate::mcp::metadata::challenge(
+                    &host,
+                    &target,
+                    problem.kind == "token-invalid",
+                ))
+            {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            response
+        }
     }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
+    let mut r = Response::new(<ResponseBody as crate::body::ResponseBodyExt>::full(
+        Bytes::from(value.to_string()),
+    ));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn serve(
@@ -73,6 +115,14 @@ async fn serve(
         RouteError::BadName(_) | RouteError::Path(_) => problem::bad_path(&e.to_string()),
     })?;
     let token = bearer(&req)?;
+    if state
+        .gateway
+        .runtime()
+        .target(&route.target)
+        .is_some_and(|t| t.model.kind == TargetKind::Mcp)
+    {
+        return crate::mcp::serve(state, conn, req, route, token).await;
+    }
     let mut detail = serde_json::Map::new();
     detail.insert("tls".into(), true.into());
     detail.insert("http_version".into(), format!("{:?}", req.version()).into());
@@ -495,7 +545,7 @@ fn upgrade_of(req: &Request<Incoming>, kind: TargetKind) -> Option<Upgrade> {
         .then_some(Upgrade::Spdy)
 }
 
-fn refused_session(state: &AdapterState, e: OpenError) -> Problem {
+pub(crate) fn refused_session(state: &AdapterState, e: OpenError) -> Problem {
     match e {
         OpenError::Refused(ConnectRefusal::Credential(e)) => problem::token_invalid(&e.to_string()),
         OpenError::Refused(ConnectRefusal::UnknownTarget { name, available }) => {
@@ -648,7 +698,7 @@ fn request_digest(
 }
 
 /// Reads a body up to `limit` bytes. `Err(true)`: larger; `Err(false)`: it failed.
-async fn read_limited(body: Option<Incoming>, limit: usize) -> Result<Bytes, bool> {
+pub(crate) async fn read_limited(body: Option<Incoming>, limit: usize) -> Result<Bytes, bool> {
     let Some(body) = body else {
         return Ok(Bytes::new());
     };
@@ -807,7 +857,7 @@ fn agent_body_error(e: &hyper_util::client::legacy::Error) -> Option<String> {
     None
 }
 
-fn upstream_error(e: &hyper_util::client::legacy::Error) -> String {
+pub(crate) fn upstream_error(e: &hyper_util::client::legacy::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -818,13 +868,13 @@ fn upstream_error(e: &hyper_util::client::legacy::Error) -> String {
     text
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Queues a request's outcome (the `result` event) in its session, in a task of its own
 /// (a body ends inside a synchronous poll); the next request waits for it to be queued.
-fn record_outcome_now(slot: &Arc<Slot>, detail: Value) {
+pub(crate) fn record_outcome_now(slot: &Arc<Slot>, detail: Value) {
     let s = slot.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = s

@@ -21,6 +21,7 @@ mod headers;
 mod inspect;
 mod k8s;
 mod mask;
+mod mcp;
 mod problem;
 mod route;
 mod scrub;
@@ -56,6 +57,9 @@ pub enum HttpError {
 /// value, its CA bundle (for `airlock check`; the listener checks the same when a
 /// session opens).
 pub fn check_target(target: &airlock_session::Target) -> Result<(), String> {
+    if target.model.kind == airlock_model::TargetKind::Mcp && target.config.url.is_none() {
+        return Ok(());
+    }
     let url = target.config.url.as_deref().ok_or("no url")?;
     upstream::Base::parse(url)?;
     upstream::credential(target)?;
@@ -69,6 +73,10 @@ pub(crate) struct AdapterState {
     listener: HttpListenerConfig,
     clients: upstream::Clients,
     local_addr: SocketAddr,
+    /// MCP sessions (2025 era), which outlive connections.
+    mcp_sessions: mcp::sessions::McpSessions,
+    /// Pinned MCP tool fingerprints, shared by every session.
+    mcp_pins: Arc<mcp::pins::ToolPins>,
 }
 
 /// A bound HTTPS listener.
@@ -102,11 +110,22 @@ impl HttpAdapter {
                 listener: config.clone(),
                 clients: upstream::Clients::default(),
                 local_addr,
+                mcp_sessions: mcp::sessions::McpSessions::default(),
+                mcp_pins: Arc::default(),
             }),
         })
     }
 
     /// The address actually bound.
+    /// Keeps pinned MCP tools in `store` (shared by replicas and the CLI); without it
+    /// pins last as long as the process.
+    pub fn with_tool_store(mut self, store: Arc<dyn airlock_store::Store>) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.mcp_pins = Arc::new(mcp::pins::ToolPins::with_store(store));
+        }
+        self
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.state.local_addr
     }
@@ -115,8 +134,10 @@ impl HttpAdapter {
     /// (up to a few seconds) and records every session's end.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let mut sweep = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
+                _ = sweep.tick() => self.state.mcp_sessions.sweep(mcp::sessions::IDLE).await,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let _ = tcp.set_nodelay(true);
@@ -132,6 +153,7 @@ impl HttpAdapter {
             }
         }
         while tasks.join_next().await.is_some() {}
+        self.state.mcp_sessions.close_all("gateway_shutdown").await;
     }
 }
 

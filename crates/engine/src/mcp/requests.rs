@@ -199,7 +199,10 @@ mod tests {
     #[test]
     fn methods_are_classified_and_unknown_ones_are_not() {
         assert_eq!(classify("tools/call"), Some(MethodClass::Call));
-        assert_eq!(classify("tools/list"), Some(MethodClass::List(Listing::Tools)));
+        assert_eq!(
+            classify("tools/list"),
+            Some(MethodClass::List(Listing::Tools))
+        );
         assert_eq!(classify("server/discover"), Some(MethodClass::Pass));
         assert_eq!(classify("initialize"), Some(MethodClass::Pass));
         assert_eq!(classify("Tools/Call"), None, "methods are case-sensitive");
@@ -221,7 +224,10 @@ mod tests {
         assert_eq!(a.arguments, ["a=1", "b=x"]);
         assert_eq!(a.argument_names, ["a", "b"]);
         assert!(decided(MethodClass::Call, Some(&json!({"Name": "add"}))).is_err());
-        assert!(decided(MethodClass::Call, None).is_err(), "a call names a tool");
+        assert!(
+            decided(MethodClass::Call, None).is_err(),
+            "a call names a tool"
+        );
         let read = decided(MethodClass::Read, Some(&json!({"uri": "customers://1"}))).unwrap();
         assert_eq!((read.kind, read.name.as_str()), ("read", "customers://1"));
         assert!(decided(MethodClass::Read, Some(&json!({"uri": ""}))).is_err());
@@ -232,6 +238,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(prompt.action().arguments, ["name=Ada"]);
-        assert!(decided(MethodClass::Prompt, Some(&json!({"name": "g", "arguments": [1]}))).is_err());
+        assert!(
+            decided(
+                MethodClass::Prompt,
+                Some(&json!({"name": "g", "arguments": [1]}))
+            )
+            .is_err()
+        );
     }
 }

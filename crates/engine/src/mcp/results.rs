@@ -11,7 +11,9 @@ use crate::masking::rules::{Masker, Tally};
 
 /// A result that holds something masking cannot read, under a rule that withholds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the result holds {what}, which cannot be masked, and masking rule `{rule}` withholds what cannot be masked")]
+#[error(
+    "the result holds {what}, which cannot be masked, and masking rule `{rule}` withholds what cannot be masked"
+)]
 pub struct Withheld {
     /// What could not be masked.
     pub what: String,
@@ -28,8 +30,13 @@ pub fn mask_result(
 ) -> Result<(), Withheld> {
     match method {
         // What the server is and offers: names and descriptions, nothing of the data.
-        "initialize" | "server/discover" | "tools/list" | "prompts/list" | "resources/list"
-        | "resources/templates/list" | "ping" => Ok(()),
+        "initialize"
+        | "server/discover"
+        | "tools/list"
+        | "prompts/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "ping" => Ok(()),
         "tools/call" => {
             let Some(map) = result.as_object_mut() else {
                 mask_value(masker, result, tally);
@@ -265,7 +272,8 @@ mod tests {
     #[test]
     fn reads_and_prompts_are_masked_and_listings_are_not() {
         let m = masker();
-        let mut read = json!({"contents": [{"uri": "c://1", "text": "{\"password\": \"hunter2\"}"}]});
+        let mut read =
+            json!({"contents": [{"uri": "c://1", "text": "{\"password\": \"hunter2\"}"}]});
         mask_result(&m, "resources/read", &mut read, &mut Tally::default()).unwrap();
         assert!(raw(&read).is_empty(), "{read}");
         let mut prompt = json!({"messages": [{"role": "user",

@@ -31,7 +31,13 @@ pub fn print(tool: &Value) -> Option<ToolPrint> {
     let name = tool.get("name")?.as_str()?.to_owned();
     let mut h = Sha256::new();
     h.update(b"airlock-mcp-tool-v1\0");
-    for key in ["description", "title", "annotations", "inputSchema", "outputSchema"] {
+    for key in [
+        "description",
+        "title",
+        "annotations",
+        "inputSchema",
+        "outputSchema",
+    ] {
         let mut text = String::new();
         canonical(tool.get(key).unwrap_or(&Value::Null), &mut text);
         h.update((key.len() as u64).to_be_bytes());

@@ -9,7 +9,7 @@ mod sqlite;
 
 pub use batch::{EncodedBatch, EncodedOp};
 pub use error::StoreError;
-pub use records::{ChainedEvent, SessionFilter, StoreOp, StoredSecret, TokenRecord};
+pub use records::{ChainedEvent, McpToolPin, SessionFilter, StoreOp, StoredSecret, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
 
 use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
@@ -123,4 +123,19 @@ pub trait Store: Send + Sync {
     /// Replaces every secret and the key check at once (a master key rotation).
     async fn reseal_all(&self, secrets: &[StoredSecret], key_check: &str)
     -> Result<(), StoreError>;
+
+    /// The pinned tools of an MCP target, by name.
+    async fn mcp_tools(&self, target: &str) -> Result<Vec<McpToolPin>, StoreError>;
+    /// Pins a tool first seen, or records what its latest listing said (a change, or
+    /// `listed_digest: None` once it matches its pin again). A pin is never replaced
+    /// here: only [`Store::accept_mcp_tools`] moves it.
+    async fn put_mcp_tool(&self, pin: &McpToolPin) -> Result<(), StoreError>;
+    /// Accepts the pending changes of `target`'s tools (or of one `tool`): what was
+    /// listed last becomes the pin. Returns the tools accepted.
+    async fn accept_mcp_tools(
+        &self,
+        target: &str,
+        tool: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Vec<String>, StoreError>;
 }

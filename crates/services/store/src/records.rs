@@ -22,6 +22,29 @@ pub struct TokenRecord {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// One pinned tool of an MCP target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpToolPin {
+    /// The MCP target.
+    pub target: String,
+    /// The tool's name, exactly as listed.
+    pub name: String,
+    /// The fingerprint it is pinned to.
+    pub pinned_digest: String,
+    /// Its description when pinned.
+    pub pinned_description: String,
+    /// The fingerprint listed last, when it differs from the pin (a pending change).
+    pub listed_digest: Option<String>,
+    /// The description listed last, with `listed_digest`.
+    pub listed_description: Option<String>,
+    /// When it was first listed.
+    pub first_seen: Timestamp,
+    /// When the pending change was first seen.
+    pub changed_at: Option<Timestamp>,
+    /// When a change was last accepted.
+    pub accepted_at: Option<Timestamp>,
+}
+
 /// A value of the encrypted secret store, sealed (see `airlock-vault`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSecret {

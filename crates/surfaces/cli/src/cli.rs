@@ -55,6 +55,9 @@ pub enum Command {
     /// Print a kubeconfig that points an agent's kubectl at a Kubernetes target through
     /// Airlock, with the agent's token (or a reference to it).
     Kubeconfig(KubeconfigArgs),
+    /// MCP targets: the tools pinned for them, and accepting changed tools.
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Show how a token is understood: principal, groups, source, expiry.
     Whoami {
         /// The token (an Airlock token or an OIDC access token), or set AIRLOCK_TOKEN.
@@ -111,6 +114,42 @@ pub enum KubeconfigCommand {
         /// File holding the agent's token; without it, AIRLOCK_TOKEN.
         #[arg(long)]
         token_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// The tools of MCP targets as pinned (first listed), and changes waiting for
+    /// acceptance.
+    #[command(subcommand)]
+    Tools(McpToolsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpToolsCommand {
+    /// The pinned tools of a target: name, state (pinned or changed), first seen,
+    /// the description pinned and the one listed now.
+    List {
+        /// The `kind = "mcp"` target.
+        #[arg(long)]
+        target: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept the changed tools of a target (or one --tool): what the upstream lists
+    /// now becomes the pin, and calls are allowed again (running gateways pick it up
+    /// within a second, without a restart).
+    Accept {
+        /// The `kind = "mcp"` target.
+        #[arg(long)]
+        target: String,
+        /// Only this tool (default: every changed tool of the target).
+        #[arg(long)]
+        tool: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

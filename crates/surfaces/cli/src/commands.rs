@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod kubeconfig;
 mod masking;
+mod mcp;
 mod policy;
 mod secret;
 mod serve;
@@ -16,8 +17,8 @@ mod whoami;
 use std::process::ExitCode;
 
 use crate::cli::{
-    ApprovalsCommand, AuditCommand, Cli, Command, KubeconfigCommand, MaskingCommand, PolicyCommand,
-    SecretCommand, SessionsCommand, TokenCommand,
+    ApprovalsCommand, AuditCommand, Cli, Command, KubeconfigCommand, MaskingCommand, McpCommand,
+    McpToolsCommand, PolicyCommand, SecretCommand, SessionsCommand, TokenCommand,
 };
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
@@ -74,6 +75,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             None => kubeconfig::print(&cli.config, args),
         },
+        Command::Mcp(McpCommand::Tools(McpToolsCommand::List { target, json })) => {
+            mcp::list_tools(&cli.config, &target, json).await
+        }
+        Command::Mcp(McpCommand::Tools(McpToolsCommand::Accept { target, tool, json })) => {
+            mcp::accept_tools(&cli.config, &target, tool.as_deref(), json).await
+        }
         Command::Whoami { token, json } => whoami::run(&cli.config, &token, json).await,
         Command::Deny(args) => {
             approvals::decide(

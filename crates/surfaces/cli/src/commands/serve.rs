@@ -99,7 +99,8 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(http) = &config.http {
         let adapter = HttpAdapter::bind(http, &config.server.data_dir, gateway.clone())
             .await
-            .with_context(|| format!("cannot start the HTTP listener on {}", http.listen))?;
+            .with_context(|| format!("cannot start the HTTP listener on {}", http.listen))?
+            .with_tool_store(store.clone());
         tracing::info!(listen = %adapter.local_addr(), "HTTP listener ready");
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }
