@@ -12,6 +12,7 @@ mod clients;
 mod http;
 mod idp;
 mod kube;
+mod mcp;
 mod postgres;
 
 pub use airlock::{Airlock, AirlockBuilder, PERMIT_ALL};
@@ -19,6 +20,10 @@ pub use clients::{PsqlOutput, psql, python};
 pub use http::{HttpApi, Nginx, UP_APIKEY, UP_BASIC, UP_BEARER, nginx_bin};
 pub use idp::Idp;
 pub use kube::{Kube, kube_apiserver_bin, kubectl};
+pub use mcp::{
+    McpServer, finish_client, mcp_client, mcp_stdio_command, node_mcp_client, node_sdk,
+    spawn_mcp_client,
+};
 pub use postgres::{APP_PASSWORD, Postgres, unrelated_ca_pem};
 
 use std::collections::BTreeSet;

@@ -98,7 +98,7 @@ async fn serve(
 ) -> Result<Response<ResponseBody>, Problem> {
     let started = Instant::now();
     let raw_path = req.uri().path().to_owned();
-    let route = route::route(&raw_path).map_err(|e| match e {
+    let routed = route::route(&raw_path).map_err(|e| match e {
         RouteError::NoTarget => problem::unknown_target(
             "",
             &state
@@ -113,8 +113,15 @@ async fn serve(
             format!("airlock: `/{name}` is reserved for Airlock itself and is not served here"),
         ),
         RouteError::BadName(_) | RouteError::Path(_) => problem::bad_path(&e.to_string()),
-    })?;
-    let token = bearer(&req)?;
+    });
+    let route = match routed {
+        Ok(r) => r,
+        Err(p) => return Err(drain(req, p).await),
+    };
+    let token = match bearer(&req) {
+        Ok(t) => t,
+        Err(p) => return Err(drain(req, p).await),
+    };
     if state
         .gateway
         .runtime()
@@ -136,13 +143,13 @@ async fn serve(
             ua.chars().take(200).collect::<String>().into(),
         );
     }
-    let slot = conn
-        .session(state, &route.target, &token, detail)
-        .await
-        .map_err(|e| refused_session(state, e))?;
+    let slot = match conn.session(state, &route.target, &token, detail).await {
+        Ok(s) => s,
+        Err(e) => return Err(drain(req, refused_session(state, e)).await),
+    };
     if let Some(why) = slot.session.credential_problem() {
         conn.drop_session(&slot, &why).await;
-        return Err(problem::token_invalid(&why));
+        return Err(drain(req, problem::token_invalid(&why)).await);
     }
     slot.count();
     let shown_raw = format!(
@@ -388,6 +395,16 @@ async fn serve(
         gate.await.map_err(not_recorded)?;
     }
     response
+}
+
+/// Reads and discards what is left of a refused request's body (up to 1 MiB, for up to
+/// 2 s) before the refusal is sent. A server that closes a connection with unread bytes
+/// makes the kernel reset it, and the client may then lose the answer it was sent: the
+/// agent would see a broken connection instead of the reason.
+pub(crate) async fn drain(req: Request<Incoming>, refusal: Problem) -> Problem {
+    let body = http_body_util::Limited::new(req.into_body(), 1 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), body.collect()).await;
+    refusal
 }
 
 /// A request ready for its decision.

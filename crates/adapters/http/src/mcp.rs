@@ -79,7 +79,7 @@ pub async fn serve(
 ) -> Result<Response<ResponseBody>, Problem> {
     let started = Instant::now();
     if !matches!(route.path.as_str(), "" | "/") {
-        return Err(Problem::new(
+        let p = Problem::new(
             StatusCode::NOT_FOUND,
             "not-mcp-endpoint",
             "Not the MCP endpoint",
@@ -87,21 +87,24 @@ pub async fn serve(
                 "airlock: `{}` is an MCP target; its one endpoint is `/{}` (point the MCP client at https://<airlock>/{})",
                 route.target, route.target, route.target
             ),
-        ));
+        );
+        return Err(handler::drain(req, p).await);
     }
     if !matches!(*req.method(), Method::POST | Method::GET | Method::DELETE) {
-        return Err(Problem::new(
+        let p = Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "Method not allowed",
             "airlock: an MCP endpoint takes POST (messages), GET (the server's event stream) and DELETE (end the session)",
-        ));
+        );
+        return Err(handler::drain(req, p).await);
     }
     let session_id = header_text(req.headers(), SESSION_ID);
     let slot = match &session_id {
         Some(id) => match state.mcp_sessions.find(id, &route.target, &token) {
             Lookup::Found(slot) => slot,
             Lookup::Unknown => {
+                let _ = handler::drain(req, problem::bad_request("")).await;
                 return Ok(reply::json_response(
                     StatusCode::NOT_FOUND,
                     &reply::error(
@@ -117,14 +120,15 @@ pub async fn serve(
             let mut detail = serde_json::Map::new();
             detail.insert("tls".into(), true.into());
             detail.insert("protocol".into(), "mcp".into());
-            conn.session(state, &route.target, &token, detail)
-                .await
-                .map_err(|e| handler::refused_session(state, e))?
+            match conn.session(state, &route.target, &token, detail).await {
+                Ok(s) => s,
+                Err(e) => return Err(handler::drain(req, handler::refused_session(state, e)).await),
+            }
         }
     };
     if let Some(why) = slot.session.credential_problem() {
         conn.drop_session(&slot, &why).await;
-        return Err(problem::token_invalid(&why));
+        return Err(handler::drain(req, problem::token_invalid(&why)).await);
     }
     slot.count();
     slot.outcome_recorded().await;

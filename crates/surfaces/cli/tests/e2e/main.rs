@@ -19,6 +19,7 @@ mod http_stream;
 mod identity;
 mod kubernetes;
 mod masking_discover;
+mod mcp_gateway;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
