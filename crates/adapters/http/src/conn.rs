@@ -77,6 +77,8 @@ pub struct Conn {
     /// The agent's address.
     pub peer: SocketAddr,
     slots: tokio::sync::Mutex<Slots>,
+    /// What Airlock's own MCP server keeps for this connection between calls.
+    pub own: crate::mcp::own::OwnClients,
     /// Relays of upgraded (WebSocket) requests: they outlive the HTTP exchange, and
     /// the sessions they record into end only after them.
     upgrades: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -88,6 +90,7 @@ impl Conn {
         Conn {
             peer,
             slots: tokio::sync::Mutex::new(HashMap::new()),
+            own: crate::mcp::own::OwnClients::default(),
             upgrades: std::sync::Mutex::new(Vec::new()),
         }
     }

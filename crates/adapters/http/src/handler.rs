@@ -30,6 +30,17 @@ use crate::mask;
 use crate::problem::{self, Problem};
 use crate::route::{self, RouteError};
 
+/// [`handle`] as a boxed future of a declared type, for Airlock's own MCP server, which
+/// sends requests to this handler in-process: naming the type breaks the cycle of a
+/// handler whose future contains itself.
+pub(crate) fn handle_boxed(
+    state: Arc<AdapterState>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send>> {
+    Box::pin(handle(state, conn, req))
+}
+
 /// Serves one request; every failure is an answer, never a dropped connection.
 pub async fn handle(
     state: Arc<AdapterState>,
@@ -48,6 +59,24 @@ pub async fn handle(
     if req.uri().path().starts_with(crate::mcp::metadata::PREFIX) {
         let (status, doc) = crate::mcp::metadata::document(&state, &host, req.uri().path());
         return json_response(status, &doc);
+    }
+    if matches!(req.uri().path(), "/mcp" | "/mcp/") {
+        return match crate::mcp::own::serve(&state, &conn, req).await {
+            Ok(r) => r,
+            Err(problem) => {
+                let mut response = problem.response();
+                if problem.status == StatusCode::UNAUTHORIZED
+                    && let Ok(v) = HeaderValue::from_str(&crate::mcp::metadata::challenge(
+                        &host,
+                        "mcp",
+                        problem.kind == "token-invalid",
+                    ))
+                {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                response
+            }
+        };
     }
     let routed = route::route(req.uri().path())
         .ok()
@@ -508,7 +537,7 @@ async fn prepare(
 }
 
 /// The agent's token from `Authorization: Bearer`.
-fn bearer(req: &Request<Incoming>) -> Result<String, Problem> {
+pub(crate) fn bearer(req: &Request<Incoming>) -> Result<String, Problem> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(problem::token_missing());

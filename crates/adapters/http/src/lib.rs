@@ -77,7 +77,13 @@ pub(crate) struct AdapterState {
     mcp_sessions: mcp::sessions::McpSessions,
     /// Pinned MCP tool fingerprints, shared by every session.
     mcp_pins: Arc<mcp::pins::ToolPins>,
+    /// In-process connections to the PostgreSQL listener, for `sql_query`.
+    sql: Option<SqlConnector>,
 }
+
+/// Opens an in-process connection to the PostgreSQL listener, recorded as coming from
+/// the given address (see `airlock_postgres::LocalConnector`).
+pub type SqlConnector = Arc<dyn Fn(SocketAddr) -> tokio::io::DuplexStream + Send + Sync>;
 
 /// A bound HTTPS listener.
 pub struct HttpAdapter {
@@ -112,6 +118,7 @@ impl HttpAdapter {
                 local_addr,
                 mcp_sessions: mcp::sessions::McpSessions::default(),
                 mcp_pins: Arc::default(),
+                sql: None,
             }),
         })
     }
@@ -122,6 +129,15 @@ impl HttpAdapter {
     pub fn with_tool_store(mut self, store: Arc<dyn airlock_store::Store>) -> Self {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.mcp_pins = Arc::new(mcp::pins::ToolPins::with_store(store));
+        }
+        self
+    }
+
+    /// Lets Airlock's MCP server (`sql_query`) reach PostgreSQL targets through the
+    /// PostgreSQL listener.
+    pub fn with_sql(mut self, connector: SqlConnector) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.sql = Some(connector);
         }
         self
     }

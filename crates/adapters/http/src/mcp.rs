@@ -17,6 +17,7 @@
 //! body, so a router in front of the upstream cannot be told something else).
 
 pub mod metadata;
+pub mod own;
 pub mod pins;
 mod reply;
 pub mod sessions;

@@ -57,6 +57,29 @@ pub(crate) struct AdapterState {
     pool: pool::Pool,
 }
 
+/// Opens in-process PostgreSQL connections through the relay (see
+/// [`PostgresAdapter::local_connector`]).
+#[derive(Clone)]
+pub struct LocalConnector {
+    state: Arc<AdapterState>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl LocalConnector {
+    /// A new connection: the client's end of an in-memory stream whose other end is a
+    /// session of this listener, recorded with `peer` as the client's address.
+    pub fn connect(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(session::handle(
+            self.state.clone(),
+            session::Origin::Local(Box::new(server)),
+            peer,
+            self.shutdown.clone(),
+        ));
+        client
+    }
+}
+
 /// A bound PostgreSQL listener.
 pub struct PostgresAdapter {
     listener: TcpListener,
@@ -88,6 +111,15 @@ impl PostgresAdapter {
         })
     }
 
+    /// Opens in-process connections to this listener (for Airlock's own MCP server):
+    /// each is served exactly like an agent's connection, minus the network and TLS.
+    pub fn local_connector(&self, shutdown: watch::Receiver<bool>) -> LocalConnector {
+        LocalConnector {
+            state: self.state.clone(),
+            shutdown,
+        }
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -104,7 +136,7 @@ impl PostgresAdapter {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let state = self.state.clone();
-                        tasks.spawn(session::handle(state, tcp, peer, sessions_shutdown.clone()));
+                        tasks.spawn(session::handle(state, session::Origin::Tcp(tcp), peer, sessions_shutdown.clone()));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.

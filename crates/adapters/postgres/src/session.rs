@@ -33,20 +33,32 @@ const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
 /// Startup parameters that are Airlock's to set, never passed to the target.
 const RESERVED_PARAMS: &[&str] = &["user", "database", "replication"];
 
+/// Where a connection comes from.
+pub enum Origin {
+    /// An accepted TCP connection.
+    Tcp(TcpStream),
+    /// An in-process connection of Airlock's own MCP server (`sql_query`): no network,
+    /// so no TLS; the agent's token still authenticates it like any other.
+    Local(BoxIo),
+}
+
 /// Handles one accepted connection to the end.
 pub async fn handle(
     state: Arc<AdapterState>,
-    tcp: TcpStream,
+    origin: Origin,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
     let span = tracing::info_span!("pg", client = %peer, session = tracing::field::Empty, principal = tracing::field::Empty);
     async move {
-        let _ = tcp.set_nodelay(true);
+        if let Origin::Tcp(tcp) = &origin {
+            let _ = tcp.set_nodelay(true);
+        }
         // Only the client's part of the handshake is bounded here; connecting to the
         // target has its own `connect_timeout`, and its failure is answered and recorded.
         let limit = state.listener.handshake_timeout;
-        let hello = match tokio::time::timeout(limit, client_handshake(&state, tcp, peer)).await {
+        let hello = match tokio::time::timeout(limit, client_handshake(&state, origin, peer)).await
+        {
             Err(_) => {
                 tracing::debug!("handshake timed out");
                 return;
@@ -206,12 +218,17 @@ async fn read_startup_packet(io: &mut BoxIo) -> Result<Vec<u8>, PostgresError> {
 /// normally early (a cancel request, a refusal that was answered).
 async fn client_handshake(
     state: &AdapterState,
-    tcp: TcpStream,
+    origin: Origin,
     peer: SocketAddr,
 ) -> Result<Option<Hello>, PostgresError> {
-    let mut first = [0u8; 1];
-    let direct_tls = tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD;
-    let mut io: BoxIo = Box::new(tcp);
+    let (mut io, direct_tls, local): (BoxIo, bool, bool) = match origin {
+        Origin::Tcp(tcp) => {
+            let mut first = [0u8; 1];
+            let direct_tls = tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD;
+            (Box::new(tcp), direct_tls, false)
+        }
+        Origin::Local(io) => (io, false, true),
+    };
     let mut tls = false;
     if direct_tls {
         let stream = state.tls.accept(io).await?;
@@ -268,7 +285,8 @@ async fn client_handshake(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let plaintext_allowed = state.listener.allow_plaintext_loopback && peer.ip().is_loopback();
+    let plaintext_allowed =
+        local || (state.listener.allow_plaintext_loopback && peer.ip().is_loopback());
     if !tls && !plaintext_allowed {
         send_fatal(&mut io, reply::tls_required()).await?;
         return Ok(None);

@@ -153,6 +153,11 @@ impl Runtime {
         })
     }
 
+    /// Every target, by name.
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.targets.values()
+    }
+
     /// The named target, or `None`.
     pub fn target(&self, name: &str) -> Option<Arc<Target>> {
         self.targets.get(name).cloned()

@@ -88,11 +88,14 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut listeners = Vec::new();
+    let mut sql: Option<airlock_http::SqlConnector> = None;
     if let Some(pg) = &config.postgres {
         let adapter = PostgresAdapter::bind(pg, &config.server.data_dir, gateway.clone())
             .await
             .with_context(|| format!("cannot start the PostgreSQL listener on {}", pg.listen))?;
         tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
+        let connector = adapter.local_connector(stop_rx.clone());
+        sql = Some(Arc::new(move |peer| connector.connect(peer)));
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }
 
@@ -101,6 +104,10 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot start the HTTP listener on {}", http.listen))?
             .with_tool_store(store.clone());
+        let adapter = match sql.take() {
+            Some(connector) => adapter.with_sql(connector),
+            None => adapter,
+        };
         tracing::info!(listen = %adapter.local_addr(), "HTTP listener ready");
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }

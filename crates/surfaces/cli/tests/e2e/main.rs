@@ -20,6 +20,7 @@ mod identity;
 mod kubernetes;
 mod masking_discover;
 mod mcp_gateway;
+mod mcp_own;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
