@@ -21,6 +21,7 @@ pub mod own;
 pub mod pins;
 mod reply;
 pub mod sessions;
+pub mod stdio;
 mod transform;
 
 use std::collections::HashMap;
@@ -571,6 +572,9 @@ async fn forward(
 ) -> Result<Response<ResponseBody>, Problem> {
     let target = slot.session.target();
     let name = target.model.name.clone();
+    if target.config.url.is_none() {
+        return forward_stdio(state, conn, slot, parts, body, asked, started).await;
+    }
     let client = state
         .clients
         .for_target(target)
@@ -667,44 +671,8 @@ async fn respond(
         headers.insert(header::CONTENT_TYPE, v.clone());
     }
     let transformer = Transformer::new(slot.clone(), state.mcp_pins.clone(), asked);
-    let summary = transformer.summary.clone();
     let status = parts.status;
-    let outcome_slot = slot.clone();
-    let on_end: crate::body::OnEnd = Box::new(move |outcome| {
-        let mut detail = json!({
-            "status": status.as_u16(),
-            "duration_ms": handler::elapsed_ms(started),
-            "response_bytes": outcome.bytes_out,
-            "upstream_bytes": outcome.bytes_in,
-        });
-        if let (Ok(s), Some(map)) = (summary.lock(), detail.as_object_mut()) {
-            if let Some(m) = outcome_slot.session.masker()
-                && !s.tally.is_empty()
-            {
-                map.insert("masked".into(), s.tally.to_json(m));
-            }
-            if !s.hidden.is_empty() {
-                map.insert("hidden".into(), json!(s.hidden));
-            }
-            if !s.changed.is_empty() {
-                map.insert("tools_changed".into(), json!(s.changed));
-            }
-            if s.tool_error {
-                map.insert("tool_error".into(), true.into());
-            }
-            if !s.errors.is_empty() {
-                map.insert("errors".into(), json!(s.errors));
-            }
-            if let Some(w) = &s.withheld {
-                map.insert("withheld".into(), w.clone().into());
-            }
-            map.insert("messages".into(), s.messages.into());
-        }
-        if let (Some(e), Some(map)) = (&outcome.error, detail.as_object_mut()) {
-            map.insert("error".into(), e.clone().into());
-        }
-        handler::record_outcome_now(&outcome_slot, detail);
-    });
+    let on_end = outcome_recorder(slot, &transformer, status, started);
     let scrub = slot.credential.scrubber.stream();
     let is_sse = content_type == "text/event-stream";
     let is_json = crate::inspect::is_json(&content_type);
@@ -748,4 +716,198 @@ async fn respond(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+/// Records the outcome of an exchange once its answer has been sent: status, bytes,
+/// and what the transformer did (masked, hidden, changed tools, errors).
+fn outcome_recorder(
+    slot: &Arc<Slot>,
+    transformer: &Transformer,
+    status: StatusCode,
+    started: Instant,
+) -> crate::body::OnEnd {
+    let summary = transformer.summary.clone();
+    let outcome_slot = slot.clone();
+    Box::new(move |outcome| {
+        let mut detail = json!({
+            "status": status.as_u16(),
+            "duration_ms": handler::elapsed_ms(started),
+            "response_bytes": outcome.bytes_out,
+            "upstream_bytes": outcome.bytes_in,
+        });
+        if let (Ok(s), Some(map)) = (summary.lock(), detail.as_object_mut()) {
+            if let Some(m) = outcome_slot.session.masker()
+                && !s.tally.is_empty()
+            {
+                map.insert("masked".into(), s.tally.to_json(m));
+            }
+            if !s.hidden.is_empty() {
+                map.insert("hidden".into(), json!(s.hidden));
+            }
+            if !s.changed.is_empty() {
+                map.insert("tools_changed".into(), json!(s.changed));
+            }
+            if s.tool_error {
+                map.insert("tool_error".into(), true.into());
+            }
+            if !s.errors.is_empty() {
+                map.insert("errors".into(), json!(s.errors));
+            }
+            if let Some(w) = &s.withheld {
+                map.insert("withheld".into(), w.clone().into());
+            }
+            map.insert("messages".into(), s.messages.into());
+        }
+        if let (Some(e), Some(map)) = (&outcome.error, detail.as_object_mut()) {
+            map.insert("error".into(), e.clone().into());
+        }
+        handler::record_outcome_now(&outcome_slot, detail);
+    })
+}
+
+/// [`forward`] for a stdio MCP server: the session's process (started on its first
+/// message) gets the messages, and its answers come back as one JSON body.
+async fn forward_stdio(
+    state: &AdapterState,
+    conn: &Conn,
+    slot: &Arc<Slot>,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    asked: HashMap<String, String>,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Problem> {
+    let target = slot.session.target().clone();
+    let session_id = header_text(&parts.headers, SESSION_ID);
+    match parts.method {
+        Method::POST => {}
+        Method::DELETE => {
+            let mut r = Response::new(ResponseBody::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(r);
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "airlock: this MCP target's server runs over stdio; it has no event stream to GET (answers come with each POST)",
+            ));
+        }
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|_| problem::bad_request("airlock: the body is not JSON"))?;
+    let messages = match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    let ids: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get("method").is_some())
+        .filter_map(|m| m.get("id").map(Value::to_string))
+        .collect();
+    let initialize = messages
+        .iter()
+        .any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
+    let server = {
+        let mut running = slot.stdio.lock().await;
+        match running.as_ref() {
+            Some(s) if !s.is_ended() => s.clone(),
+            // A 2025-era session lived in the process that ended: the client must start
+            // a new one (the spec's answer to an unknown session is 404).
+            Some(_) if !initialize && let Some(id) = &session_id => {
+                drop(running);
+                state
+                    .mcp_sessions
+                    .remove(id, "mcp_server_process_ended")
+                    .await;
+                return Ok(reply::json_response(
+                    StatusCode::NOT_FOUND,
+                    &reply::error(
+                        &Value::Null,
+                        reply::INVALID_REQUEST,
+                        "airlock: this session's MCP server process ended; initialize a new session",
+                        None,
+                    ),
+                ));
+            }
+            _ => {
+                let s = Arc::new(stdio::StdioServer::spawn(&target).map_err(|e| {
+                    tracing::warn!(target = %target.model.name, error = %e, "an MCP stdio server did not start");
+                    problem::upstream_failed(&target.model.name, e)
+                })?);
+                *running = Some(s.clone());
+                s
+            }
+        }
+    };
+    let answers = match server.exchange(&messages, &ids).await {
+        Ok(a) => a,
+        Err(e) => {
+            handler::record_outcome_now(
+                slot,
+                json!({ "status": 502, "error": e.to_string(), "duration_ms": handler::elapsed_ms(started) }),
+            );
+            let id = messages
+                .first()
+                .and_then(|m| m.get("id"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            return Ok(reply::json_response(
+                StatusCode::OK,
+                &reply::error(
+                    &id,
+                    reply::UPSTREAM,
+                    &format!("airlock: {e}; the request's outcome is unknown"),
+                    None,
+                ),
+            ));
+        }
+    };
+    if ids.is_empty() {
+        let mut r = Response::new(ResponseBody::empty());
+        *r.status_mut() = StatusCode::ACCEPTED;
+        return Ok(r);
+    }
+    let mut answer = match <[Value; 1]>::try_from(answers) {
+        Ok([one]) => one,
+        Err(many) => Value::Array(many),
+    };
+    let transformer = Transformer::new(slot.clone(), state.mcp_pins.clone(), asked);
+    transformer.body(&mut answer);
+    let bytes = Bytes::from(answer.to_string());
+    let on_end = outcome_recorder(slot, &transformer, StatusCode::OK, started);
+    let inner = http_body_util::Full::new(bytes).map_err(|never| match never {});
+    let out_body = FilteredBody::new(
+        inner,
+        Vec::new(),
+        slot.credential.scrubber.stream(),
+        0,
+        on_end,
+    )
+    .boxed();
+    let mut response = Response::new(out_body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // The 2025 era's session: the process is this session's, reached by its id.
+    if initialize && session_id.is_none() {
+        let id = format!("{:032x}", rand::random::<u128>());
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            conn.detach(slot).await;
+            let token = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim().to_owned()))
+                .unwrap_or_default();
+            state
+                .mcp_sessions
+                .register(&id, &target.model.name, &token, slot.clone());
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(SESSION_ID), v);
+        }
+    }
+    Ok(response)
 }

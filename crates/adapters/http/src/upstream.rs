@@ -81,6 +81,21 @@ pub fn credential(target: &Target) -> Result<Credential, String> {
     if target.model.kind == airlock_model::TargetKind::Kubernetes {
         return kubernetes_credential(target);
     }
+    // A stdio MCP server gets its secrets in its environment: those are scrubbed.
+    if target.model.kind == airlock_model::TargetKind::Mcp && !target.config.command.is_empty() {
+        let mut needles = Vec::new();
+        for v in target.config.env.values() {
+            if let airlock_config::EnvValue::Secret(r) = v {
+                let secret = airlock_vault::resolve(r)
+                    .map_err(|e| format!("target `{}`: {e}", target.model.name))?;
+                needles.push(secret.expose().as_bytes().to_vec());
+            }
+        }
+        return Ok(Credential {
+            header: None,
+            scrubber: Scrubber::new(needles),
+        });
+    }
     let Some(auth) = &target.config.auth else {
         return Ok(Credential {
             header: None,

@@ -21,6 +21,8 @@ pub const DENIED: i64 = -32003;
 pub const PENDING: i64 = -32004;
 /// Airlock: the answer could not be masked and was withheld.
 pub const WITHHELD: i64 = -32005;
+/// Airlock: the upstream MCP server failed before answering.
+pub const UPSTREAM: i64 = -32006;
 
 /// A tool result that reports a refusal or a wait to the model.
 pub fn tool_error(id: &Value, text: &str, data: Value, modern: bool) -> Value {

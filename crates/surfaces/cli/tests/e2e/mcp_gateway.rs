@@ -581,3 +581,93 @@ fn the_upstream_dying_mid_call_is_an_error_and_the_gateway_goes_on() {
         "{events:#?}"
     );
 }
+
+#[test]
+fn a_stdio_upstream_runs_per_session_with_only_its_own_environment() {
+    let state = airlock_testkit::scratch_dir("mcp-stdio");
+    let command: Vec<String> = airlock_testkit::mcp_stdio_command(&state)
+        .into_iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    let gw = AirlockBuilder::new(bin())
+        .http()
+        .policy(Some(&format!(
+            "{MCP_POLICY}\n@id(\"env\")\npermit(principal in Group::\"ai-agents\", action == Mcp::Action::\"call\", resource == Mcp::Tool::\"tools/env_value\");"
+        )))
+        .raw_target(&format!(
+            "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\ncommand = [{}]\nenv = {{ API_KEY = \"env:T_TOOLS_KEY\", MODE = \"read-only\" }}\n",
+            command.join(", ")
+        ))
+        .env("T_TOOLS_KEY", "tools-key-5d1e9a7c")
+        .env("AIRLOCK_LEAK_CHECK", "gateway-only")
+        .start();
+    let token = gw.token("crew", &["ai-agents"]);
+    let url = format!("https://127.0.0.1:{}/tools", gw.http_port);
+    let env = |name: &str| json!({"op": "call", "name": "env_value", "args": {"name": name}});
+    for mode in ["legacy", "auto"] {
+        let out = mcp_client(
+            &url,
+            &token,
+            mode,
+            &json!([
+                {"op": "list_tools"},
+                {"op": "call", "name": "add", "args": {"a": 2, "b": 40}},
+                {"op": "call", "name": "danger", "args": {}},
+                {"op": "call", "name": "lookup_customer", "args": {"id": 1}},
+                env("MODE"),
+                env("API_KEY"),
+                env("AIRLOCK_LEAK_CHECK"),
+                {"op": "call", "name": "die", "args": {}, "timeout": 20},
+                {"op": "list_tools"},
+                {"op": "call", "name": "add", "args": {"a": 1, "b": 1}}
+            ]),
+        );
+        let s = out["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{mode}: {out}"));
+        assert!(
+            s[1]["text"].as_str().unwrap_or("").contains("42"),
+            "{mode}: {out}"
+        );
+        assert!(
+            s[2]["is_error"] == true || s[2].get("error").is_some(),
+            "{mode}: {}",
+            s[2]
+        );
+        assert!(
+            raw_pii(&s[3]).is_empty() && s[3].to_string().contains("Lovelace"),
+            "{mode}: {}",
+            s[3]
+        );
+        assert_eq!(s[4]["text"], "read-only", "{mode}: {}", s[4]);
+        let key = s[5].to_string();
+        assert!(
+            !key.contains("tools-key-5d1e9a7c"),
+            "{mode}: the secret is scrubbed: {key}"
+        );
+        assert_eq!(
+            s[6]["text"], "",
+            "{mode}: Airlock's own environment is not passed: {}",
+            s[6]
+        );
+        assert!(
+            s[7].get("error").is_some() || s[7]["is_error"] == true,
+            "{mode}: {}",
+            s[7]
+        );
+        if mode == "auto" {
+            assert!(
+                s[9]["text"].as_str().unwrap_or("").contains('2'),
+                "{mode}: a new process serves: {out}"
+            );
+        } else {
+            // The session lived in the process: the client is told to start a new one.
+            assert!(
+                s[8].to_string().contains("initialize a new session") || s[8]["tools"].is_array(),
+                "{mode}: {}",
+                s[8]
+            );
+        }
+    }
+    assert!(!state.join("danger.ran").exists());
+}
