@@ -6,6 +6,8 @@
       streamable_http_app(); --bearer answers 401 to any HTTP request whose Authorization
       header is not exactly "Bearer TOKEN". The SDK serves both protocol eras: 2025-11-25
       (initialize + Mcp-Session-Id) and 2026-07-28 (stateless, server/discover).
+      --sse serves the older HTTP+SSE transport instead (2024-11-05): GET /mcp is the
+      event stream, whose first event names the endpoint to POST messages to.
   python mcp_server.py --stdio --state DIR
       The stdio transport; stdout carries nothing but protocol (logs go to stderr).
 
@@ -132,6 +134,7 @@ def main():
     p.add_argument("--stateless", action="store_true")
     p.add_argument("--json-response", action="store_true")
     p.add_argument("--bearer")
+    p.add_argument("--sse", action="store_true")
     a = p.parse_args()
     st = pathlib.Path(a.state)
     st.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,10 @@ def main():
         p.error("--port is required without --stdio")
     import uvicorn
 
-    asgi = app.streamable_http_app(json_response=a.json_response, stateless_http=a.stateless)
+    if a.sse:  # the 2024-11-05 HTTP+SSE transport: GET /mcp streams, POST /messages/
+        asgi = app.sse_app(sse_path="/mcp", message_path="/messages/")
+    else:
+        asgi = app.streamable_http_app(json_response=a.json_response, stateless_http=a.stateless)
     if a.bearer:
         inner, want = asgi, f"Bearer {a.bearer}".encode()
 

@@ -33,8 +33,9 @@ pub struct Slot {
     /// The recording of the last response's outcome, awaited before the next request's
     /// event so that a session's events stay in order.
     outcome: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// For an MCP target spoken to over stdio: the session's server process.
-    pub stdio: tokio::sync::Mutex<Option<Arc<crate::mcp::stdio::StdioServer>>>,
+    /// For an MCP target reached over stdio or the older SSE transport: the session's
+    /// channel to its server.
+    pub channel: tokio::sync::Mutex<Option<Arc<crate::mcp::channel::Channel>>>,
 }
 
 impl Slot {
@@ -219,7 +220,7 @@ pub async fn open_slot(
         credential,
         requests: AtomicU64::new(0),
         outcome: std::sync::Mutex::new(None),
-        stdio: tokio::sync::Mutex::new(None),
+        channel: tokio::sync::Mutex::new(None),
     }))
 }
 

@@ -77,6 +77,8 @@ pub(crate) struct AdapterState {
     mcp_sessions: mcp::sessions::McpSessions,
     /// Pinned MCP tool fingerprints, shared by every session.
     mcp_pins: Arc<mcp::pins::ToolPins>,
+    /// MCP targets found to speak the older HTTP+SSE transport.
+    mcp_sse_targets: mcp::SseTargets,
     /// In-process connections to the PostgreSQL listener, for `sql_query`.
     sql: Option<SqlConnector>,
 }
@@ -119,6 +121,7 @@ impl HttpAdapter {
                 mcp_sessions: mcp::sessions::McpSessions::default(),
                 mcp_pins: Arc::default(),
                 sql: None,
+                mcp_sse_targets: mcp::SseTargets::default(),
             }),
         })
     }

@@ -16,12 +16,12 @@
 //! per-request `_meta` and the `Mcp-Method`/`Mcp-Name` headers (checked against the
 //! body, so a router in front of the upstream cannot be told something else).
 
+pub mod channel;
 pub mod metadata;
 pub mod own;
 pub mod pins;
 mod reply;
 pub mod sessions;
-pub mod stdio;
 mod transform;
 
 use std::collections::HashMap;
@@ -49,6 +49,22 @@ use crate::problem::{self, Problem};
 use crate::route::Route;
 use sessions::Lookup;
 use transform::{SseMessages, Transformer};
+
+/// The MCP targets found to speak the older HTTP+SSE transport (found once per run).
+#[derive(Default)]
+pub struct SseTargets(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl SseTargets {
+    fn contains(&self, target: &str) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains(target))
+    }
+
+    fn insert(&self, target: &str) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(target.to_owned());
+        }
+    }
+}
 
 /// The session header of the 2025 protocol era.
 const SESSION_ID: &str = "mcp-session-id";
@@ -572,9 +588,10 @@ async fn forward(
 ) -> Result<Response<ResponseBody>, Problem> {
     let target = slot.session.target();
     let name = target.model.name.clone();
-    if target.config.url.is_none() {
-        return forward_stdio(state, conn, slot, parts, body, asked, started).await;
+    if target.config.url.is_none() || state.mcp_sse_targets.contains(&name) {
+        return forward_channel(state, conn, slot, parts, body, asked, started).await;
     }
+    let initialize = parts.method == Method::POST && body_initializes(&body);
     let client = state
         .clients
         .for_target(target)
@@ -613,7 +630,7 @@ async fn forward(
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
         .uri(&url)
-        .body(ResponseBody::full(body))
+        .body(ResponseBody::full(body.clone()))
         .map_err(|e| problem::upstream_failed(&name, e))?;
     *upstream_req.headers_mut() = headers;
     let response = match client.request(upstream_req).await {
@@ -627,6 +644,27 @@ async fn forward(
             return Err(problem::upstream_failed(&name, why));
         }
     };
+    // An upstream of the older HTTP+SSE transport refuses the POST of a handshake: the
+    // spec's way to find it is a GET of the same URL that opens its event stream.
+    if initialize
+        && matches!(
+            response.status(),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST
+        )
+    {
+        let client = state
+            .clients
+            .for_target(target)
+            .map_err(|e| problem::upstream_failed(&name, e))?;
+        if let Ok(channel) =
+            channel::Channel::open_sse(client, &url, slot.credential.header.clone()).await
+        {
+            tracing::info!(target = %name, "the MCP server speaks the older HTTP+SSE transport");
+            state.mcp_sse_targets.insert(&name);
+            *slot.channel.lock().await = Some(Arc::new(channel));
+            return forward_channel(state, conn, slot, parts, body, asked, started).await;
+        }
+    }
     // The upstream opened a session (2025 era): it outlives this connection.
     if header_text(&parts.headers, SESSION_ID).is_none()
         && let Some(id) = header_text(response.headers(), SESSION_ID)
@@ -765,9 +803,21 @@ fn outcome_recorder(
     })
 }
 
-/// [`forward`] for a stdio MCP server: the session's process (started on its first
-/// message) gets the messages, and its answers come back as one JSON body.
-async fn forward_stdio(
+/// Whether a body is a handshake (`initialize` or `server/discover`).
+fn body_initializes(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    matches!(
+        v.get("method").and_then(Value::as_str),
+        Some("initialize" | "server/discover")
+    )
+}
+
+/// [`forward`] for an MCP server reached over a message channel (stdio, or the older
+/// HTTP+SSE transport): the session's channel (opened on its first message) gets the
+/// messages, and their answers come back as one JSON body.
+async fn forward_channel(
     state: &AdapterState,
     conn: &Conn,
     slot: &Arc<Slot>,
@@ -809,7 +859,7 @@ async fn forward_stdio(
         .iter()
         .any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
     let server = {
-        let mut running = slot.stdio.lock().await;
+        let mut running = slot.channel.lock().await;
         match running.as_ref() {
             Some(s) if !s.is_ended() => s.clone(),
             // A 2025-era session lived in the process that ended: the client must start
@@ -831,8 +881,19 @@ async fn forward_stdio(
                 ));
             }
             _ => {
-                let s = Arc::new(stdio::StdioServer::spawn(&target).map_err(|e| {
-                    tracing::warn!(target = %target.model.name, error = %e, "an MCP stdio server did not start");
+                let opened = match &target.config.url {
+                    None => channel::Channel::spawn(&target),
+                    Some(url) => {
+                        let client = state
+                            .clients
+                            .for_target(&target)
+                            .map_err(|e| problem::upstream_failed(&target.model.name, e))?;
+                        channel::Channel::open_sse(client, url, slot.credential.header.clone())
+                            .await
+                    }
+                };
+                let s = Arc::new(opened.map_err(|e| {
+                    tracing::warn!(target = %target.model.name, error = %e, "an MCP server's channel did not open");
                     problem::upstream_failed(&target.model.name, e)
                 })?);
                 *running = Some(s.clone());

@@ -671,3 +671,21 @@ fn a_stdio_upstream_runs_per_session_with_only_its_own_environment() {
     }
     assert!(!state.join("danger.ran").exists());
 }
+
+#[test]
+fn an_older_sse_only_upstream_is_reached_with_the_sse_transport() {
+    let f = McpFixture::new(&["--sse"], "");
+    for mode in ["legacy", "auto"] {
+        let out = f.run(mode, everyday_steps());
+        // The SDK's SSE server also answers server/discover: auto mode gets 2026-07-28.
+        let want = if mode == "legacy" {
+            "2025-11-25"
+        } else {
+            "2026-07-28"
+        };
+        assert_eq!(out["protocol_version"], want, "{mode}: {out}");
+        check_everyday(&out, &format!("{mode} against an SSE upstream"));
+    }
+    assert!(!f.up.dir.join("danger.ran").exists());
+    assert!(f.up.calls().iter().any(|c| c == "add 2 40"));
+}
