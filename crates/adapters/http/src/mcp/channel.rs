@@ -38,7 +38,7 @@ enum Writer {
     Stdin(tokio::sync::Mutex<ChildStdin>),
     /// POSTs to the endpoint an SSE stream named.
     Post {
-        client: crate::upstream::UpstreamClient,
+        client: Box<crate::upstream::UpstreamClient>,
         endpoint: String,
         credential: Option<(HeaderName, HeaderValue)>,
     },
