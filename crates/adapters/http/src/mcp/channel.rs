@@ -309,7 +309,7 @@ impl Channel {
         };
         Ok(Channel {
             writer: Writer::Post {
-                client,
+                client: Box::new(client),
                 endpoint,
                 credential,
             },
