@@ -81,10 +81,13 @@ pub fn list() -> Value {
         },
         {
             "name": "approval_status",
-            "description": "The status of an approval request (pending, approved, denied, expired) by its id, as a held call's answer names it.",
+            "description": "The status of an approval request (pending, approved, denied, expired, used) by its id, as a held call's answer names it. With wait_seconds, waits up to that long (at most 300) for a pending request to be decided.",
             "inputSchema": {
                 "type": "object",
-                "properties": { "id": { "type": "string" } },
+                "properties": {
+                    "id": { "type": "string" },
+                    "wait_seconds": { "type": "number", "description": "Wait this long for a decision (0 to 300)." }
+                },
                 "required": ["id"],
                 "additionalProperties": false
             },
@@ -124,7 +127,7 @@ pub async fn call(caller: &Caller<'_>, name: &str, args: &Map<String, Value>) ->
         "list_targets" => &[],
         "sql_query" => &["target", "sql", "params"],
         "http_request" | "kubernetes" => &["target", "method", "path", "query", "body"],
-        "approval_status" => &["id"],
+        "approval_status" => &["id", "wait_seconds"],
         _ => {
             return refusal(format!(
                 "airlock: Airlock's MCP server has no tool `{name}` (it has list_targets, sql_query, http_request, kubernetes, approval_status)"
@@ -414,15 +417,31 @@ async fn http(
 
 async fn approval_status(caller: &Caller<'_>, args: &Map<String, Value>) -> Result<Value, String> {
     let id = text_arg(args, "id")?;
-    let found = caller
-        .state
-        .gateway
-        .approvals()
-        .get(id, &caller.principal)
-        .await
-        .map_err(|e| format!("airlock: the approval could not be read: {e}"))?;
-    let Some(a) = found else {
-        return Err(format!("airlock: no approval `{id}` that you may see"));
+    let wait = match args.get("wait_seconds") {
+        None | Some(Value::Null) => 0.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|w| (0.0..=300.0).contains(w))
+            .ok_or("airlock: `wait_seconds` is a number from 0 to 300")?,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(wait);
+    let a = loop {
+        let found = caller
+            .state
+            .gateway
+            .approvals()
+            .get(id, &caller.principal)
+            .await
+            .map_err(|e| format!("airlock: the approval could not be read: {e}"))?;
+        let Some(a) = found else {
+            return Err(format!("airlock: no approval `{id}` that you may see"));
+        };
+        if a.status != airlock_model::ApprovalStatus::Pending
+            || std::time::Instant::now() >= deadline
+        {
+            break a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     let status = serde_json::to_value(a.status).unwrap_or(Value::Null);
     let text = format!(
