@@ -121,8 +121,8 @@ fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
 }
 
 async fn serve(
-    state: &AdapterState,
-    conn: &Conn,
+    state: &Arc<AdapterState>,
+    conn: &Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Problem> {
     let started = Instant::now();

@@ -89,8 +89,8 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// Serves one request for an MCP target.
 pub async fn serve(
-    state: &AdapterState,
-    conn: &Conn,
+    state: &Arc<AdapterState>,
+    conn: &Arc<Conn>,
     req: Request<Incoming>,
     route: Route,
     token: String,
@@ -201,8 +201,8 @@ pub async fn serve(
 
 /// A posted body: one message, or a batch of notifications or responses.
 async fn post(
-    state: &AdapterState,
-    conn: &Conn,
+    state: &Arc<AdapterState>,
+    conn: &Arc<Conn>,
     slot: &Arc<Slot>,
     parts: hyper::http::request::Parts,
     body: Incoming,
@@ -307,14 +307,85 @@ async fn post(
             record(slot, method, Some("allow"), json!({ "method": method })).await?;
             continue;
         };
-        if let Some(answer) = decide(state, slot, method, &decided, &id_json, modern).await? {
-            return Ok(reply::json_response(StatusCode::OK, &answer));
+        let progress =
+            progress_token(params).filter(|_| messages.len() == 1 && accepts_sse(&parts.headers));
+        match decide(
+            state,
+            slot,
+            method,
+            &decided,
+            &id_json,
+            modern,
+            progress.is_some(),
+        )
+        .await?
+        {
+            Outcome::Send => {}
+            Outcome::Answer(answer) => return Ok(reply::json_response(StatusCode::OK, &answer)),
+            Outcome::HoldWithProgress(held) => {
+                let held = HeldCall {
+                    held: *held,
+                    token: progress.unwrap_or(Value::Null),
+                    id: id_json,
+                    modern,
+                };
+                return Ok(hold_with_progress(
+                    state, conn, slot, parts, bytes, asked, held, started,
+                ));
+            }
         }
     }
     forward(state, conn, slot, &parts, bytes, asked, started).await
 }
 
-/// Decides one tool call, read or prompt; `Some(answer)` when it is not sent.
+/// What becomes of a decided request.
+enum Outcome {
+    /// Allowed (or approved): send it.
+    Send,
+    /// Not sent: this is the answer.
+    Answer(Value),
+    /// Held, and the client asked for progress: the wait is answered as an event
+    /// stream (see [`hold_with_progress`]).
+    HoldWithProgress(Box<Held>),
+}
+
+/// A held request, before its wait.
+struct Held {
+    shown: String,
+    decided: Decided,
+    verdict: Verdict,
+    detail: Value,
+}
+
+/// A held request whose client gets progress notifications while it waits.
+struct HeldCall {
+    held: Held,
+    /// The client's `_meta.progressToken`.
+    token: Value,
+    /// The request's id.
+    id: Value,
+    modern: bool,
+}
+
+/// The `_meta.progressToken` a request carries, if any.
+fn progress_token(params: Option<&Value>) -> Option<Value> {
+    params?
+        .get("_meta")?
+        .get("progressToken")
+        .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
+        .cloned()
+}
+
+/// Whether the agent accepts an event stream as the answer to its POST.
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// Decides one tool call, read or prompt.
 async fn decide(
     state: &AdapterState,
     slot: &Arc<Slot>,
@@ -322,7 +393,8 @@ async fn decide(
     decided: &Decided,
     id: &Value,
     modern: bool,
-) -> Result<Option<Value>, Problem> {
+    progress: bool,
+) -> Result<Outcome, Problem> {
     let target = slot.session.target();
     let shown = format!("{method} {}", decided.name);
     let mut detail = json!({
@@ -347,7 +419,10 @@ async fn decide(
         );
         put(&mut detail, "reason", why.clone().into());
         record(slot, &shown, Some("deny"), detail).await?;
-        return Ok(Some(refuse(why.clone(), json!({ "reason": why }))));
+        return Ok(Outcome::Answer(refuse(
+            why.clone(),
+            json!({ "reason": why }),
+        )));
     }
     // A tool whose description or schema changed since it was pinned runs only once an
     // operator accepted the change.
@@ -359,7 +434,10 @@ async fn decide(
         put(&mut detail, "reason", why.clone().into());
         put(&mut detail, "pin", "changed".into());
         record(slot, &shown, Some("deny"), detail).await?;
-        return Ok(Some(refuse(why.clone(), json!({ "reason": why }))));
+        return Ok(Outcome::Answer(refuse(
+            why.clone(),
+            json!({ "reason": why }),
+        )));
     }
     let action = Action::Mcp(decided.action());
     let verdict = slot
@@ -374,7 +452,7 @@ async fn decide(
     match &verdict.decision {
         Decision::Allow => {
             record(slot, &shown, Some("allow"), detail).await?;
-            Ok(None)
+            Ok(Outcome::Send)
         }
         Decision::Deny { reason } => {
             let text = format!(
@@ -383,52 +461,239 @@ async fn decide(
             );
             put(&mut detail, "reason", reason.clone().into());
             record(slot, &shown, Some("deny"), detail).await?;
-            Ok(Some(refuse(
+            Ok(Outcome::Answer(refuse(
                 text,
                 json!({ "reason": reason, "policies": verdict.policies, "policy_version": verdict.policy_version }),
             )))
         }
-        Decision::Hold { .. } => match hold(slot, &shown, decided, &verdict).await? {
-            HoldOutcome::Run { approval_id } => {
-                put(&mut detail, "approval_id", approval_id.into());
-                record(slot, &shown, Some("hold"), detail).await?;
-                Ok(None)
-            }
-            HoldOutcome::Refuse { message, hint } => {
-                put(&mut detail, "reason", message.clone().into());
-                record(slot, &shown, Some("hold"), detail).await?;
-                Ok(Some(refuse(
-                    format!("{message} {hint}"),
-                    json!({ "reason": message, "hint": hint, "policies": verdict.policies }),
-                )))
-            }
-            HoldOutcome::Pending {
-                approval_id,
-                message,
-                hint,
-            } => {
-                let text = format!("{message} {hint} (approval id {approval_id})");
-                let data = json!({ "approval_id": approval_id, "status": "pending", "hint": hint });
-                Ok(Some(if decided.kind == "call" {
-                    reply::tool_error(id, &text, data, modern)
-                } else {
-                    reply::error(id, reply::PENDING, &text, Some(data))
-                }))
-            }
-            HoldOutcome::Canceled { approval_id } => {
-                let text = format!(
-                    "airlock: the wait for approval {approval_id} was canceled; the {} was not sent",
-                    what(decided.kind)
-                );
-                Ok(Some(reply::error(
-                    id,
-                    reply::PENDING,
-                    &text,
-                    Some(json!({ "approval_id": approval_id })),
-                )))
-            }
-        },
+        Decision::Hold { .. } if progress => Ok(Outcome::HoldWithProgress(Box::new(Held {
+            shown,
+            decided: decided.clone(),
+            verdict,
+            detail,
+        }))),
+        Decision::Hold { .. } => {
+            let outcome = hold(slot, &shown, decided, &verdict, |_| async {}).await?;
+            let held = Held {
+                shown,
+                decided: decided.clone(),
+                verdict,
+                detail,
+            };
+            Ok(match settle(slot, held, outcome, id, modern).await? {
+                Some(answer) => Outcome::Answer(answer),
+                None => Outcome::Send,
+            })
+        }
     }
+}
+
+/// What a hold's outcome means for the request: `None` to send it (recorded as
+/// approved), or the answer the agent gets instead.
+async fn settle(
+    slot: &Arc<Slot>,
+    held: Held,
+    outcome: HoldOutcome,
+    id: &Value,
+    modern: bool,
+) -> Result<Option<Value>, Problem> {
+    let Held {
+        shown,
+        decided,
+        verdict,
+        mut detail,
+    } = held;
+    let refuse = |text: String, data: Value| {
+        if decided.kind == "call" {
+            reply::tool_error(id, &text, data, modern)
+        } else {
+            reply::error(id, reply::DENIED, &text, Some(data))
+        }
+    };
+    match outcome {
+        HoldOutcome::Run { approval_id } => {
+            put(&mut detail, "approval_id", approval_id.into());
+            record(slot, &shown, Some("hold"), detail).await?;
+            Ok(None)
+        }
+        HoldOutcome::Refuse { message, hint } => {
+            put(&mut detail, "reason", message.clone().into());
+            record(slot, &shown, Some("hold"), detail).await?;
+            Ok(Some(refuse(
+                format!("{message} {hint}"),
+                json!({ "reason": message, "hint": hint, "policies": verdict.policies }),
+            )))
+        }
+        HoldOutcome::Pending {
+            approval_id,
+            message,
+            hint,
+        } => {
+            let text = format!("{message} {hint} (approval id {approval_id})");
+            let data = json!({ "approval_id": approval_id, "status": "pending", "hint": hint });
+            Ok(Some(if decided.kind == "call" {
+                reply::tool_error(id, &text, data, modern)
+            } else {
+                reply::error(id, reply::PENDING, &text, Some(data))
+            }))
+        }
+        HoldOutcome::Canceled { approval_id } => {
+            let text = format!(
+                "airlock: the wait for approval {approval_id} was canceled; the {} was not sent",
+                what(decided.kind)
+            );
+            Ok(Some(reply::error(
+                id,
+                reply::PENDING,
+                &text,
+                Some(json!({ "approval_id": approval_id })),
+            )))
+        }
+    }
+}
+
+/// Answers a held request as an event stream: `notifications/progress` while it waits
+/// (the client asked for progress with `_meta.progressToken`), then the upstream's
+/// answer once approved, or Airlock's answer if not.
+#[allow(clippy::too_many_arguments)]
+fn hold_with_progress(
+    state: &Arc<AdapterState>,
+    conn: &Arc<Conn>,
+    slot: &Arc<Slot>,
+    parts: hyper::http::request::Parts,
+    bytes: Bytes,
+    asked: HashMap<String, String>,
+    call: HeldCall,
+    started: Instant,
+) -> Response<ResponseBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (state, conn, slot) = (state.clone(), conn.clone(), slot.clone());
+    tokio::spawn(async move {
+        let HeldCall {
+            held,
+            token,
+            id,
+            modern,
+        } = call;
+        let waiting_for: Arc<std::sync::Mutex<String>> = Arc::default();
+        let progress = move |n: u64, text: &str| {
+            event(&json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": { "progressToken": token, "progress": n, "message": text },
+            }))
+        };
+        let outcome = {
+            let announce = {
+                let (tx, waiting_for, progress) =
+                    (tx.clone(), waiting_for.clone(), progress.clone());
+                move |text: String| {
+                    if let Ok(mut w) = waiting_for.lock() {
+                        w.clone_from(&text);
+                    }
+                    let first = progress(0, &text);
+                    async move {
+                        let _ = tx.send(first).await;
+                    }
+                }
+            };
+            let wait = hold(&slot, &held.shown, &held.decided, &held.verdict, announce);
+            tokio::pin!(wait);
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+            ticks.tick().await;
+            let mut n = 0;
+            loop {
+                tokio::select! {
+                    outcome = &mut wait => break outcome,
+                    _ = ticks.tick() => {
+                        n += 1;
+                        let text = waiting_for.lock().map(|w| w.clone()).unwrap_or_default();
+                        if tx.send(progress(n, &text)).await.is_err() {
+                            // The agent went away; the request stays open for a retry.
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let settled = match outcome {
+            Ok(o) => settle(&slot, held, o, &id, modern).await,
+            Err(p) => Err(p),
+        };
+        match settled {
+            Ok(Some(answer)) => {
+                let _ = tx.send(event(&answer)).await;
+            }
+            Err(p) => {
+                let answer = reply::error(&id, reply::DENIED, &p.detail, None);
+                let _ = tx.send(event(&answer)).await;
+            }
+            Ok(None) => {
+                let response = forward(&state, &conn, &slot, &parts, bytes, asked, started).await;
+                pipe_as_events(response, &tx, &id).await;
+            }
+        }
+    });
+    let mut r = Response::new(crate::body::ChannelBody(rx).boxed());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// One message as an SSE event.
+fn event(message: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+/// Sends the upstream's (already filtered) answer on as events: an event stream as it
+/// is, a JSON answer as one event.
+async fn pipe_as_events(
+    response: Result<Response<ResponseBody>, Problem>,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    id: &Value,
+) {
+    let response = match response {
+        Ok(r) => r,
+        Err(p) => {
+            let _ = tx
+                .send(event(&reply::error(id, reply::UPSTREAM, &p.detail, None)))
+                .await;
+            return;
+        }
+    };
+    let sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut body = response.into_body();
+    if sse {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data()
+                && tx.send(data).await.is_err()
+            {
+                return;
+            }
+        }
+        return;
+    }
+    let answer = match body.collect().await {
+        Ok(c) => serde_json::from_slice::<Value>(&c.to_bytes()).ok(),
+        Err(_) => None,
+    };
+    let answer = answer.unwrap_or_else(|| {
+        reply::error(
+            id,
+            reply::UPSTREAM,
+            "airlock: the upstream's answer broke off or was not JSON",
+            None,
+        )
+    });
+    let _ = tx.send(event(&answer)).await;
 }
 
 fn what(kind: &str) -> &'static str {
@@ -439,13 +704,19 @@ fn what(kind: &str) -> &'static str {
     }
 }
 
-/// Holds a decided request until a human decides (the agent's client sees a delay).
-async fn hold(
+/// Holds a decided request until a human decides; `announce` is told what it waits
+/// for once the wait begins (for a progress notification).
+async fn hold<F, Fut>(
     slot: &Arc<Slot>,
     shown: &str,
     decided: &Decided,
     verdict: &Verdict,
-) -> Result<HoldOutcome, Problem> {
+    announce: F,
+) -> Result<HoldOutcome, Problem>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let arguments = Value::Object(decided.arguments.clone());
     let ticket = HoldTicket {
         statement: shown.to_owned(),
@@ -454,8 +725,17 @@ async fn hold(
         verdict: verdict.clone(),
     };
     slot.session
-        .hold_until_decided(ticket, |_, _| async {
-            Ok::<(), std::convert::Infallible>(())
+        .hold_until_decided(ticket, |waiting, timeout| {
+            let text = format!(
+                "waiting for approval {} by a member of `{}` (up to {} s)",
+                waiting.approval.id,
+                waiting.approval.approver_group,
+                timeout.as_secs()
+            );
+            async move {
+                announce(text).await;
+                Ok::<(), std::convert::Infallible>(())
+            }
         })
         .await
         .map_err(|e| {

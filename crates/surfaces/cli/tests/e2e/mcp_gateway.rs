@@ -267,7 +267,8 @@ fn a_held_call_waits_for_approval_and_runs_once() {
     let f = McpFixture::new(&[], "");
     let dba = f.gw.token("dana", &["dba"]);
     for (mode, id) in [("legacy", 7), ("auto", 8)] {
-        let steps = json!([{"op": "list_tools"}, {"op": "call", "name": "delete_customer", "args": {"id": id}}]);
+        // The client asks for progress: it hears what its call waits for.
+        let steps = json!([{"op": "list_tools"}, {"op": "call", "name": "delete_customer", "args": {"id": id}, "progress": true}]);
         let client = spawn_mcp_client(&f.url(), &f.token, mode, &steps);
         let approval = pending_approval(&f);
         assert_eq!(approval["statement"], "tools/call delete_customer");
@@ -291,6 +292,11 @@ fn a_held_call_waits_for_approval_and_runs_once() {
             f.up.calls().iter().filter(|c| **c == ran).count(),
             1,
             "{mode}: ran once"
+        );
+        let progress = call["progress"].to_string();
+        assert!(
+            progress.contains(approval["id"].as_str().unwrap()),
+            "{mode}: progress names the approval: {call}"
         );
     }
     // Denied by the approver: the model reads why, the upstream never sees it.
