@@ -735,3 +735,34 @@ forbid(principal, action == Mcp::Action::"call", resource == Mcp::Tool::"tools/q
         "nothing permits prompts"
     );
 }
+
+#[test]
+fn the_starter_mcp_policies_decide_tools_and_their_arguments() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let e = PolicyEngine::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let target = airlock_model::TargetRef {
+        name: "tools".into(),
+        kind: airlock_model::TargetKind::Mcp,
+    };
+    let agent = agent(&["ai-agents"]);
+    let call = |name: &str, args: serde_json::Value| {
+        e.decide_all(&agent, &target, &[mcp("call", name, args)], &NoCatalog)
+            .decision
+    };
+    assert_eq!(call("lookup_customer", serde_json::json!({"id": 1})), Decision::Allow);
+    assert_eq!(
+        call("refund", serde_json::json!({"amount": 5, "currency": "EUR"})),
+        Decision::Allow
+    );
+    assert!(matches!(
+        call("refund", serde_json::json!({"amount": 5, "currency": "USD"})),
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        call("refund", serde_json::json!({"currency": "EUR", "override": true})),
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(call("delete_customer", serde_json::json!({"id": 3})), Decision::Hold { .. }));
+    assert!(matches!(call("run_shell", serde_json::json!({})), Decision::Deny { .. }));
+    assert!(matches!(call("LOOKUP_CUSTOMER", serde_json::json!({})), Decision::Deny { .. }));
+}
