@@ -749,20 +749,41 @@ fn the_starter_mcp_policies_decide_tools_and_their_arguments() {
         e.decide_all(&agent, &target, &[mcp("call", name, args)], &NoCatalog)
             .decision
     };
-    assert_eq!(call("lookup_customer", serde_json::json!({"id": 1})), Decision::Allow);
     assert_eq!(
-        call("refund", serde_json::json!({"amount": 5, "currency": "EUR"})),
+        call("lookup_customer", serde_json::json!({"id": 1})),
+        Decision::Allow
+    );
+    assert_eq!(
+        call(
+            "refund",
+            serde_json::json!({"amount": 5, "currency": "EUR"})
+        ),
         Decision::Allow
     );
     assert!(matches!(
-        call("refund", serde_json::json!({"amount": 5, "currency": "USD"})),
+        call(
+            "refund",
+            serde_json::json!({"amount": 5, "currency": "USD"})
+        ),
         Decision::Deny { .. }
     ));
     assert!(matches!(
-        call("refund", serde_json::json!({"currency": "EUR", "override": true})),
+        call(
+            "refund",
+            serde_json::json!({"currency": "EUR", "override": true})
+        ),
         Decision::Deny { .. }
     ));
-    assert!(matches!(call("delete_customer", serde_json::json!({"id": 3})), Decision::Hold { .. }));
-    assert!(matches!(call("run_shell", serde_json::json!({})), Decision::Deny { .. }));
-    assert!(matches!(call("LOOKUP_CUSTOMER", serde_json::json!({})), Decision::Deny { .. }));
+    assert!(matches!(
+        call("delete_customer", serde_json::json!({"id": 3})),
+        Decision::Hold { .. }
+    ));
+    assert!(matches!(
+        call("run_shell", serde_json::json!({})),
+        Decision::Deny { .. }
+    ));
+    assert!(matches!(
+        call("LOOKUP_CUSTOMER", serde_json::json!({})),
+        Decision::Deny { .. }
+    ));
 }

@@ -676,3 +676,50 @@ fn apply_and_patch_through_airlock() {
     let recorded = serde_json::to_string(&sessions).unwrap();
     assert!(recorded.contains("\"kind\":\"ConfigMap\""), "{recorded}");
 }
+
+#[test]
+fn airlocks_own_mcp_server_reaches_the_cluster_through_the_same_path() {
+    let c = Cluster::new();
+    let ns = c.namespace("mcp");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: {ns}\ntype: Opaque\nstringData:\n  password: mcp-original-secret\n"
+    );
+    assert!(c.kube.admin_apply(&manifest).status.success());
+    let url = format!("https://127.0.0.1:{}/mcp", c.gw.http_port);
+    let k8s = |method: &str, path: String| serde_json::json!({"op": "call", "name": "kubernetes", "args": {"target": "cluster", "method": method, "path": path}});
+    let out = airlock_testkit::mcp_client(
+        &url,
+        &c.token,
+        "auto",
+        &serde_json::json!([
+            k8s("GET", format!("/api/v1/namespaces/{ns}/secrets/db")),
+            k8s("DELETE", format!("/api/v1/namespaces/{ns}")),
+            {"op": "call", "name": "http_request", "args": {"target": "cluster", "method": "GET", "path": "/api"}}
+        ]),
+    );
+    let s = out["steps"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(s[0]["is_error"], false, "{out}");
+    assert_eq!(s[0]["structured"]["body"]["kind"], "Secret");
+    let original = base64::engine::general_purpose::STANDARD.encode("mcp-original-secret");
+    assert!(
+        !s[0].to_string().contains(&original),
+        "the Secret is masked: {}",
+        s[0]
+    );
+    assert_eq!(s[1]["is_error"], true, "{}", s[1]);
+    assert!(
+        s[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("namespaces are deleted by people"),
+        "{}",
+        s[1]
+    );
+    assert_eq!(
+        s[2]["is_error"], true,
+        "a kubernetes target is reached with the kubernetes tool: {}",
+        s[2]
+    );
+    let (ok, _, _) = c.agent(&["get", "namespace", &ns]);
+    assert!(ok, "the namespace is still there");
+}
