@@ -47,38 +47,16 @@ pub fn list() -> Value {
                 "additionalProperties": false
             }
         },
-        {
-            "name": "http_request",
-            "description": "Send one HTTP request to an HTTP API target. The path is relative to the target's base URL. Airlock adds the API's credential; answers may be masked; a request may be refused or wait for approval.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "target": target,
-                    "method": { "type": "string", "enum": METHODS },
-                    "path": { "type": "string", "description": "Starts with /, e.g. /v1/invoices/7" },
-                    "query": { "type": "string", "description": "The query string without ?, e.g. status=open&limit=10" },
-                    "body": { "description": "A JSON value (sent as application/json) or a string (sent as text/plain)." }
-                },
-                "required": ["target", "method", "path"],
-                "additionalProperties": false
-            }
-        },
-        {
-            "name": "kubernetes",
-            "description": "Call the Kubernetes API of a kubernetes target, e.g. GET /api/v1/namespaces/default/pods. Secrets are masked; writes may be refused or wait for approval.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "target": target,
-                    "method": { "type": "string", "enum": METHODS },
-                    "path": { "type": "string", "description": "The API path, e.g. /apis/apps/v1/namespaces/default/deployments" },
-                    "query": { "type": "string", "description": "e.g. labelSelector=app%3Dweb" },
-                    "body": { "description": "The object to create, replace or patch (JSON)." }
-                },
-                "required": ["target", "method", "path"],
-                "additionalProperties": false
-            }
-        },
+        http_tool(
+            "http_request",
+            "Send one HTTP request to an HTTP API target. The path is relative to the target's base URL. Airlock adds the API's credential; answers may be masked; a request may be refused or wait for approval.",
+            ["Starts with /, e.g. /v1/invoices/7", "The query string without ?, e.g. status=open&limit=10", "A JSON value (sent as application/json) or a string (sent as text/plain)."],
+        ),
+        http_tool(
+            "kubernetes",
+            "Call the Kubernetes API of a kubernetes target, e.g. GET /api/v1/namespaces/default/pods. Secrets are masked; writes may be refused or wait for approval.",
+            ["The API path, e.g. /apis/apps/v1/namespaces/default/deployments", "e.g. labelSelector=app%3Dweb", "The object to create, replace or patch (JSON)."],
+        ),
         {
             "name": "approval_status",
             "description": "The status of an approval request (pending, approved, denied, expired, used) by its id, as a held call's answer names it. With wait_seconds, waits up to that long (at most 300) for a pending request to be decided.",
@@ -94,6 +72,28 @@ pub fn list() -> Value {
             "annotations": { "readOnlyHint": true }
         }
     ])
+}
+
+/// The schema of a tool that sends one HTTP request (`http_request`, `kubernetes`);
+/// `hints` describe its path, query and body.
+fn http_tool(name: &str, description: &str, hints: [&str; 3]) -> Value {
+    let [path, query, body] = hints;
+    json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "target": { "type": "string", "description": "The target's name (see list_targets)." },
+                "method": { "type": "string", "enum": METHODS },
+                "path": { "type": "string", "description": path },
+                "query": { "type": "string", "description": query },
+                "body": { "description": body }
+            },
+            "required": ["target", "method", "path"],
+            "additionalProperties": false
+        }
+    })
 }
 
 /// A tool result.
