@@ -58,6 +58,20 @@ pub enum HttpError {
 /// session opens).
 pub fn check_target(target: &airlock_session::Target) -> Result<(), String> {
     if target.model.kind == airlock_model::TargetKind::Mcp && target.config.url.is_none() {
+        let program = target.config.command.first().ok_or("no command")?;
+        let found = if program.contains('/') {
+            Path::new(program).is_file()
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+        };
+        if !found {
+            return Err(format!(
+                "its command `{program}` is not found (give a path, or a program on PATH)"
+            ));
+        }
+        // Its secret environment values resolve (they are scrubbed from answers).
+        upstream::credential(target)?;
         return Ok(());
     }
     let url = target.config.url.as_deref().ok_or("no url")?;

@@ -75,7 +75,8 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let served_over_http = runtime
         .target_names(airlock_model::TargetKind::Http)
         .into_iter()
-        .chain(runtime.target_names(airlock_model::TargetKind::Kubernetes));
+        .chain(runtime.target_names(airlock_model::TargetKind::Kubernetes))
+        .chain(runtime.target_names(airlock_model::TargetKind::Mcp));
     for name in served_over_http {
         if let Some(target) = runtime.target(&name)
             && let Err(e) = airlock_http::check_target(&target)

@@ -695,3 +695,41 @@ fn an_older_sse_only_upstream_is_reached_with_the_sse_transport() {
     assert!(!f.up.dir.join("danger.ran").exists());
     assert!(f.up.calls().iter().any(|c| c == "add 2 40"));
 }
+
+#[test]
+fn airlock_check_checks_mcp_targets() {
+    let check = |target: &str| {
+        let gw = AirlockBuilder::new(bin())
+            .http()
+            .policy(Some(MCP_POLICY))
+            .raw_target(target)
+            .write();
+        let out = gw.cli(&["check"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = check(
+        "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\ncommand = [\"sh\", \"-c\", \"cat\"]\nenv = { MODE = \"x\" }\npin_tools = true\n",
+    );
+    assert_eq!(ok.0, Some(0), "{}", ok.1);
+    let (code, err) = check(
+        "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\ncommand = [\"/nonexistent/mcp-server\"]\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("/nonexistent/mcp-server") && err.contains("not found"),
+        "{err}"
+    );
+    let (code, err) = check(
+        "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\ncommand = [\"sh\"]\nenv = { KEY = \"env:AIRLOCK_SURELY_UNSET_KEY\" }\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("AIRLOCK_SURELY_UNSET_KEY"), "{err}");
+    let (code, err) = check(
+        "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\ncommand = [\"sh\"]\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not both"), "{err}");
+}
