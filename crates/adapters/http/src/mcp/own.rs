@@ -49,6 +49,9 @@ type Kept<T> = Arc<tokio::sync::Mutex<Option<T>>>;
 
 #[derive(Default)]
 pub struct OwnClients {
+    /// Who each token on this connection is, authenticated at its first request (as a
+    /// session is) and re-checked for expiry and revocation at every later one.
+    principals: std::sync::Mutex<HashMap<[u8; 32], Principal>>,
     pg: tokio::sync::Mutex<HashMap<TargetToken, Kept<pg::PgConn>>>,
     http: tokio::sync::Mutex<HashMap<[u8; 32], Kept<local::LocalHttp>>>,
 }
@@ -71,14 +74,9 @@ pub async fn serve(
         Ok(t) => t,
         Err(p) => return Err(handler::drain(req, p).await),
     };
-    let principal = match state
-        .gateway
-        .identity()
-        .authenticate(&Secret::new(token.clone()))
-        .await
-    {
+    let principal = match principal_of(state, conn, &token).await {
         Ok(p) => p,
-        Err(e) => return Err(handler::drain(req, problem::token_invalid(&e.to_string())).await),
+        Err(why) => return Err(handler::drain(req, problem::token_invalid(&why)).await),
     };
     if req.method() != Method::POST {
         let p = Problem::new(
@@ -189,6 +187,51 @@ pub async fn serve(
         ),
     };
     Ok(reply::json_response(StatusCode::OK, &answer))
+}
+
+/// The principal of `token`: authenticated once per connection (a store lookup, or an
+/// OIDC signature check), then only re-checked for expiry and revocation.
+async fn principal_of(state: &AdapterState, conn: &Conn, token: &str) -> Result<Principal, String> {
+    let key = crate::conn::token_digest(token);
+    let known = conn
+        .own
+        .principals
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).cloned());
+    let identity = state.gateway.identity();
+    let grace = state.gateway.runtime().config.identity.expiry_grace;
+    if let Some(p) = known {
+        return match identity.still_valid(&p, grace) {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                if let Ok(mut m) = conn.own.principals.lock() {
+                    m.remove(&key);
+                }
+                Err(no_longer(&p, e))
+            }
+        };
+    }
+    let p = identity
+        .authenticate(&Secret::new(token.to_owned()))
+        .await
+        .map_err(|e| e.to_string())?;
+    identity
+        .still_valid(&p, grace)
+        .map_err(|e| no_longer(&p, e))?;
+    if let Ok(mut m) = conn.own.principals.lock() {
+        m.insert(key, p.clone());
+    }
+    Ok(p)
+}
+
+fn no_longer(p: &Principal, e: airlock_identity::NoLongerValid) -> String {
+    match e {
+        airlock_identity::NoLongerValid::Expired(at) => {
+            format!("the token expired at {at}; get a fresh one")
+        }
+        airlock_identity::NoLongerValid::Revoked => format!("token `{}` was revoked", p.name),
+    }
 }
 
 const INSTRUCTIONS: &str = "Airlock reaches the targets you are permitted to use. Call list_targets first. Every call is decided by policy, may wait for a human's approval, is masked and recorded; a refusal says why and what you may do instead.";
