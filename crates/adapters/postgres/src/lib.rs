@@ -55,6 +55,9 @@ pub(crate) struct AdapterState {
     catalogs: catalog::CatalogCache,
     tables: masking::columns::TableCache,
     pool: pool::Pool,
+    /// In-process sessions (Airlock's own MCP server), waited for at shutdown like the
+    /// listener's own.
+    local: tokio_util::task::TaskTracker,
 }
 
 /// Opens in-process PostgreSQL connections through the relay (see
@@ -70,7 +73,7 @@ impl LocalConnector {
     /// session of this listener, recorded with `peer` as the client's address.
     pub fn connect(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(session::handle(
+        self.state.local.spawn(session::handle(
             self.state.clone(),
             session::Origin::Local(Box::new(server)),
             peer,
@@ -107,6 +110,7 @@ impl PostgresAdapter {
                 catalogs: catalog::CatalogCache::default(),
                 tables: masking::columns::TableCache::default(),
                 pool: pool::Pool::default(),
+                local: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -153,7 +157,12 @@ impl PostgresAdapter {
             }
         }
         drop(self.listener);
-        let drain = async { while tasks.join_next().await.is_some() {} };
+        self.state.local.close();
+        let local = self.state.local.clone();
+        let drain = async {
+            while tasks.join_next().await.is_some() {}
+            local.wait().await;
+        };
         if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
             .await
             .is_err()

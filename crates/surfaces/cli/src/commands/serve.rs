@@ -94,8 +94,12 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot start the PostgreSQL listener on {}", pg.listen))?;
         tracing::info!(listen = %adapter.local_addr()?, targets = config.targets.len(), "PostgreSQL listener ready");
-        let connector = adapter.local_connector(stop_rx.clone());
-        sql = Some(Arc::new(move |peer| connector.connect(peer)));
+        // Airlock's own MCP server (on [http]) reaches PostgreSQL targets through this
+        // listener. Only made when it is served: the connector keeps the gateway alive.
+        if config.http.is_some() {
+            let connector = adapter.local_connector(stop_rx.clone());
+            sql = Some(Arc::new(move |peer| connector.connect(peer)));
+        }
         listeners.push(tokio::spawn(adapter.run(stop_rx.clone())));
     }
 

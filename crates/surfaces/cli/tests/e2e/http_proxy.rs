@@ -288,8 +288,13 @@ fn refusals_are_problem_documents_and_never_reach_the_upstream() {
         p["available_targets"],
         serde_json::json!(["billing", "files", "ledger"])
     );
+    // `/mcp` is Airlock's own MCP server, never a target: it takes POSTed messages only.
     let (code, _, _) = f.curl("/mcp?probe=mcp", &[]);
-    assert_eq!(code, 404);
+    assert_eq!(code, 405);
+    assert!(
+        !f.api.raw_log().contains("probe=mcp"),
+        "/mcp never reaches an upstream"
+    );
     let (code, _, body) = f.curl("/billing/v1/echo?probe=x", &["-X", "FROB"]);
     assert_eq!(code, 405, "{body}");
     let (code, _, _) = f.curl(&format!("/billing/v1/echo?probe=leak&t={}", f.token), &[]);
