@@ -15,11 +15,11 @@ pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use secret_ref::{SecretRef, valid_stored_name};
 pub use types::{
-    ApiConfig, ApprovalsConfig, AuditConfig, Config, EnvValue, HttpAuthConfig, HttpAuthForm,
-    HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig, MaskingRuleConfig,
-    OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig, ReadDurability,
-    SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig, UnmaskableConfig,
-    WebhookConfig, WebhookFormat,
+    ApiConfig, ApprovalsConfig, AuditConfig, Config, ConsoleConfig, EnvValue, HttpAuthConfig,
+    HttpAuthForm, HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig,
+    MaskingRuleConfig, OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig,
+    ReadDurability, SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
+    UnmaskableConfig, WebhookConfig, WebhookFormat,
 };
 pub use webhook::{
     WebhookUrl, check_literal as check_issuer_url, check_literal as check_webhook_url, webhook_url,

@@ -219,6 +219,7 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
             ));
         }
     }
+    check_console(config).map_err(|m| invalid(key_line(text, "oidc_provider"), m))?;
     let sync_interval = config.audit.sync_interval;
     if sync_interval < Duration::from_millis(1) || sync_interval > Duration::from_secs(1) {
         return Err(invalid(
@@ -583,6 +584,65 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, column)
+}
+
+/// `[console]`: the OIDC sign-in settings come together and name a configured
+/// provider; the redirect is HTTPS (HTTP only on loopback).
+fn check_console(config: &Config) -> Result<(), String> {
+    let c = &config.console;
+    let invalid_c = |m: String| format!("[console] {m}");
+    if c.session_ttl < Duration::from_secs(60) {
+        return Err(invalid_c("session_ttl must be at least 1m".into()));
+    }
+    let oidc_keys = [
+        c.client_id.is_some(),
+        c.redirect_url.is_some(),
+        c.client_secret.is_some(),
+    ];
+    let Some(provider) = &c.oidc_provider else {
+        if oidc_keys.iter().any(|set| *set) {
+            return Err(invalid_c(
+                "client_id, client_secret and redirect_url are for OIDC sign-in: add `oidc_provider = \"<name of an [[identity.oidc]] entry>\"`".into(),
+            ));
+        }
+        return Ok(());
+    };
+    if !config.identity.oidc.iter().any(|p| p.name() == provider) {
+        let known: Vec<&str> = config.identity.oidc.iter().map(|p| p.name()).collect();
+        return Err(invalid_c(format!(
+            "oidc_provider `{provider}` is not an [[identity.oidc]] entry (configured: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    if c.client_id.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid_c(format!(
+            "oidc_provider `{provider}` needs `client_id`, the console's client at the provider"
+        )));
+    }
+    let Some(redirect) = &c.redirect_url else {
+        return Err(invalid_c(
+            "oidc_provider needs `redirect_url = \"https://<[api] address>/auth/callback\"`, as registered with the provider".into(),
+        ));
+    };
+    let loopback_http = redirect.strip_prefix("http://").is_some_and(|rest| {
+        rest.starts_with("127.0.0.1") || rest.starts_with("[::1]") || rest.starts_with("localhost")
+    });
+    if !(redirect.starts_with("https://") || loopback_http) || !redirect.ends_with("/auth/callback")
+    {
+        return Err(invalid_c(format!(
+            "redirect_url `{redirect}` must be https://<[api] address>/auth/callback (http:// only on loopback)"
+        )));
+    }
+    if config.api.is_none() {
+        return Err(invalid_c(
+            "oidc_provider is set but there is no [api] section: the console is served by the [api] listener".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,63 @@ pub struct Config {
     /// Airlock's encrypted secret store (`secret:NAME`).
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// The web console on the `[api]` listener: who sees what, and sign-in with an
+    /// OIDC provider.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console served at `/` by the `[api]` listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Groups whose members see every session and the audit log. Default: the groups
+    /// named by the policies' `@hold` annotations (whoever may approve a statement may
+    /// see the sessions that ask). Everyone else sees their own sessions only.
+    #[serde(default)]
+    pub reviewer_groups: Option<Vec<String>>,
+    /// How long a browser stays signed in (also bounded by the token's expiry).
+    #[serde(default = "default_console_session", with = "humantime_serde_compat")]
+    pub session_ttl: Duration,
+    /// The `[[identity.oidc]]` provider people sign in with (authorization code with
+    /// PKCE); without it the console takes Airlock tokens only.
+    #[serde(default)]
+    pub oidc_provider: Option<String>,
+    /// The console's client id at that provider.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The client's secret (`env:`, `file:` or `secret:`); omit for a public client.
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// Where the provider sends the browser back: `https://<[api] address>/auth/callback`
+    /// as registered with the provider.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for besides `openid` (the groups claim often needs one).
+    #[serde(default = "default_console_scopes")]
+    pub scopes: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            reviewer_groups: None,
+            session_ttl: default_console_session(),
+            oidc_provider: None,
+            client_id: None,
+            client_secret: None,
+            redirect_url: None,
+            scopes: default_console_scopes(),
+        }
+    }
+}
+
+fn default_console_session() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+fn default_console_scopes() -> Vec<String> {
+    vec!["profile".into(), "email".into()]
 }
 
 /// `[secrets]`.

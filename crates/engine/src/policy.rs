@@ -329,6 +329,20 @@ impl PolicyEngine {
         &self.version
     }
 
+    /// The groups named by enforced `@hold` annotations: whoever may approve a
+    /// statement. Sorted, without repeats.
+    pub fn approver_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .enforced
+            .policies()
+            .filter_map(|p| p.annotation("hold"))
+            .map(str::to_owned)
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     /// Number of policies loaded.
     pub fn len(&self) -> usize {
         self.all.policies().count()

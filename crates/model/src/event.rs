@@ -119,4 +119,41 @@ pub struct SessionSummary {
     pub started_at: Timestamp,
     /// When it ended, or `None` while open (or if the gateway stopped abruptly).
     pub ended_at: Option<Timestamp>,
+    /// What happened in it that a reviewer filters by (kept up to date as its events
+    /// are stored).
+    #[serde(default)]
+    pub marks: SessionMarks,
+}
+
+/// What a session's events showed, for finding sessions worth a look: each flag is set
+/// by the first event that shows it and never cleared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMarks {
+    /// Something was denied or refused (a statement, a request, a tool call, the
+    /// sign-in itself).
+    pub denied: bool,
+    /// Something was held for approval.
+    pub held: bool,
+    /// Something of a result was masked.
+    pub masked: bool,
+    /// A statement failed, the target could not be reached, or the session ended with
+    /// an error.
+    pub error: bool,
+}
+
+impl SessionMarks {
+    /// Whether no flag is set.
+    pub fn is_empty(self) -> bool {
+        self == SessionMarks::default()
+    }
+
+    /// The flags set in `self` or `other`.
+    pub fn union(self, other: SessionMarks) -> SessionMarks {
+        SessionMarks {
+            denied: self.denied || other.denied,
+            held: self.held || other.held,
+            masked: self.masked || other.masked,
+            error: self.error || other.error,
+        }
+    }
 }

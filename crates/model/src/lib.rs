@@ -16,7 +16,7 @@ mod timestamp;
 pub use action::{Action, HttpAction, K8sAction, McpAction, SqlAction, SqlFlags, SqlObject};
 pub use approval::{Approval, ApprovalStatus};
 pub use decision::{Decision, Verdict};
-pub use event::{EventKind, SessionEvent, SessionSummary};
+pub use event::{EventKind, SessionEvent, SessionMarks, SessionSummary};
 pub use principal::{Principal, PrincipalSource};
 pub use target::{TargetKind, TargetRef};
 pub use timestamp::Timestamp;

@@ -209,7 +209,9 @@ pub async fn open_slot(
         Ok(p) => p,
         Err(e) => {
             session
-                .end(serde_json::json!({ "reason": format!("target unusable: {e}") }))
+                .end(
+                    serde_json::json!({ "reason": format!("target unusable: {e}"), "error": true }),
+                )
                 .await;
             return Err(OpenError::Unusable(e));
         }

@@ -99,6 +99,19 @@ impl End {
             End::Failed(e) => format!("error: {e}"),
         }
     }
+
+    /// Whether the session ended because something failed (the target, the recorder,
+    /// the connection), not because a side chose to end it; marks the session for
+    /// reviewers.
+    pub fn is_error(&self) -> bool {
+        matches!(
+            self,
+            End::UpstreamClosed { .. }
+                | End::RecorderFailed
+                | End::OutcomeUnrecorded
+                | End::Failed(_)
+        )
+    }
 }
 
 /// What the relay needs besides the two connections.

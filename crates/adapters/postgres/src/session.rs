@@ -154,7 +154,11 @@ pub async fn handle(
         .await;
         drop(guard);
         tracing::info!(reason = %end.reason(), "session closed");
-        session.end(json!({ "reason": end.reason() })).await;
+        let mut detail = json!({ "reason": end.reason() });
+        if end.is_error() {
+            detail["error"] = true.into();
+        }
+        session.end(detail).await;
         if let Some((io, leftover)) = kept {
             let mut upstream = upstream::Upstream {
                 io,
@@ -442,7 +446,9 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
                     json!({ "error": e.to_string() }),
                 )])
                 .await;
-            session.end(json!({ "reason": "target_unavailable" })).await;
+            session
+                .end(json!({ "reason": "target_unavailable", "error": true }))
+                .await;
             let _ = send_fatal(&mut io, reply::upstream_failed(&target, &e)).await;
             None
         }

@@ -130,6 +130,8 @@ pub struct Verified {
     pub issuer: String,
     /// Its `jti`, if it has one.
     pub token_id: Option<String>,
+    /// Its `nonce` (ID tokens of a browser sign-in carry the one the sign-in sent).
+    pub nonce: Option<String>,
 }
 
 /// One provider: settings and cached keys.
@@ -241,6 +243,10 @@ impl OidcProvider {
             issuer: self.issuer().to_owned(),
             token_id: claims
                 .get("jti")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            nonce: claims
+                .get("nonce")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned),
         })

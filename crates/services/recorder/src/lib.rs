@@ -32,7 +32,7 @@ mod writer;
 
 pub use chain::{ChainKey, GENESIS_HASH, chain_hash};
 pub use journal::JournalError;
-pub use verify::{ChainProblem, VerifyReport, verify_chain};
+pub use verify::{ChainProblem, SessionVerdict, VerifyReport, verify_chain, verify_session};
 pub use writer::{Pending, ReadDurability, Receipt, Recorder};
 
 use airlock_model::{EventKind, SessionSummary, Timestamp};

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use airlock_model::SessionSummary;
 use airlock_store::{SessionFilter, Store};
 
 use crate::chain::ChainKey;
@@ -180,24 +181,123 @@ pub async fn verify_chain(store: &dyn Store, key: &[u8]) -> Result<VerifyReport,
             }
             continue;
         };
-        let detail: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
-        // A missing or null field in the event matches a NULL column.
-        let field_is = |name: &str, value: Option<&str>| {
-            detail.get(name).map(|v| v.as_str()).unwrap_or(None) == value
-        };
-        let checks: [(&'static str, Option<&str>); 3] = [
-            ("principal", s.principal.as_deref()),
-            ("target", Some(s.target.as_str())),
-            ("client_addr", Some(s.client_addr.as_str())),
-        ];
-        for (field, value) in checks {
-            if !field_is(field, value) {
-                report.problems.push(ChainProblem::SessionEdited {
-                    session_id: s.id.clone(),
-                    field,
-                });
-            }
-        }
+        report.problems.extend(row_problems(&s, detail));
     }
     Ok(report)
+}
+
+/// Where a session row disagrees with what its first event (`detail`, as stored)
+/// recorded.
+fn row_problems(s: &SessionSummary, detail: &str) -> Vec<ChainProblem> {
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+    // A missing or null field in the event matches a NULL column.
+    let field_is = |name: &str, value: Option<&str>| {
+        detail.get(name).map(|v| v.as_str()).unwrap_or(None) == value
+    };
+    let checks: [(&'static str, Option<&str>); 3] = [
+        ("principal", s.principal.as_deref()),
+        ("target", Some(s.target.as_str())),
+        ("client_addr", Some(s.client_addr.as_str())),
+    ];
+    checks
+        .into_iter()
+        .filter(|(field, value)| !field_is(field, *value))
+        .map(|(field, _)| ChainProblem::SessionEdited {
+            session_id: s.id.clone(),
+            field,
+        })
+        .collect()
+}
+
+/// One session's events re-checked with `key`: each hash, the sequence, each event's
+/// link to the event before it in the chain (which may be another session's), and the
+/// session row against its first event. What the console shows beside a replay;
+/// `verify_chain` remains the check of the whole log (it also finds events deleted
+/// between sessions).
+#[derive(Debug, Clone, Default)]
+pub struct SessionVerdict {
+    /// Events read.
+    pub events: u64,
+    /// Problems found, in order.
+    pub problems: Vec<ChainProblem>,
+}
+
+impl SessionVerdict {
+    /// True when nothing was found wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks session `id` (see [`SessionVerdict`]); `Ok(None)` when it does not exist.
+pub async fn verify_session(
+    store: &dyn Store,
+    key: &[u8],
+    id: &str,
+) -> Result<Option<SessionVerdict>, RecorderError> {
+    let key = ChainKey::new(key)
+        .ok_or_else(|| RecorderError::Unavailable("the audit key cannot key HMAC-SHA256".into()))?;
+    let Some(session) = store.get_session(id).await? else {
+        return Ok(None);
+    };
+    let mut events = store.session_events(id).await?;
+    events.sort_by_key(|e| e.id);
+    let mut verdict = SessionVerdict {
+        events: events.len() as u64,
+        problems: Vec::new(),
+    };
+    if events.is_empty() {
+        verdict.problems.push(ChainProblem::SessionWithoutEvents {
+            session_id: session.id,
+        });
+        return Ok(Some(verdict));
+    }
+    let mut previous: Option<(i64, String)> = None;
+    for (n, e) in events.iter().enumerate() {
+        let expected_seq = n as i64 + 1;
+        if e.seq != expected_seq {
+            verdict.problems.push(ChainProblem::SessionGap {
+                session_id: e.session_id.clone(),
+                expected: expected_seq,
+                found: e.seq,
+            });
+        }
+        if key.hash(e) != e.hash {
+            verdict.problems.push(ChainProblem::Edited {
+                id: e.id,
+                session_id: e.session_id.clone(),
+                seq: e.seq,
+            });
+        }
+        // The hash of chain position id - 1: this session's previous event when they
+        // are adjacent, else whichever session's event holds that place.
+        let before = match &previous {
+            _ if e.id == 1 => Some(GENESIS_HASH.to_owned()),
+            Some((id, hash)) if *id == e.id - 1 => Some(hash.clone()),
+            _ => store
+                .events_after(e.id - 2, 1)
+                .await?
+                .into_iter()
+                .next()
+                .filter(|p| p.id == e.id - 1)
+                .map(|p| p.hash),
+        };
+        match before {
+            None => verdict.problems.push(ChainProblem::Missing {
+                from: e.id - 1,
+                to: e.id - 1,
+            }),
+            Some(hash) if hash != e.prev_hash => {
+                verdict.problems.push(ChainProblem::Unlinked { id: e.id })
+            }
+            Some(_) => {}
+        }
+        previous = Some((e.id, e.hash.clone()));
+    }
+    if let Some(first) = events.iter().find(|e| e.seq == 1) {
+        verdict
+            .problems
+            .extend(row_problems(&session, &first.detail));
+    }
+    Ok(Some(verdict))
 }

@@ -77,6 +77,7 @@ impl AuditSink for GatewayAudit {
                     client_addr: "-".into(),
                     started_at: at,
                     ended_at: None,
+                    marks: airlock_model::SessionMarks::default(),
                 }));
                 // Like every session, it opens with what `audit verify` cross-checks
                 // against the session row.

@@ -176,6 +176,7 @@ impl Gateway {
                     client_addr,
                     started_at,
                     ended_at: None,
+                    marks: airlock_model::SessionMarks::default(),
                 };
                 self.recorder
                     .record(vec![
@@ -211,6 +212,7 @@ impl Gateway {
                     client_addr,
                     started_at,
                     ended_at: Some(started_at),
+                    marks: airlock_model::SessionMarks::default(),
                 };
                 let records = vec![
                     Record::StartSession(summary),

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use airlock_model::{SessionSummary, Timestamp};
+use airlock_model::{SessionMarks, SessionSummary, Timestamp};
 
 use crate::{StoreError, StoreOp};
 
@@ -30,6 +30,8 @@ pub enum EncodedOp {
         session_id: String,
         /// Its JSON object in [`EncodedBatch::text`].
         json: Range<usize>,
+        /// What it marks its session with.
+        marks: SessionMarks,
     },
     /// A session ended.
     EndSession {
@@ -57,6 +59,7 @@ impl EncodedBatch {
                 StoreOp::StartSession(s) => EncodedOp::StartSession(s),
                 StoreOp::Event(e) => EncodedOp::Event {
                     id: e.id,
+                    marks: crate::marks::event_marks(&e),
                     session_id: e.session_id,
                     json,
                 },

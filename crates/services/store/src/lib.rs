@@ -4,11 +4,13 @@
 
 mod batch;
 mod error;
+mod marks;
 mod records;
 mod sqlite;
 
 pub use batch::{EncodedBatch, EncodedOp};
 pub use error::StoreError;
+pub use marks::event_marks;
 pub use records::{ChainedEvent, McpToolPin, SessionFilter, StoreOp, StoredSecret, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
 

@@ -1,6 +1,6 @@
 //! Rows the store reads and writes.
 
-use airlock_model::{SessionSummary, Timestamp};
+use airlock_model::{SessionMarks, SessionSummary, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A service token as stored: its hash, never the token.
@@ -109,6 +109,19 @@ pub struct SessionFilter {
     pub target: Option<String>,
     /// Only this principal.
     pub principal: Option<String>,
-    /// Only the newest `limit` (still listed oldest first).
+    /// Only this protocol (`postgres`, `http`, `kubernetes`, `mcp`).
+    pub protocol: Option<String>,
+    /// Only sessions started at or after this.
+    pub since: Option<Timestamp>,
+    /// Only sessions started before this.
+    pub until: Option<Timestamp>,
+    /// Only sessions carrying every mark set here.
+    pub marks: SessionMarks,
+    /// Only sessions listed after this one, newest first (a page's last id: keyset
+    /// pagination, so a page costs the same however deep it is).
+    pub before: Option<String>,
+    /// Only the newest `limit`.
     pub limit: Option<i64>,
+    /// Newest first; otherwise (the CLI's order) oldest first.
+    pub newest_first: bool,
 }

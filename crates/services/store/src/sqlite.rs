@@ -129,12 +129,18 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionSummary, Sto
         client_addr: row.try_get("client_addr")?,
         started_at: parse_ts("session", &row.try_get::<String, _>("started_at")?)?,
         ended_at: parse_opt_ts("session", row.try_get("ended_at")?)?,
+        marks: airlock_model::SessionMarks {
+            denied: row.try_get("denied")?,
+            held: row.try_get("held")?,
+            masked: row.try_get("masked")?,
+            error: row.try_get("error")?,
+        },
     })
 }
 
 macro_rules! session_columns {
     () => {
-        "id, principal, target, protocol, client_addr, started_at, ended_at"
+        "id, principal, target, protocol, client_addr, started_at, ended_at, denied, held, masked, error"
     };
 }
 
@@ -299,6 +305,32 @@ impl Store for SqliteStore {
         if let Some(p) = &filter.principal {
             q.push(" AND principal = ").push_bind(p.clone());
         }
+        if let Some(p) = &filter.protocol {
+            q.push(" AND protocol = ").push_bind(p.clone());
+        }
+        if let Some(t) = filter.since {
+            q.push(" AND started_at >= ").push_bind(t.to_string());
+        }
+        if let Some(t) = filter.until {
+            q.push(" AND started_at < ").push_bind(t.to_string());
+        }
+        let m = filter.marks;
+        for (set, column) in [
+            (m.denied, "denied"),
+            (m.held, "held"),
+            (m.masked, "masked"),
+            (m.error, "error"),
+        ] {
+            if set {
+                q.push(format_args!(" AND {column} = 1"));
+            }
+        }
+        if let Some(id) = &filter.before {
+            // A row-value comparison the (…, started_at, id) indexes answer by seeking.
+            q.push(" AND (started_at, id) < (SELECT started_at, id FROM sessions WHERE id = ")
+                .push_bind(id.clone())
+                .push(")");
+        }
         q.push(" ORDER BY started_at DESC, id DESC");
         if let Some(n) = filter.limit {
             q.push(" LIMIT ").push_bind(n);
@@ -308,7 +340,9 @@ impl Store for SqliteStore {
             .iter()
             .map(session_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        sessions.reverse();
+        if !filter.newest_first {
+            sessions.reverse();
+        }
         Ok(sessions)
     }
 
@@ -469,6 +503,7 @@ mod tests {
             client_addr: "127.0.0.1:1".into(),
             started_at: Timestamp::now(),
             ended_at: None,
+            marks: airlock_model::SessionMarks::default(),
         })
     }
 

@@ -1,5 +1,6 @@
-//! The admin HTTP API: approvers list, read and decide approval requests; anyone with a
-//! token can ask who it says they are.
+//! The admin surface: the HTTP API (approvers list, read and decide approval requests;
+//! anyone with a token can ask who it says they are) under `/api`, and the web console
+//! ([`console`]) at `/`.
 //!
 //! Every route under `/api` except the OpenAPI document authenticates a bearer token
 //! exactly as agents' connections do ([`airlock_identity::Identity::authenticate`]);
@@ -11,6 +12,7 @@
 mod access_log;
 mod approvals;
 mod auth;
+pub mod console;
 mod error;
 mod reply;
 mod server;
@@ -38,11 +40,14 @@ pub struct ApiState {
     pub approvals: airlock_approvals::Approvals,
     /// Verifies bearer tokens.
     pub identity: airlock_identity::Identity,
+    /// The web console's state (sign-ins, sessions, audit).
+    pub console: console::Console,
 }
 
-/// The API's routes over `state`, ready to serve (see [`ApiServer`]) or to call in
-/// process. `/healthz` and `/api/openapi.yaml` need no token; every other `/api` route
-/// answers 401 without a valid one.
+/// The API's and the console's routes over `state`, ready to serve (see [`ApiServer`])
+/// or to call in process. `/healthz` and `/api/openapi.yaml` need no token; every other
+/// `/api` route answers 401 without a valid one; console pages send a browser that is
+/// not signed in to `/signin`.
 pub fn router(state: ApiState) -> Router {
     let authenticated = Router::new()
         .route("/api/approvals", get(approvals::list))
@@ -59,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/openapi.yaml", get(openapi))
         .merge(authenticated)
+        .merge(console::routes())
         .fallback(reply::no_such_route)
         .method_not_allowed_fallback(reply::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_api::console::{Console, ConsoleOptions};
 use airlock_api::{ApiServer, ApiState};
 use airlock_approvals::Approvals;
 use airlock_config::ApiConfig;
@@ -45,6 +46,7 @@ impl Api {
         let state = ApiState {
             approvals: Approvals::new(store.clone()),
             identity: Identity::new(store.clone()),
+            console: Console::new(ConsoleOptions::tokens_only(store.clone())),
         };
         let config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -340,9 +340,29 @@ pub struct SessionsList {
     /// Only sessions of this principal.
     #[arg(long)]
     pub principal: Option<String>,
+    /// Only sessions of this protocol (postgres, http, kubernetes, mcp).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Only sessions in which something was: denied, held, masked, or an error
+    /// (repeat to require several).
+    #[arg(long, value_enum)]
+    pub outcome: Vec<SessionOutcome>,
     /// Only the newest N sessions.
     #[arg(long)]
     pub limit: Option<i64>,
+}
+
+/// What a session had, for `sessions list --outcome` (the console's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionOutcome {
+    /// Something was denied or refused.
+    Denied,
+    /// Something was held for approval.
+    Held,
+    /// Something of a result was masked.
+    Masked,
+    /// A statement or request failed, or the session ended with an error.
+    Error,
 }
 
 #[derive(Debug, Subcommand)]

@@ -155,6 +155,7 @@ fn session_start(s: &str) -> Vec<Record> {
         client_addr: "127.0.0.1:5000".into(),
         started_at: Timestamp::now(),
         ended_at: None,
+        marks: airlock_model::SessionMarks::default(),
     };
     vec![
         Record::StartSession(summary),

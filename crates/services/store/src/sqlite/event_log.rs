@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use airlock_model::Timestamp;
+use airlock_model::{SessionMarks, Timestamp};
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::event_blocks::BlockBuilder;
@@ -25,6 +25,9 @@ use crate::{EncodedBatch, EncodedOp, EventLog, StoreError};
 /// Copies recorder batches into `airlock.db`.
 pub struct SqliteEventLog {
     conn: Connection,
+    /// The marks each open session's row is known to carry, so that a row is updated
+    /// only when an event sets a new one (once or twice per session, not per event).
+    marked: HashMap<String, SessionMarks>,
 }
 
 fn write_error(e: rusqlite::Error) -> StoreError {
@@ -45,11 +48,18 @@ impl SqliteEventLog {
             .map_err(write_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(write_error)?;
-        Ok(SqliteEventLog { conn })
+        Ok(SqliteEventLog {
+            conn,
+            marked: HashMap::new(),
+        })
     }
 
     fn apply_inner(&mut self, batches: &[EncodedBatch]) -> Result<(), rusqlite::Error> {
         let tx = self.conn.transaction()?;
+        // Marks new to a session's row in this batch, applied after its rows exist;
+        // `self.marked` learns them only once the transaction commits.
+        let mut new_marks: HashMap<&str, SessionMarks> = HashMap::new();
+        let mut ended: Vec<&str> = Vec::new();
         {
             // OR IGNORE: replaying a journal after a crash may meet sessions stored
             // before it; events are filtered by chain position by the caller.
@@ -87,7 +97,17 @@ impl SqliteEventLog {
                             id,
                             session_id,
                             json,
+                            marks,
                         } => {
+                            if !marks.is_empty() {
+                                let known = self
+                                    .marked
+                                    .get(session_id.as_str())
+                                    .copied()
+                                    .unwrap_or_default();
+                                let entry = new_marks.entry(session_id).or_insert(known);
+                                *entry = entry.union(*marks);
+                            }
                             let json = batch.json(json);
                             match open.get_mut(session_id.as_str()) {
                                 Some(b) if b.takes(*id) => b.push(*id, json),
@@ -101,6 +121,7 @@ impl SqliteEventLog {
                         }
                         EncodedOp::EndSession { id, at } => {
                             end.execute(params![at.to_string(), id])?;
+                            ended.push(id);
                         }
                     }
                 }
@@ -112,8 +133,23 @@ impl SqliteEventLog {
                 let (first, last) = (b.first_id, b.last_id);
                 block.execute(params![first, last, session_id, b.finish()])?;
             }
+            let mut mark = tx.prepare_cached(
+                "UPDATE sessions SET denied = max(denied, ?1), held = max(held, ?2),
+                 masked = max(masked, ?3), error = max(error, ?4) WHERE id = ?5",
+            )?;
+            new_marks.retain(|id, m| self.marked.get(*id) != Some(m));
+            for (id, m) in &new_marks {
+                mark.execute(params![m.denied, m.held, m.masked, m.error, id])?;
+            }
         }
-        tx.commit()
+        tx.commit()?;
+        for (id, m) in new_marks {
+            self.marked.insert(id.to_owned(), m);
+        }
+        for id in ended {
+            self.marked.remove(id);
+        }
+        Ok(())
     }
 
     fn make_durable_inner(&mut self, segment: u64) -> Result<(), rusqlite::Error> {

@@ -25,6 +25,64 @@ const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
 /// How often revoked tokens are re-read from the store.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
+/// The web console's state: who reviews (configured, else the policies' approver
+/// groups, read at each request so that a reload changes it) and OIDC sign-in.
+fn console(
+    config: &Config,
+    store: Arc<dyn airlock_store::Store>,
+    gateway: Arc<Gateway>,
+) -> anyhow::Result<airlock_api::console::Console> {
+    use airlock_api::console::{Console, ConsoleOptions, OidcLogin, ReviewerGroups};
+    let c = &config.console;
+    let reviewer_groups: ReviewerGroups = match &c.reviewer_groups {
+        Some(groups) => {
+            let groups = groups.clone();
+            Arc::new(move || groups.clone())
+        }
+        None => Arc::new(move || {
+            gateway
+                .runtime()
+                .policy
+                .as_ref()
+                .map(|p| p.approver_groups())
+                .unwrap_or_default()
+        }),
+    };
+    let oidc = match (&c.oidc_provider, &c.client_id, &c.redirect_url) {
+        (Some(name), Some(client_id), Some(redirect_url)) => {
+            let provider = config
+                .identity
+                .oidc
+                .iter()
+                .find(|p| p.name() == name)
+                .context("[console] oidc_provider names no [[identity.oidc]] entry")?;
+            let settings = airlock_identity::oidc::OidcSettings::from_config(provider)
+                .map_err(|e| anyhow::anyhow!("[console] oidc_provider: {e}"))?;
+            let secret = c
+                .client_secret
+                .as_ref()
+                .map(airlock_vault::resolve)
+                .transpose()
+                .context("[console] client_secret")?;
+            Some(OidcLogin::new(
+                &settings,
+                client_id.clone(),
+                secret,
+                redirect_url.clone(),
+                c.scopes.clone(),
+            ))
+        }
+        _ => None,
+    };
+    Ok(Console::new(ConsoleOptions {
+        store,
+        audit_key: audit_key(config, false)?,
+        reviewer_groups,
+        session_ttl: c.session_ttl,
+        oidc,
+    }))
+}
+
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
     init_tracing(config.server.log_format);
@@ -120,6 +178,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let state = airlock_api::ApiState {
             approvals: approvals.clone(),
             identity: identity.clone(),
+            console: console(&config, store.clone(), gateway.clone())?,
         };
         let server = airlock_api::ApiServer::bind(api, &config.server.data_dir, state)
             .await

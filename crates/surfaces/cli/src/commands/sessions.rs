@@ -8,17 +8,29 @@ use airlock_model::{EventKind, SessionEvent, Timestamp};
 use airlock_store::{ChainedEvent, SessionFilter};
 use serde_json::{Value, json};
 
-use crate::cli::SessionsList;
+use crate::cli::{SessionOutcome, SessionsList};
 use crate::context::{load_config, open_store};
 use crate::output;
 
 pub async fn list(config_path: &Path, args: SessionsList) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let store = open_store(&config).await?;
+    let mut marks = airlock_model::SessionMarks::default();
+    for outcome in &args.outcome {
+        match outcome {
+            SessionOutcome::Denied => marks.denied = true,
+            SessionOutcome::Held => marks.held = true,
+            SessionOutcome::Masked => marks.masked = true,
+            SessionOutcome::Error => marks.error = true,
+        }
+    }
     let filter = SessionFilter {
         target: args.target,
         principal: args.principal,
+        protocol: args.protocol,
+        marks,
         limit: args.limit,
+        ..SessionFilter::default()
     };
     let sessions = store.list_sessions(&filter).await?;
     if args.json {
