@@ -79,6 +79,13 @@ pub struct ConsoleConfig {
     /// Scopes asked for besides `openid` (the groups claim often needs one).
     #[serde(default = "default_console_scopes")]
     pub scopes: Vec<String>,
+    /// The ID token claim naming the person; default: the provider's `principal_claim`
+    /// (set this when agents' tokens name the principal differently, e.g. `client_id`).
+    #[serde(default)]
+    pub principal_claim: Option<String>,
+    /// The ID token claim listing the person's groups; default: the provider's.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -91,6 +98,8 @@ impl Default for ConsoleConfig {
             client_secret: None,
             redirect_url: None,
             scopes: default_console_scopes(),
+            principal_claim: None,
+            groups_claim: None,
         }
     }
 }

@@ -15,11 +15,23 @@ pub struct Idp {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Where the `console` client's sign-ins return, if it is registered.
+    console_redirect: Option<String>,
 }
 
 impl Idp {
     /// Starts a provider signing with a fresh RSA key named `kid`.
     pub fn start(kid: &str) -> Idp {
+        Idp::start_inner(kid, None)
+    }
+
+    /// Starts a provider that also signs people in (its own login form, any password)
+    /// for the `console` client (secret `console-secret`), returning to `redirect`.
+    pub fn start_with_console(kid: &str, redirect: &str) -> Idp {
+        Idp::start_inner(kid, Some(redirect.to_owned()))
+    }
+
+    fn start_inner(kid: &str, console_redirect: Option<String>) -> Idp {
         let dir = PathBuf::from(
             std::env::var("AIRLOCK_TEST_IDP")
                 .unwrap_or_else(|_| "/var/tmp/airlock-test-idp".into()),
@@ -39,6 +51,7 @@ impl Idp {
             port: free_port(),
             dir,
             child: None,
+            console_redirect,
         };
         idp.restart(kid);
         idp
@@ -61,7 +74,11 @@ impl Idp {
     pub fn restart(&mut self, kid: &str) {
         self.stop();
         let log = std::fs::File::create(self.dir.join(format!("idp-{}.log", self.port))).unwrap();
-        let child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(redirect) = &self.console_redirect {
+            command.env("CONSOLE_REDIRECT", redirect);
+        }
+        let child = command
             .arg(self.dir.join("idp.mjs"))
             .env("PORT", self.port.to_string())
             .env("KID", kid)

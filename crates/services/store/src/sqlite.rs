@@ -606,6 +606,132 @@ mod tests {
         );
     }
 
+    fn marked_event(
+        id: i64,
+        session: &str,
+        seq: i64,
+        kind: &str,
+        decision: Option<&str>,
+        detail: &str,
+    ) -> StoreOp {
+        StoreOp::Event(ChainedEvent {
+            id,
+            session_id: session.into(),
+            seq,
+            at: Timestamp::now().to_string(),
+            kind: kind.into(),
+            statement: None,
+            decision: decision.map(str::to_owned),
+            detail: detail.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn sessions_are_marked_by_their_events_and_paged_newest_first_by_key() {
+        let (store, _dir) = temp_store().await;
+        let mut ops = Vec::new();
+        for i in 0..7 {
+            ops.push(session_started(&format!("s{i}")));
+        }
+        ops.push(marked_event(1, "s1", 1, "query", Some("deny"), "{}"));
+        ops.push(marked_event(
+            2,
+            "s2",
+            1,
+            "result",
+            None,
+            r#"{"masked":{"pii":{"email":1}}}"#,
+        ));
+        ops.push(marked_event(
+            3,
+            "s3",
+            1,
+            "approval",
+            None,
+            r#"{"step":"requested"}"#,
+        ));
+        apply(&store, &ops);
+        // Later batches: a new mark on a marked session, an error at its end.
+        apply(
+            &store,
+            &[
+                marked_event(4, "s2", 2, "query", Some("deny"), "{}"),
+                marked_event(
+                    5,
+                    "s4",
+                    1,
+                    "disconnect",
+                    None,
+                    r#"{"reason":"target_closed","error":true}"#,
+                ),
+                StoreOp::EndSession {
+                    id: "s4".into(),
+                    at: Timestamp::now(),
+                },
+            ],
+        );
+        let ids = |v: Vec<SessionSummary>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        let with = |marks: airlock_model::SessionMarks| SessionFilter {
+            marks,
+            newest_first: true,
+            ..Default::default()
+        };
+        let denied = airlock_model::SessionMarks {
+            denied: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(store.list_sessions(&with(denied)).await.unwrap()),
+            ["s2", "s1"]
+        );
+        let both = airlock_model::SessionMarks {
+            denied: true,
+            masked: true,
+            ..Default::default()
+        };
+        assert_eq!(ids(store.list_sessions(&with(both)).await.unwrap()), ["s2"]);
+        let held = airlock_model::SessionMarks {
+            held: true,
+            ..Default::default()
+        };
+        assert_eq!(ids(store.list_sessions(&with(held)).await.unwrap()), ["s3"]);
+        let error = airlock_model::SessionMarks {
+            error: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(store.list_sessions(&with(error)).await.unwrap()),
+            ["s4"]
+        );
+        let s2 = store.get_session("s2").await.unwrap().unwrap();
+        assert!(s2.marks.denied && s2.marks.masked && !s2.marks.held && !s2.marks.error);
+        // Pages of 3, newest first, each after the last id of the one before.
+        let page = |before: Option<String>| SessionFilter {
+            before,
+            limit: Some(3),
+            newest_first: true,
+            ..Default::default()
+        };
+        let first = ids(store.list_sessions(&page(None)).await.unwrap());
+        assert_eq!(first, ["s6", "s5", "s4"]);
+        let second = ids(store.list_sessions(&page(Some("s4".into()))).await.unwrap());
+        assert_eq!(second, ["s3", "s2", "s1"]);
+        let third = ids(store.list_sessions(&page(Some("s1".into()))).await.unwrap());
+        assert_eq!(third, ["s0"]);
+        let protocol = SessionFilter {
+            protocol: Some("http".into()),
+            ..Default::default()
+        };
+        assert!(store.list_sessions(&protocol).await.unwrap().is_empty());
+        let future = SessionFilter {
+            since: Some(Timestamp::now().plus(std::time::Duration::from_secs(60))),
+            ..Default::default()
+        };
+        assert!(store.list_sessions(&future).await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn batches_of_events_are_stored_whole_and_in_order_around_session_changes() {
         // 70 events in one batch, with a session starting and one ending in between

@@ -663,3 +663,234 @@ async fn curl_as_the_acceptance_script_calls_it() {
     .concat();
     assert_eq!(curl(&ok).await.unwrap(), "200");
 }
+
+/// The console over HTTP without a browser: sign-in, cookies, CSRF, escaping,
+/// visibility, server-side sign-out (the browser test drives the same in Chromium).
+mod console {
+    use super::*;
+    use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+
+    /// The value of cookie `name` set by `r`, and its whole `Set-Cookie` line.
+    fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+        r.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+            let line = v.to_str().ok()?.to_owned();
+            let value = line
+                .strip_prefix(&format!("{name}="))?
+                .split(';')
+                .next()?
+                .to_owned();
+            Some((value, line))
+        })
+    }
+
+    fn csrf_of(html: &str) -> String {
+        html.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Signs `token` in through the form; returns the sign-in cookie.
+    async fn sign_in(
+        api: &Api,
+        c: &reqwest::Client,
+        token: &str,
+    ) -> Result<String, (StatusCode, String)> {
+        let form = c.get(api.url("/signin")).send().await.unwrap();
+        let (binding, _) = set_cookie(&form, "airlock_signin").unwrap();
+        let html = form.text().await.unwrap();
+        let r = c
+            .post(api.url("/signin"))
+            .header(COOKIE, format!("airlock_signin={binding}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string(&[("token", token), ("csrf", &csrf_of(&html))])
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        match set_cookie(&r, "airlock_console") {
+            Some((value, _)) if !value.is_empty() => Ok(value),
+            _ => {
+                let status = r.status();
+                Err((status, r.text().await.unwrap()))
+            }
+        }
+    }
+
+    async fn page(
+        api: &Api,
+        c: &reqwest::Client,
+        cookie: &str,
+        path: &str,
+    ) -> (StatusCode, String) {
+        let r = c
+            .get(api.url(path))
+            .header(COOKIE, format!("airlock_console={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn signing_in_sets_strict_cookies_and_pages_need_it() {
+        let api = Api::start(true).await;
+        let c = client();
+        let r = c.get(api.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], "/signin");
+        let r = c.get(api.url("/sessions")).send().await.unwrap();
+        assert_eq!(r.headers()[LOCATION], "/signin");
+        let form = c.get(api.url("/signin")).send().await.unwrap();
+        let csp = form.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        let (_, line) = set_cookie(&form, "airlock_signin").unwrap();
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax"] {
+            assert!(line.contains(attribute), "{line}");
+        }
+        let html = form.text().await.unwrap();
+        assert!(
+            html.contains(r#"<label for="token">Token</label>"#),
+            "{html}"
+        );
+
+        // Without the form's binding cookie, or with a bad token: refused.
+        let r = c
+            .post(api.url("/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&[("token", "x"), ("csrf", "y")]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let (status, body) = sign_in(&api, &c, "alk_wrong").await.unwrap_err();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("refused"), "{body}");
+
+        let dba = api.token("dana", &["dba"]).await;
+        let cookie = sign_in(&api, &c, &dba).await.unwrap();
+        let (status, html) = page(&api, &c, &cookie, "/sessions").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("Sessions") && html.contains("dana"), "{html}");
+        assert!(!html.contains(&dba), "a page never holds the token");
+
+        // A form without the sign-in's CSRF token changes nothing.
+        let id = api.held("crew-analyst", "dba").await;
+        let r = c
+            .post(api.url(&format!("/approvals/{id}/approve")))
+            .header(COOKIE, format!("airlock_console={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&[("csrf", "forged")]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let (_, one) = api.get(&format!("/api/approvals/{id}"), &dba).await;
+        assert_eq!(one["status"], "pending");
+
+        // With it: approved, as dana.
+        let (_, queue) = page(&api, &c, &cookie, "/approvals").await;
+        let csrf = csrf_of(&queue);
+        let r = c
+            .post(api.url(&format!("/approvals/{id}/approve")))
+            .header(COOKIE, format!("airlock_console={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string(&[("csrf", csrf.as_str()), ("comment", "ok")]).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (_, one) = api.get(&format!("/api/approvals/{id}"), &dba).await;
+        assert_eq!(
+            (one["status"].as_str(), one["decided_by"].as_str()),
+            (Some("approved"), Some("dana"))
+        );
+
+        // Sign-out ends the sign-in on the server: the same cookie no longer works.
+        let r = c
+            .post(api.url("/signout"))
+            .header(COOKIE, format!("airlock_console={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&[("csrf", csrf.as_str())]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (status, _) = page(&api, &c, &cookie, "/sessions").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+
+    #[tokio::test]
+    async fn what_agents_wrote_is_escaped_and_others_requests_stay_hidden() {
+        let api = Api::start(true).await;
+        let c = client();
+        let now = Timestamp::now();
+        let id = api.held("crew-analyst", "dba").await;
+        // A statement full of markup, as an agent could send it.
+        let mut evil = api.store.get_approval(&id).await.unwrap().unwrap();
+        evil.id = format!("{id}-x");
+        evil.digest = format!("{:064x}", rand::random::<u128>());
+        evil.statement = "select '<script>alert(1)</script><img src=x onerror=alert(2)>'".into();
+        evil.created_at = now;
+        api.store.insert_approval(&evil).await.unwrap();
+
+        let dba = api.token("dana", &["dba"]).await;
+        let cookie = sign_in(&api, &c, &dba).await.unwrap();
+        let (_, html) = page(&api, &c, &cookie, "/approvals").await;
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<img src=x"),
+            "{html}"
+        );
+        assert!(html.contains(&format!("/approvals/{id}/approve")));
+
+        // Outside the approver group: the requests are not shown, nor decidable.
+        let sales = api.token("mallory", &["sales"]).await;
+        let cookie = sign_in(&api, &c, &sales).await.unwrap();
+        let (_, html) = page(&api, &c, &cookie, "/approvals").await;
+        assert!(!html.contains("DELETE FROM orders"), "{html}");
+        let r = c
+            .post(api.url(&format!("/approvals/{id}/approve")))
+            .header(COOKIE, format!("airlock_console={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&[("csrf", csrf_of(&html).as_str())]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // The requester sees its own request, and may not decide it.
+        let agent = api.token("crew-analyst", &["ai-agents"]).await;
+        let cookie = sign_in(&api, &c, &agent).await.unwrap();
+        let (_, html) = page(&api, &c, &cookie, "/approvals").await;
+        assert!(
+            html.contains("DELETE FROM orders") && html.contains("you asked for it"),
+            "{html}"
+        );
+        assert!(!html.contains(&format!("/approvals/{id}/approve")));
+        let (_, one) = api.get(&format!("/api/approvals/{id}"), &dba).await;
+        assert_eq!(one["status"], "pending");
+    }
+}

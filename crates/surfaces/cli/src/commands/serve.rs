@@ -56,8 +56,14 @@ fn console(
                 .iter()
                 .find(|p| p.name() == name)
                 .context("[console] oidc_provider names no [[identity.oidc]] entry")?;
-            let settings = airlock_identity::oidc::OidcSettings::from_config(provider)
+            let mut settings = airlock_identity::oidc::OidcSettings::from_config(provider)
                 .map_err(|e| anyhow::anyhow!("[console] oidc_provider: {e}"))?;
+            if let Some(claim) = &c.principal_claim {
+                settings.principal_claim = claim.clone();
+            }
+            if let Some(claim) = &c.groups_claim {
+                settings.groups_claim = claim.clone();
+            }
             let secret = c
                 .client_secret
                 .as_ref()

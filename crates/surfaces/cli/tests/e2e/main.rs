@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod cli_kubeconfig;
 mod cli_policy;
+mod console;
 mod crewai;
 mod http_attacks;
 mod http_holds;
