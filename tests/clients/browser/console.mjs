@@ -44,7 +44,6 @@ const steps = {
     await page.getByLabel('Token').fill(token);
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.waitForLoadState('domcontentloaded');
-    await shot('signin-result');
     const signedIn = (await page.getByRole('link', { name: 'Sessions' }).count()) > 0;
     return { signedIn, ...(await pageState()) };
   },
@@ -110,7 +109,7 @@ const steps = {
       await card.first().getByRole('button', { name: 'Approve' }).click();
     }
     await page.waitForLoadState('domcontentloaded');
-    await shot(`${decision}d`);
+    await shot(decision === 'deny' ? 'denied' : 'approved');
     return { decided: true, ...(await pageState()) };
   },
   async signout() {

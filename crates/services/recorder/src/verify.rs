@@ -301,3 +301,136 @@ pub async fn verify_session(
     }
     Ok(Some(verdict))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_model::{SessionMarks, Timestamp};
+    use airlock_store::{ChainedEvent, EncodedBatch, SqliteStore, StoreOp};
+
+    const KEY: &[u8] = b"an audit key of thirty-two bytes";
+
+    fn start(id: &str) -> StoreOp {
+        StoreOp::StartSession(SessionSummary {
+            id: id.into(),
+            principal: Some("p".into()),
+            target: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: Timestamp::now(),
+            ended_at: None,
+            marks: SessionMarks::default(),
+        })
+    }
+
+    /// Two sessions' events interleaved in one chain; `tamper` changes an event after
+    /// it was hashed (an edit), or its link.
+    fn chain(tamper: impl Fn(&mut ChainedEvent)) -> Vec<StoreOp> {
+        let key = ChainKey::new(KEY).unwrap();
+        let mut ops = vec![start("a"), start("b")];
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut seqs: HashMap<&str, i64> = HashMap::new();
+        for (id, session) in [(1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "a")] {
+            let seq = seqs.entry(session).or_insert(0);
+            *seq += 1;
+            let detail = if *seq == 1 {
+                r#"{"principal":"p","target":"shop","client_addr":"127.0.0.1:1"}"#
+            } else {
+                "{}"
+            };
+            let mut e = ChainedEvent {
+                id,
+                session_id: session.into(),
+                seq: *seq,
+                at: "2026-12-07T00:00:00.000000Z".into(),
+                kind: "query".into(),
+                statement: Some(format!("select {id}")),
+                decision: Some("allow".into()),
+                detail: detail.into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = key.hash(&e);
+            prev = e.hash.clone();
+            tamper(&mut e);
+            ops.push(StoreOp::Event(e));
+        }
+        ops
+    }
+
+    async fn store(ops: Vec<StoreOp>) -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-verify-{}-{:x}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_in(&dir).await.unwrap();
+        store
+            .event_log()
+            .unwrap()
+            .apply(&[EncodedBatch::encode(ops).unwrap()])
+            .unwrap();
+        (store, dir)
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    #[tokio::test]
+    async fn a_session_is_checked_with_links_into_other_sessions() {
+        let (s, dir) = store(chain(|_| {})).await;
+        for id in ["a", "b"] {
+            let v = verify_session(&s, KEY, id).await.unwrap().unwrap();
+            assert!(v.ok(), "{id}: {:?}", v.problems);
+        }
+        assert_eq!(
+            verify_session(&s, KEY, "a").await.unwrap().unwrap().events,
+            3
+        );
+        assert!(verify_session(&s, KEY, "none").await.unwrap().is_none());
+        // Another key finds every event edited.
+        let v = verify_session(&s, b"another key, also thirty-two by", "a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.problems.len(), 3, "{:?}", v.problems);
+        let _ = std::fs::remove_dir_all(dir);
+
+        // An edit in b is b's problem, not a's; a broken link in a is a's.
+        let (s, dir) = store(chain(|e| {
+            if e.id == 4 {
+                e.statement = Some("drop table customers".into());
+            }
+        }))
+        .await;
+        assert!(verify_session(&s, KEY, "a").await.unwrap().unwrap().ok());
+        let v = verify_session(&s, KEY, "b").await.unwrap().unwrap();
+        assert_eq!(
+            v.problems,
+            [ChainProblem::Edited {
+                id: 4,
+                session_id: "b".into(),
+                seq: 2
+            }]
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        let (s, dir) = store(chain(|e| {
+            if e.id == 3 {
+                e.prev_hash = GENESIS_HASH.into();
+            }
+        }))
+        .await;
+        let v = verify_session(&s, KEY, "a").await.unwrap().unwrap();
+        assert!(
+            v.problems.contains(&ChainProblem::Unlinked { id: 3 }),
+            "{:?}",
+            v.problems
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -451,6 +451,26 @@ fn people_review_sessions_and_decide_requests_in_the_console() {
     let via_oidc = b.step("dana-oidc", "open", &[&format!("/sessions/{read_sid}"), ""]);
     assert_eq!(via_oidc["status"], 200);
 
+    // A live session's replay grows as it runs: the held agent gives up, and the page
+    // shows the disconnect without a reload.
+    let held_session = approval(&gw, &third)["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = std::thread::scope(|scope| {
+        let watching = scope.spawn(|| {
+            b.step(
+                "dana-oidc",
+                "live",
+                &[&format!("/sessions/{held_session}"), "disconnected"],
+            )
+        });
+        std::thread::sleep(Duration::from_secs(4));
+        held.kill().ok();
+        watching.join().unwrap()
+    });
+    assert_eq!(live["shown"], true, "{}", live["text"]);
+
     // Audit; then sign-out ends the sign-in on the server, whatever the browser keeps.
     let audit = b.step("dana", "open", &["/audit", "audit"]);
     assert!(
@@ -464,6 +484,5 @@ fn people_review_sessions_and_decide_requests_in_the_console() {
     b.step("dana", "open", &["/approvals", "approvals"]);
     b.step("dana", "signout", &[]);
     assert_eq!(get_status(&base, "/sessions", &cookie), 303);
-    held.kill().ok();
     drop(idp);
 }
