@@ -714,8 +714,7 @@ mod console {
             .header(COOKIE, format!("airlock_signin={binding}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
-                serde_urlencoded::to_string(&[("token", token), ("csrf", &csrf_of(&html))])
-                    .unwrap(),
+                serde_urlencoded::to_string([("token", token), ("csrf", &csrf_of(&html))]).unwrap(),
             )
             .send()
             .await
@@ -776,7 +775,7 @@ mod console {
         let r = c
             .post(api.url("/signin"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&[("token", "x"), ("csrf", "y")]).unwrap())
+            .body(serde_urlencoded::to_string([("token", "x"), ("csrf", "y")]).unwrap())
             .send()
             .await
             .unwrap();
@@ -798,7 +797,7 @@ mod console {
             .post(api.url(&format!("/approvals/{id}/approve")))
             .header(COOKIE, format!("airlock_console={cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&[("csrf", "forged")]).unwrap())
+            .body(serde_urlencoded::to_string([("csrf", "forged")]).unwrap())
             .send()
             .await
             .unwrap();
@@ -814,7 +813,7 @@ mod console {
             .header(COOKIE, format!("airlock_console={cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
-                serde_urlencoded::to_string(&[("csrf", csrf.as_str()), ("comment", "ok")]).unwrap(),
+                serde_urlencoded::to_string([("csrf", csrf.as_str()), ("comment", "ok")]).unwrap(),
             )
             .send()
             .await
@@ -831,7 +830,7 @@ mod console {
             .post(api.url("/signout"))
             .header(COOKIE, format!("airlock_console={cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&[("csrf", csrf.as_str())]).unwrap())
+            .body(serde_urlencoded::to_string([("csrf", csrf.as_str())]).unwrap())
             .send()
             .await
             .unwrap();
@@ -876,7 +875,7 @@ mod console {
             .post(api.url(&format!("/approvals/{id}/approve")))
             .header(COOKIE, format!("airlock_console={cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&[("csrf", csrf_of(&html).as_str())]).unwrap())
+            .body(serde_urlencoded::to_string([("csrf", csrf_of(&html).as_str())]).unwrap())
             .send()
             .await
             .unwrap();

@@ -198,7 +198,7 @@ pub(super) async fn approve(
     let Ok(Form(form)) = form else {
         return bad_form();
     };
-    if let Err(r) = viewer.check_csrf(&form.csrf) {
+    if let Some(r) = viewer.csrf_refusal(&form.csrf) {
         return r;
     }
     let comment = Some(form.comment.trim().to_owned()).filter(|c| !c.is_empty());
@@ -215,7 +215,7 @@ pub(super) async fn deny(
     let Ok(Form(form)) = form else {
         return bad_form();
     };
-    if let Err(r) = viewer.check_csrf(&form.csrf) {
+    if let Some(r) = viewer.csrf_refusal(&form.csrf) {
         return r;
     }
     let reason = form.reason.trim().to_owned();

@@ -178,12 +178,12 @@ pub(super) struct Viewer {
 }
 
 impl Viewer {
-    /// Refuses a form post whose CSRF token is not the sign-in's.
-    pub(super) fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+    /// The refusal of a form post whose CSRF token is not the sign-in's, if it is not.
+    pub(super) fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         if same(sent, &self.csrf) {
-            Ok(())
+            None
         } else {
-            Err(page::problem(
+            Some(page::problem(
                 StatusCode::FORBIDDEN,
                 "The form was refused",
                 "Its CSRF token does not belong to your sign-in (the page was opened in another sign-in, or the request came from another site). Reload the page and try again.",
@@ -392,7 +392,7 @@ pub(super) async fn signout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = viewer.check_csrf(&form.csrf) {
+    if let Some(r) = viewer.csrf_refusal(&form.csrf) {
         return r;
     }
     if let Some(value) = cookie(&headers, SESSION_COOKIE) {
