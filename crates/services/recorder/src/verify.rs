@@ -116,6 +116,23 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// The one-line verdict, as `airlock audit verify` and the console print it.
+    pub fn summary(&self) -> String {
+        if self.ok() {
+            format!(
+                "ok: {} events in {} sessions; the chain is intact",
+                self.events, self.sessions
+            )
+        } else {
+            format!(
+                "FAILED: {} problem(s) in {} events and {} sessions",
+                self.problems.len(),
+                self.events,
+                self.sessions
+            )
+        }
+    }
 }
 
 const PAGE: i64 = 5000;

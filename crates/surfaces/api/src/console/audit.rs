@@ -64,19 +64,7 @@ pub(super) async fn page(State(state): State<ApiState>, viewer: Viewer) -> Respo
                 None => chain_problems.push(p.to_string()),
             }
         }
-        let summary = if report.ok() {
-            format!(
-                "ok: {} events in {} sessions; the chain is intact",
-                report.events, report.sessions
-            )
-        } else {
-            format!(
-                "FAILED: {} problem(s) in {} events and {} sessions",
-                report.problems.len(),
-                report.events,
-                report.sessions
-            )
-        };
+        let summary = report.summary();
         (report.ok(), summary)
     } else {
         let mut events = 0;

@@ -33,17 +33,9 @@ pub async fn verify(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCod
             "problems": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?;
     } else if report.ok() {
-        println!(
-            "ok: {} events in {} sessions; the chain is intact",
-            report.events, report.sessions
-        );
+        println!("{}", report.summary());
     } else {
-        println!(
-            "FAILED: {} problem(s) in {} events and {} sessions:",
-            report.problems.len(),
-            report.events,
-            report.sessions
-        );
+        println!("{}:", report.summary());
         for p in &report.problems {
             println!("  - {p}");
         }
