@@ -15,6 +15,8 @@ pub struct Capture {
     limit: usize,
     /// Binary format per column, from the last RowDescription.
     binary: Vec<bool>,
+    /// Column names, from the last RowDescription (shown above the rows in a replay).
+    columns: Vec<String>,
     rows: Vec<Value>,
 }
 
@@ -41,6 +43,7 @@ impl Capture {
     pub fn describe(&mut self, body: &[u8]) {
         if let Ok(fields) = crate::masking::rows::row_description(body) {
             self.binary = fields.iter().map(|f| f.binary).collect();
+            self.columns = fields.into_iter().map(|f| f.name).collect();
         }
     }
 
@@ -77,6 +80,12 @@ impl Capture {
     /// The rows kept since the last call (`None` if none).
     pub fn take(&mut self) -> Option<Value> {
         (!self.rows.is_empty()).then(|| Value::Array(std::mem::take(&mut self.rows)))
+    }
+
+    /// The names of the columns of the rows just taken (empty when the result was not
+    /// described, e.g. an execute of a portal described earlier).
+    pub fn columns(&self) -> Value {
+        Value::from(self.columns.clone())
     }
 }
 

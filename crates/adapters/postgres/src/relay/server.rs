@@ -269,6 +269,10 @@ impl ServerSide<'_> {
             }
             if let Some(captured) = self.capture.take() {
                 d.insert("captured_rows".into(), captured);
+                let columns = self.capture.columns();
+                if columns.as_array().is_some_and(|c| !c.is_empty()) {
+                    d.insert("captured_columns".into(), columns);
+                }
             }
         }
         run.drafts.push(draft);

@@ -34,6 +34,8 @@ pub(crate) struct Entry {
     pub masked: Vec<String>,
     /// Captured rows (as the client received them: masked), when `capture_rows` is on.
     pub captured: Vec<Vec<String>>,
+    /// Their column names, when the result was described.
+    pub columns: Vec<String>,
     /// Exec or attach stream text (`stdin`, `stdout`, `stderr`), for terminal playback.
     pub terminal: Option<(String, String)>,
     /// A CSS class for the line: `deny`, `hold`, `error` or empty.
@@ -65,6 +67,10 @@ pub(crate) fn entry(e: &ChainedEvent) -> Entry {
         facts: Vec::new(),
         masked: masked(detail.get("masked")),
         captured: captured(detail.get("captured_rows")),
+        columns: match detail.get("captured_columns") {
+            Some(Value::Array(names)) => names.iter().map(|n| text_of(Some(n))).collect(),
+            _ => Vec::new(),
+        },
         terminal: None,
     };
     if let Some(statement) = &e.statement {
@@ -382,7 +388,8 @@ mod tests {
             None,
             r#"{"tag":"SELECT 2","rows":2,"duration_us":1534,
                 "masked":{"customers-pii":{"email":2}},
-                "captured_rows":[["Ada Lovelace","[REDACTED:email]",null],["x",{"prefix":"abc","len":900},"1"]]}"#,
+                "captured_rows":[["Ada Lovelace","[REDACTED:email]",null],["x",{"prefix":"abc","len":900},"1"]],
+                "captured_columns":["name","email","note"]}"#,
         ));
         assert_eq!(e.text, "SELECT 2");
         assert!(e.facts.contains(&("rows".into(), "2".into())));
@@ -390,6 +397,7 @@ mod tests {
         assert_eq!(e.masked, ["customers-pii: email × 2"]);
         assert_eq!(e.captured[0], ["Ada Lovelace", "[REDACTED:email]", "NULL"]);
         assert_eq!(e.captured[1][1], "abc… (900 bytes)");
+        assert_eq!(e.columns, ["name", "email", "note"]);
         let failed = entry(&event(
             "result",
             None,

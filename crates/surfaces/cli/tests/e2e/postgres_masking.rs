@@ -69,6 +69,11 @@ fn the_default_rule_masks_psql_text_results_and_counts_what_it_masked() {
         result["detail"]["captured_rows"].as_array().unwrap().len(),
         2
     );
+    // With the columns' names, for the console's replay.
+    assert_eq!(
+        result["detail"]["captured_columns"],
+        serde_json::json!(["id", "name", "email", "ssn", "card", "password"])
+    );
     assert_recording_and_log_clean(&f);
 }
 
