@@ -324,6 +324,12 @@ impl Recorder {
             .check()
             .map_err(RecorderError::Unavailable)
     }
+
+    /// `Err` with the cause while the recorder refuses work (its journal or the store
+    /// failing): what `/readyz` reports.
+    pub fn health(&self) -> Result<(), String> {
+        self.handle.health.check()
+    }
 }
 
 /// A journal that failed, until the writer thread finds it works again.

@@ -191,6 +191,8 @@ impl Gateway {
                         }),
                     ])
                     .await?;
+                airlock_metrics::global()
+                    .session_opened(&target.model.name, target.model.kind.as_str());
                 Ok(Session::new(
                     session_id,
                     principal,
@@ -202,6 +204,7 @@ impl Gateway {
                 ))
             }
             Err((refusal, principal)) => {
+                airlock_metrics::global().session_refused(req.kind.as_str());
                 detail.insert("principal".into(), principal.clone().into());
                 detail.insert("reason".into(), refusal.to_string().into());
                 let summary = SessionSummary {

@@ -182,6 +182,7 @@ impl Session {
         drafts
             .into_iter()
             .map(|mut d| {
+                self.count(&d);
                 if let Some(m) = &self.masker {
                     let mut tally = Tally::default();
                     if let Some(text) = &d.statement
@@ -201,6 +202,35 @@ impl Session {
                 })
             })
             .collect()
+    }
+
+    /// Counts what a draft shows in the process's metrics: its decision, what was
+    /// masked, an approval's step.
+    fn count(&self, d: &EventDraft) {
+        let metrics = airlock_metrics::global();
+        let target = &self.target.model;
+        if let Some(decision) = d.decision {
+            metrics.decided(&target.name, target.kind.as_str(), decision);
+        }
+        match d.kind {
+            EventKind::Result | EventKind::Message => {
+                if let Some(serde_json::Value::Object(rules)) = d.detail.get("masked") {
+                    for (rule, found) in rules {
+                        if let serde_json::Value::Object(found) = found {
+                            for (detector, n) in found {
+                                metrics.masked(rule, detector, n.as_u64().unwrap_or(0));
+                            }
+                        }
+                    }
+                }
+            }
+            EventKind::Approval => {
+                if let Some(step) = d.detail.get("step").and_then(|s| s.as_str()) {
+                    metrics.approval_step(&target.name, step);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Holds the session open while records are queued (so none lands after its
@@ -243,6 +273,8 @@ impl Session {
             return;
         }
         *ended = true;
+        airlock_metrics::global()
+            .session_ended(&self.target.model.name, self.target.model.kind.as_str());
         let mut records = self.to_records(vec![EventDraft::new(EventKind::Disconnect, detail)]);
         records.push(Record::EndSession {
             id: self.id.clone(),

@@ -42,7 +42,17 @@ pub struct ApiState {
     pub identity: airlock_identity::Identity,
     /// The web console's state (sign-ins, sessions, audit).
     pub console: console::Console,
+    /// What `/readyz` checks besides the API answering (the store, the recorder, the
+    /// policy); `None` answers ready whenever the API answers.
+    pub readiness: Option<Readiness>,
 }
+
+/// A readiness check: `Err` names what is not ready, for `/readyz`.
+pub type Readiness = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The API's and the console's routes over `state`, ready to serve (see [`ApiServer`])
 /// or to call in process. `/healthz` and `/api/openapi.yaml` need no token; every other
@@ -62,6 +72,8 @@ pub fn router(state: ApiState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/openapi.yaml", get(openapi))
         .merge(authenticated)
         .merge(console::routes())
@@ -73,8 +85,39 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// `GET /healthz`: the process answers. No token; says nothing else.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `GET /readyz`: 200 `ready` when the store is reachable, the recorder records and a
+/// policy is loaded; 503 with what is not, so a load balancer takes the replica out.
+/// No token: it names no secret (a cause such as "the store is unreachable").
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> axum::response::Response {
+    let result = match &state.readiness {
+        Some(check) => check().await,
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: the Prometheus metrics (OpenMetrics text). No token, as scrapers
+/// expect: labels name targets, protocols, decisions and masking rules, never a
+/// principal, statement or value. Keep the admin listener on an internal network.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, airlock_metrics::CONTENT_TYPE)],
+        airlock_metrics::render(),
+    )
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -47,6 +47,7 @@ impl Api {
             approvals: Approvals::new(store.clone()),
             identity: Identity::new(store.clone()),
             console: Console::new(ConsoleOptions::tokens_only(store.clone())),
+            readiness: None,
         };
         let config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -236,6 +237,11 @@ async fn healthz_openapi_and_whoami() {
     // ALPN offered h2 and reqwest took it.
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.text().await.unwrap(), "ok");
+    let r = api.client.get(api.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = api.client.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
 
     let r = api
         .client
@@ -249,6 +255,8 @@ async fn healthz_openapi_and_whoami() {
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     for path in [
         "/healthz",
+        "/readyz",
+        "/metrics",
         "/api/openapi.yaml",
         "/api/whoami",
         "/api/approvals",

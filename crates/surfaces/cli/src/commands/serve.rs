@@ -25,6 +25,33 @@ const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
 /// How often revoked tokens are re-read from the store.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
+/// What `/readyz` checks: the store answers, the recorder records (neither its journal
+/// nor the store failing), and a policy is loaded (without one everything is denied).
+fn readiness(
+    store: Arc<dyn airlock_store::Store>,
+    recorder: Recorder,
+    gateway: Arc<Gateway>,
+) -> airlock_api::Readiness {
+    Arc::new(move || {
+        let (store, recorder, gateway) = (store.clone(), recorder.clone(), gateway.clone());
+        Box::pin(async move {
+            recorder
+                .health()
+                .map_err(|cause| format!("the recorder refuses work: {cause}"))?;
+            store
+                .chain_head()
+                .await
+                .map_err(|e| format!("the store is unreachable: {e}"))?;
+            if gateway.runtime().policy.is_none() {
+                return Err(
+                    "no policy is loaded (no [policy] section): every statement is denied".into(),
+                );
+            }
+            Ok(())
+        })
+    })
+}
+
 /// The web console's state: who reviews (configured, else the policies' approver
 /// groups, read at each request so that a reload changes it) and OIDC sign-in.
 fn console(
@@ -136,6 +163,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let audit = Arc::new(GatewayAudit::new(recorder.clone()));
     let approvals = Approvals::new(store.clone()).with_audit(audit.clone());
     let identity = Identity::new(store.clone());
+    let recording = recorder.clone();
     let gateway = Arc::new(Gateway::new(
         runtime,
         identity.clone(),
@@ -185,6 +213,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             approvals: approvals.clone(),
             identity: identity.clone(),
             console: console(&config, store.clone(), gateway.clone())?,
+            readiness: Some(readiness(store.clone(), recording.clone(), gateway.clone())),
         };
         let server = airlock_api::ApiServer::bind(api, &config.server.data_dir, state)
             .await

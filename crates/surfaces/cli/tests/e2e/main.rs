@@ -23,6 +23,7 @@ mod kubernetes;
 mod masking_discover;
 mod mcp_gateway;
 mod mcp_own;
+mod operations;
 mod postgres_approvals;
 mod postgres_auth;
 mod postgres_failures;
