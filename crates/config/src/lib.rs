@@ -18,8 +18,8 @@ pub use types::{
     ApiConfig, ApprovalsConfig, AuditConfig, Config, ConsoleConfig, EnvValue, HttpAuthConfig,
     HttpAuthForm, HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig,
     MaskingRuleConfig, OIDC_ALGORITHMS, OidcProviderConfig, PolicyConfig, PostgresListenerConfig,
-    ReadDurability, SecretsConfig, ServerConfig, SslMode, TargetConfig, TargetKindConfig,
-    UnmaskableConfig, WebhookConfig, WebhookFormat,
+    ReadDurability, SecretsConfig, ServerConfig, SslMode, StoreConfig, TargetConfig,
+    TargetKindConfig, UnmaskableConfig, WebhookConfig, WebhookFormat,
 };
 pub use webhook::{
     WebhookUrl, check_literal as check_issuer_url, check_literal as check_webhook_url, webhook_url,

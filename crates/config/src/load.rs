@@ -220,6 +220,7 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
         }
     }
     check_console(config).map_err(|m| invalid(key_line(text, "oidc_provider"), m))?;
+    check_store(config).map_err(|m| invalid(key_line(text, "url"), m))?;
     let sync_interval = config.audit.sync_interval;
     if sync_interval < Duration::from_millis(1) || sync_interval > Duration::from_secs(1) {
         return Err(invalid(
@@ -586,6 +587,38 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// `[store]`: a PostgreSQL URL without a password in it; the password is a reference
+/// the store cannot hold itself.
+fn check_store(config: &Config) -> Result<(), String> {
+    let s = &config.store;
+    let Some(url) = &s.url else {
+        if s.password.is_some() {
+            return Err("[store] password is for a PostgreSQL store: add `url = \"postgres://USER@HOST:PORT/DB\"` (without it the store is SQLite in data_dir)".into());
+        }
+        return Ok(());
+    };
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(format!(
+            "[store] url must be a PostgreSQL URL (postgres://USER@HOST:PORT/DB), not `{}`",
+            url.split('@').next_back().unwrap_or_default()
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Err("[store] url must not hold the password: write `password = \"env:AIRLOCK_STORE_PASSWORD\"` (or `file:`) instead".into());
+    }
+    if matches!(s.password, Some(crate::SecretRef::Stored(_))) {
+        return Err("[store] password must be `env:NAME` or `file:PATH`: it cannot live in the store it opens".into());
+    }
+    Ok(())
+}
+
 /// `[console]`: the OIDC sign-in settings come together and name a configured
 /// provider; the redirect is HTTPS (HTTP only on loopback).
 fn check_console(config: &Config) -> Result<(), String> {
@@ -703,6 +736,71 @@ password = "env:SHOP_PG_PASSWORD"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("between 1ms and 1s"), "{err}");
         assert!(err.contains(&format!(":{line}:")), "{err}");
+    }
+
+    #[test]
+    fn a_postgresql_store_takes_its_password_by_reference_only() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.store.url, None);
+        let ok = parse(&format!(
+            "{MINIMAL}\n[store]\nurl = \"postgres://airlock@127.0.0.1:15433/airlock?sslmode=prefer\"\npassword = \"env:AIRLOCK_STORE_PASSWORD\"\n"
+        ))
+        .unwrap();
+        assert!(ok.store.url.unwrap().starts_with("postgres://airlock@"));
+        for (bad, why) in [
+            (
+                "url = \"postgres://airlock:hunter2@h/db\"",
+                "must not hold the password",
+            ),
+            ("url = \"mysql://h/db\"", "PostgreSQL URL"),
+            ("password = \"env:X\"", "add `url"),
+            (
+                "url = \"postgres://a@h/db\"\npassword = \"secret:x\"",
+                "cannot live in the store",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}\n[store]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn console_sign_in_settings_come_together() {
+        let oidc = "\n[identity]\n[[identity.oidc]]\nname = \"corp\"\nissuer = \"https://idp.example.com\"\naudiences = [\"urn:airlock\"]\n\n[api]\nlisten = \"127.0.0.1:18080\"\n";
+        let console = "\n[console]\noidc_provider = \"corp\"\nclient_id = \"console\"\nredirect_url = \"https://airlock.example.com/auth/callback\"\n";
+        let c = parse(&format!("{MINIMAL}{oidc}{console}")).unwrap();
+        assert_eq!(c.console.oidc_provider.as_deref(), Some("corp"));
+        for (bad, why) in [
+            (
+                console.replace("corp", "other"),
+                "not an [[identity.oidc]] entry",
+            ),
+            (
+                console.replace("client_id = \"console\"\n", ""),
+                "needs `client_id`",
+            ),
+            (console.replace("/auth/callback", "/cb"), "must be https://"),
+            (
+                console.replace("https://airlock", "http://airlock"),
+                "must be https://",
+            ),
+            (
+                "\n[console]\nclient_id = \"x\"\n".to_owned(),
+                "add `oidc_provider",
+            ),
+            (
+                "\n[console]\nsession_ttl = \"5s\"\n".to_owned(),
+                "at least 1m",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}{oidc}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

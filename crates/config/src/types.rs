@@ -48,6 +48,23 @@ pub struct Config {
     /// OIDC provider.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Where tokens, sessions, events, approvals and secrets are kept: SQLite in
+    /// `data_dir` by default, or a PostgreSQL database shared by several replicas.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL (`postgres://USER@HOST:PORT/DB?sslmode=prefer`), without a
+    /// password; absent: SQLite in `data_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The store role's password (`env:`, `file:`); never in the URL.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
 }
 
 /// `[console]`: the web console served at `/` by the `[api]` listener.
