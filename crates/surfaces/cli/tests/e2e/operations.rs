@@ -88,3 +88,143 @@ fn readyz_says_why_a_gateway_cannot_serve() {
     assert!(body.contains("no policy is loaded"), "{body}");
     assert_eq!(get(&format!("https://127.0.0.1:{api}/healthz")).0, 200);
 }
+
+/// The Kubernetes base builds with `kubectl kustomize`, runs two replicas probed on
+/// `/healthz` and `/readyz` as a non-root user, and the real API server of the
+/// Kubernetes tests accepts it in a server-side dry run (except kinds its version, 1.20,
+/// does not serve: `policy/v1` PodDisruptionBudget arrived in 1.21).
+#[test]
+fn the_kubernetes_base_builds_and_the_api_server_accepts_it() {
+    let root = airlock_testkit::workspace_root();
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(root.join("deploy/kubernetes"))
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "{out:?}");
+    let manifests = String::from_utf8_lossy(&out.stdout).into_owned();
+    let docs: Vec<serde_json::Value> = manifests
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let spec = &deployment["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    for kind in [
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ConfigMap",
+    ] {
+        assert!(docs.iter().any(|d| d["kind"] == kind), "no {kind}");
+    }
+    // The configuration and policies it mounts are valid.
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["data"]["airlock.toml"].is_string())
+        .unwrap()["data"]["airlock.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = airlock_testkit::scratch_dir("deploy-k8s");
+    std::fs::write(dir.join("airlock.toml"), &config).unwrap();
+    let policies = Command::new(bin())
+        .arg("--config")
+        .arg(dir.join("airlock.toml"))
+        .args(["policy", "check", "--path"])
+        .arg(root.join("deploy/kubernetes/policies"))
+        .output()
+        .unwrap();
+    assert!(policies.status.success(), "{policies:?}");
+
+    let Some(_) = airlock_testkit::kube_apiserver_bin() else {
+        eprintln!(
+            "no kube-apiserver (scripts/test builds one): the server-side dry run is skipped"
+        );
+        return;
+    };
+    let kube = airlock_testkit::Kube::shared();
+    let served: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["apiVersion"] != "policy/v1")
+        .collect();
+    // The namespace must exist for a dry run of what is in it.
+    let ns = kube.admin(&["create", "namespace", "airlock"]);
+    assert!(
+        ns.status.success() || String::from_utf8_lossy(&ns.stderr).contains("AlreadyExists"),
+        "{ns:?}"
+    );
+    let manifest = served
+        .iter()
+        .filter(|d| d["kind"] != "Namespace")
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let out = airlock_testkit::kubectl(
+        &kube.dir.join("admin.kubeconfig"),
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&manifest),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let applied = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        applied.contains("deployment.apps/airlock") && applied.contains("(server dry run)"),
+        "{applied}"
+    );
+}
+
+/// `deploy/docker-compose.yml` is valid against the Compose specification's JSON schema
+/// (check-jsonschema's vendored copy, installed by `scripts/test`), defines the quick
+/// start's services, and builds Airlock from the Dockerfile, which runs as non-root.
+#[test]
+fn the_compose_quick_start_is_valid_compose() {
+    let root = airlock_testkit::workspace_root();
+    let compose = std::fs::read_to_string(root.join("deploy/docker-compose.yml")).unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(&compose).unwrap();
+    for service in ["airlock", "store", "shop", "idp", "agent"] {
+        assert!(doc["services"][service].is_object(), "no service {service}");
+    }
+    assert_eq!(
+        doc["services"]["airlock"]["build"]["dockerfile"],
+        "Dockerfile"
+    );
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("USER 10001"),
+        "the image runs as non-root"
+    );
+    assert!(
+        dockerfile.contains("cargo build --release --locked"),
+        "built as CI builds it"
+    );
+    let Ok(checker) = std::env::var("AIRLOCK_TEST_CHECK_JSONSCHEMA") else {
+        eprintln!(
+            "AIRLOCK_TEST_CHECK_JSONSCHEMA not set (scripts/test sets it): the schema check is skipped"
+        );
+        return;
+    };
+    let check = |file: &std::path::Path| {
+        Command::new(&checker)
+            .args(["--builtin-schema", "vendor.compose-spec"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = check(&root.join("deploy/docker-compose.yml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The checker does refuse what is not Compose.
+    let bad = airlock_testkit::scratch_dir("compose").join("bad.yml");
+    std::fs::write(&bad, "services:\n  airlock:\n    ports: 5\n    bogus: 1\n").unwrap();
+    assert!(!check(&bad).status.success());
+}
