@@ -81,13 +81,25 @@ pub async fn handle(
     let routed = route::route(req.uri().path())
         .ok()
         .and_then(|r| state.gateway.runtime().target(&r.target));
+    let routed_name = routed.as_ref().map(|t| t.model.name.clone());
     let kubernetes = routed
         .as_ref()
         .is_some_and(|t| t.model.kind == TargetKind::Kubernetes);
     let mcp_target = routed
         .filter(|t| t.model.kind == TargetKind::Mcp)
         .map(|t| t.model.name.clone());
-    match serve(&state, &conn, req).await {
+    // Every log line of the request names its session, principal and target (JSON logs
+    // carry them as fields).
+    let span = tracing::info_span!(
+        "http",
+        target = mcp_target
+            .as_deref()
+            .or(routed_name.as_deref())
+            .unwrap_or(""),
+        session = tracing::field::Empty,
+        principal = tracing::field::Empty
+    );
+    match tracing::Instrument::instrument(serve(&state, &conn, req), span).await {
         Ok(response) => response,
         Err(problem) if kubernetes => k8s::status(&problem),
         Err(problem) => {
@@ -181,6 +193,9 @@ async fn serve(
         return Err(drain(req, problem::token_invalid(&why)).await);
     }
     slot.count();
+    let span = tracing::Span::current();
+    span.record("session", slot.session.id());
+    span.record("principal", slot.session.principal().name.as_str());
     let shown_raw = format!(
         "{} /{}{}{}",
         req.method().as_str().to_uppercase(),

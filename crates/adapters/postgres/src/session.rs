@@ -49,7 +49,7 @@ pub async fn handle(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("pg", client = %peer, session = tracing::field::Empty, principal = tracing::field::Empty);
+    let span = tracing::info_span!("pg", client = %peer, session = tracing::field::Empty, principal = tracing::field::Empty, target = tracing::field::Empty);
     async move {
         if let Origin::Tcp(tcp) = &origin {
             let _ = tcp.set_nodelay(true);
@@ -82,6 +82,7 @@ pub async fn handle(
         } = ready;
         tracing::Span::current().record("session", session.id());
         tracing::Span::current().record("principal", session.principal().name.as_str());
+        tracing::Span::current().record("target", session.target().model.name.as_str());
         let upstream::Upstream {
             mut io,
             key,

@@ -228,3 +228,34 @@ fn the_compose_quick_start_is_valid_compose() {
     std::fs::write(&bad, "services:\n  airlock:\n    ports: 5\n    bogus: 1\n").unwrap();
     assert!(!check(&bad).status.success());
 }
+
+/// With `log_format = "json"`, a session's log lines carry its session id, principal and
+/// target (as the span's fields), and never the token.
+#[test]
+fn json_logs_name_the_session_principal_and_target() {
+    let pg = Postgres::shared();
+    let db = pg.create_database("ops_logs");
+    let gw = AirlockBuilder::new(bin())
+        .policy(Some(READ_ONLY))
+        .server("log_format = \"json\"")
+        .target("shop", pg, &db)
+        .start();
+    let token = gw.token("agent", &["ai-agents"]);
+    let out = psql(&gw.conn("shop", &token), &["select 1"]);
+    assert!(out.ok, "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = gw.log();
+    assert!(!log.contains(&token), "the token is in the log");
+    let line: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "session open")
+        .unwrap_or_else(|| panic!("no `session open` JSON line in:\n{log}"));
+    let span = &line["span"];
+    assert_eq!(span["principal"], "agent", "{line}");
+    assert_eq!(span["target"], "shop", "{line}");
+    assert!(
+        span["session"].as_str().is_some_and(|s| s.len() == 36),
+        "{line}"
+    );
+}
