@@ -1,16 +1,19 @@
 //! Airlock's store: tokens, sessions and the hash-chained event log behind one [`Store`]
-//! trait, so that the embedded SQLite backend and a later PostgreSQL backend are
-//! interchangeable and pass the same tests.
+//! trait, with two interchangeable backends that pass the same tests
+//! (`tests/suite.rs`): the embedded SQLite file ([`SqliteStore`], the default) and a
+//! shared PostgreSQL database ([`PgStore`]) for several gateways.
 
 mod batch;
 mod error;
 mod marks;
+mod postgres;
 mod records;
 mod sqlite;
 
 pub use batch::{EncodedBatch, EncodedOp};
 pub use error::StoreError;
 pub use marks::event_marks;
+pub use postgres::{PgEventLog, PgStore};
 pub use records::{ChainedEvent, McpToolPin, SessionFilter, StoreOp, StoredSecret, TokenRecord};
 pub use sqlite::{SqliteEventLog, SqliteStore};
 
