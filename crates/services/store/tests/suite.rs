@@ -405,6 +405,16 @@ async fn case_sessions_are_filtered_by_target_principal_protocol_and_time(store:
         .is_empty(),
         "a page after an unknown session is empty"
     );
+    assert_eq!(
+        list(SessionFilter {
+            limit: Some(-1),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5,
+        "a negative limit is no limit"
+    );
     assert!(
         list(SessionFilter {
             limit: Some(0),
@@ -1193,5 +1203,43 @@ mod postgres_connect {
             .await
             .unwrap();
         assert!(err.is_ok(), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_the_server_refuses_stores_nothing_and_the_writer_recovers() {
+        let store = pg_store().await;
+        // PostgreSQL text cannot hold a NUL character: the last event fails the batch.
+        let mut bad = chained(3, "n", 3);
+        bad.statement = Some("select '\u{0}'".into());
+        let ops = vec![
+            session_started("n"),
+            StoreOp::Event(chained(1, "n", 1)),
+            marked_event(2, "n", 2, "query", Some("deny"), "{}"),
+            StoreOp::Event(bad),
+        ];
+        let batch = EncodedBatch::encode(ops.clone()).unwrap();
+        let mut log = store.event_log().unwrap();
+        let (mut log, result) = tokio::task::spawn_blocking(move || {
+            let result = log.apply(&[batch]);
+            (log, result)
+        })
+        .await
+        .unwrap();
+        let err = result.unwrap_err();
+        assert!(matches!(err, StoreError::Write(_)), "{err}");
+        assert!(store.get_session("n").await.unwrap().is_none());
+        assert!(store.events_after(0, 10).await.unwrap().is_empty());
+        // The same writer stores the batch without the bad event.
+        let batch = EncodedBatch::encode(ops[..3].to_vec()).unwrap();
+        tokio::task::spawn_blocking(move || log.apply(&[batch]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.events_after(0, 10).await.unwrap().len(), 2);
+        let n = store.get_session("n").await.unwrap().unwrap();
+        assert!(
+            n.marks.denied,
+            "marks of the failed batch were not taken as stored"
+        );
     }
 }
