@@ -12,6 +12,7 @@ mod event;
 mod principal;
 mod target;
 mod timestamp;
+mod trace;
 
 pub use action::{Action, HttpAction, K8sAction, McpAction, SqlAction, SqlFlags, SqlObject};
 pub use approval::{Approval, ApprovalStatus};
@@ -20,3 +21,4 @@ pub use event::{EventKind, SessionEvent, SessionMarks, SessionSummary};
 pub use principal::{Principal, PrincipalSource};
 pub use target::{TargetKind, TargetRef};
 pub use timestamp::Timestamp;
+pub use trace::find_traceparent;

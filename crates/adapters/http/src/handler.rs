@@ -163,6 +163,12 @@ async fn serve(
         Ok(t) => t,
         Err(p) => return Err(drain(req, p).await),
     };
+    // The agent run's W3C trace context, recorded on its events.
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(airlock_model::find_traceparent);
     if state
         .gateway
         .runtime()
@@ -279,6 +285,9 @@ async fn serve(
         "policies": verdict.policies,
         "policy_version": verdict.policy_version,
     });
+    if let (Some(tp), Some(map)) = (&traceparent, request_detail.as_object_mut()) {
+        map.insert("traceparent".into(), tp.clone().into());
+    }
     if let (Some(r), Some(map)) = (&k8s_request, request_detail.as_object_mut()) {
         let a = &r.action;
         map.insert(

@@ -379,6 +379,15 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
     let mut detail = serde_json::Map::new();
     detail.insert("client_user".into(), param("user").into());
     detail.insert("application_name".into(), param("application_name").into());
+    // The agent run's W3C trace context, where a PostgreSQL client can put one: in
+    // `application_name` (`crew-run traceparent=00-…`) or `options`.
+    if let Some(tp) = ["application_name", "options"]
+        .iter()
+        .filter_map(|p| param(p))
+        .find_map(|v| airlock_model::find_traceparent(&v))
+    {
+        detail.insert("traceparent".into(), tp.into());
+    }
     detail.insert("tls".into(), tls.into());
     detail.insert("direct_tls".into(), direct_tls.into());
     let request = ConnectRequest {

@@ -259,3 +259,64 @@ fn json_logs_name_the_session_principal_and_target() {
         "{line}"
     );
 }
+
+/// An agent's W3C `traceparent` (in `application_name` for PostgreSQL) is recorded on
+/// its session, so the session can be joined to the agent run that caused it.
+#[test]
+fn an_agents_traceparent_is_recorded_with_its_session() {
+    let pg = Postgres::shared();
+    let db = pg.create_database("ops_trace");
+    let gw = AirlockBuilder::new(bin())
+        .policy(Some(READ_ONLY))
+        .target("shop", pg, &db)
+        .start();
+    let token = gw.token("agent", &["ai-agents"]);
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let conn = format!(
+        "{} application_name='crew-run traceparent={tp}'",
+        gw.conn("shop", &token)
+    );
+    let out = psql(&conn, &["select 1"]);
+    assert!(out.ok, "{out:?}");
+    let s = gw.last_session_of("agent", "shop");
+    let connect = &s["events"][0];
+    assert_eq!(connect["kind"], "connect");
+    assert_eq!(connect["detail"]["traceparent"], tp, "{connect}");
+}
+
+/// The same for an HTTP agent: its `traceparent` header is recorded on the request.
+#[test]
+fn an_http_agents_traceparent_is_recorded_on_its_request() {
+    let api = airlock_testkit::HttpApi::start();
+    let gw = AirlockBuilder::new(bin())
+        .http()
+        .raw_target(&format!(
+            "[[targets]]\nname = \"billing\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{}/api\"\nauth = {{ bearer = \"env:T_BEARER\" }}\n",
+            api.port
+        ))
+        .env("T_BEARER", airlock_testkit::UP_BEARER)
+        .start();
+    let token = gw.token("agent", &["ai-agents"]);
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", &format!("traceparent: {tp}")])
+        .arg(format!(
+            "https://127.0.0.1:{}/billing/v1/people",
+            gw.http_port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = gw.last_session_of("agent", "billing");
+    let request = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "request")
+        .cloned()
+        .unwrap();
+    assert_eq!(request["detail"]["traceparent"], tp, "{request}");
+}
