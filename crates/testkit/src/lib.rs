@@ -24,7 +24,7 @@ pub use mcp::{
     McpServer, finish_client, mcp_client, mcp_stdio_command, node_mcp_client, node_sdk,
     spawn_mcp_client,
 };
-pub use postgres::{APP_PASSWORD, Postgres, unrelated_ca_pem};
+pub use postgres::{APP_PASSWORD, Postgres, SUPERUSER_PASSWORD, unrelated_ca_pem};
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;

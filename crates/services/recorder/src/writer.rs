@@ -398,8 +398,11 @@ impl Writer {
         let mut undo: Vec<(String, Option<i64>)> = Vec::with_capacity(ops.capacity());
         for record in records {
             ops.push(match record {
-                Record::StartSession(s) => {
+                Record::StartSession(mut s) => {
                     undo.push((s.id.clone(), self.seqs.insert(s.id.clone(), 0)));
+                    s.principal = s.principal.map(storable);
+                    s.target = storable(s.target);
+                    s.client_addr = storable(s.client_addr);
                     StoreOp::StartSession(s)
                 }
                 Record::EndSession { id, at } => {
@@ -423,7 +426,7 @@ impl Writer {
                         session_id: e.session_id,
                         at: e.at.to_string(),
                         kind: e.kind.as_str().to_owned(),
-                        statement: e.statement,
+                        statement: e.statement.map(storable),
                         decision: e.decision.map(str::to_owned),
                         // Straight into a byte buffer: `Display` goes through
                         // `fmt::Write` and costs about twice as much.
@@ -718,6 +721,18 @@ impl WriterThread {
     }
 }
 
+/// `text` as every store can hold it: a NUL character (which PostgreSQL text cannot
+/// store, and which would otherwise fail every batch that carries it) becomes U+FFFD.
+/// Done before hashing, so the chain verifies what is stored. JSON details need nothing:
+/// serde_json escapes NUL as `\u0000`.
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod recovery_tests;
 
@@ -727,6 +742,12 @@ mod tests {
     use crate::NewEvent;
     use airlock_model::{EventKind, Timestamp};
     use airlock_store::SqliteStore;
+
+    #[test]
+    fn nul_characters_become_replacement_characters_before_hashing() {
+        assert_eq!(storable("select '\0'".into()), "select '\u{FFFD}'");
+        assert_eq!(storable("plain".into()), "plain");
+    }
 
     fn event(statement: &str) -> Record {
         Record::Event(NewEvent {

@@ -38,6 +38,14 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// Another gateway already records into this store.
+    #[error("another gateway already records into the store at {location}: {why}")]
+    Busy {
+        /// Where the store lives.
+        location: String,
+        /// What to do about it.
+        why: String,
+    },
     /// The recorder's write path failed; nothing of the batch was stored.
     #[error("store write failed: {0}")]
     Write(String),

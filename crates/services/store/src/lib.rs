@@ -31,6 +31,10 @@ pub trait EventLog: Send {
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError>;
 }
 
+/// Held while a gateway records into a store (see [`Store::claim_writer`]); the claim
+/// ends when it is dropped.
+pub struct WriterClaim(pub Option<Box<dyn std::any::Any + Send + Sync>>);
+
 /// Persistent state shared by the gateway and the CLI.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -48,6 +52,14 @@ pub trait Store: Send + Sync {
 
     /// A blocking writer for the recorder's ingest thread.
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError>;
+    /// Claims the right to record into this store, for as long as the returned guard
+    /// lives: `airlock serve` holds it. The event chain has one writer; a second gateway
+    /// on the same store is refused ([`StoreError::Busy`]) rather than forking the
+    /// chain. SQLite's is the data directory's lock (taken by `serve`), so this claims
+    /// nothing more there.
+    async fn claim_writer(&self) -> Result<WriterClaim, StoreError> {
+        Ok(WriterClaim(None))
+    }
     /// The last event of the chain (highest id), or `None` when the log is empty.
     async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError>;
     /// Up to `limit` events with id greater than `after_id`, in id order.

@@ -29,6 +29,9 @@ const POOL_SIZE: u32 = 8;
 /// How long a query waits for a free connection (or a new one) before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The advisory lock key of the store's one recording gateway ("airlock" in ASCII).
+const WRITER_LOCK: i64 = 0x0061_6972_6c6f_636b;
+
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
@@ -257,6 +260,31 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn claim_writer(&self) -> Result<crate::WriterClaim, StoreError> {
+        use sqlx::Connection;
+        // A session-level advisory lock on a connection of its own, held as long as the
+        // claim: the server releases it if the gateway dies.
+        let mut conn = sqlx::PgConnection::connect_with(&self.options)
+            .await
+            .map_err(|source| StoreError::Open {
+                location: self.location.clone(),
+                source,
+            })?;
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(WRITER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !claimed {
+            return Err(StoreError::Busy {
+                location: self.location.clone(),
+                why: "one gateway records into a store at a time (the event chain has one writer); stop the other `airlock serve`, or give this one its own store".into(),
+            });
+        }
+        Ok(crate::WriterClaim(Some(Box::new(tokio::sync::Mutex::new(
+            conn,
+        )))))
     }
 
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {

@@ -30,12 +30,19 @@ pub fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
 /// Opens the store in `data_dir`, creating both if needed.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     ensure_data_dir(config)?;
-    if config.store.url.is_some() {
-        // Refused rather than ignored: a replica that silently kept its own SQLite
-        // store would split the deployment's records.
-        anyhow::bail!(
-            "[store] url (a PostgreSQL store) is not supported by this build yet; remove [store] to use SQLite in data_dir"
-        );
+    if let Some(url) = &config.store.url {
+        // Several replicas share it; each keeps its own data_dir (journal, TLS).
+        let password = config
+            .store
+            .password
+            .as_ref()
+            .map(airlock_vault::resolve)
+            .transpose()
+            .context("[store] password")?;
+        let store = airlock_store::PgStore::connect(url, password.as_ref().map(|p| p.expose()))
+            .await
+            .context("cannot open the PostgreSQL store ([store] url)")?;
+        return Ok(Arc::new(store));
     }
     let store = SqliteStore::open_in(&config.server.data_dir).await?;
     Ok(Arc::new(store))

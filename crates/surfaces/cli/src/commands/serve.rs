@@ -122,6 +122,10 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     ensure_data_dir(&config)?;
     let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;
+    let _writer = store
+        .claim_writer()
+        .await
+        .context("cannot record into the store")?;
     let key = audit_key(&config, true)?.context("no audit key")?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
     let reads = match config.audit.read_durability {

@@ -320,3 +320,64 @@ fn an_http_agents_traceparent_is_recorded_on_its_request() {
         .unwrap();
     assert_eq!(request["detail"]["traceparent"], tp, "{request}");
 }
+
+/// `[store] url`: the gateway and its CLI on a PostgreSQL store. A token minted by the
+/// CLI works, the session is recorded there and verifies; a second gateway on the same
+/// store is refused (one writer per event chain) with a clear error.
+#[test]
+fn a_gateway_records_into_a_postgresql_store() {
+    let pg = Postgres::shared();
+    let db = pg.create_database("ops_target");
+    let store_db = format!("airlock_store_{:08x}", rand::random::<u32>());
+    pg.superuser_sql("postgres", &format!("create database {store_db}"))
+        .unwrap();
+    let store = format!(
+        "\n[store]\nurl = \"postgres://postgres@127.0.0.1:{}/{store_db}?sslmode=disable\"\npassword = \"env:AIRLOCK_STORE_PASSWORD\"\n",
+        pg.port
+    );
+    let gw = AirlockBuilder::new(bin())
+        .policy(Some(READ_ONLY))
+        .target("shop", pg, &db)
+        .env(
+            "AIRLOCK_STORE_PASSWORD",
+            airlock_testkit::SUPERUSER_PASSWORD,
+        )
+        .extra(&store)
+        .start();
+    let token = gw.token("agent", &["ai-agents"]);
+    let out = psql(
+        &gw.conn("shop", &token),
+        &["select name from customers order by id"],
+    );
+    assert!(out.ok && out.stdout.contains("Lovelace"), "{out:?}");
+    // In the PostgreSQL store, not in data_dir.
+    let rows = pg
+        .superuser_sql(
+            &store_db,
+            "select count(*) from sessions where principal = 'agent'",
+        )
+        .unwrap();
+    assert_eq!(rows.trim(), "1");
+    assert!(!gw.store_path().exists(), "no SQLite store is made");
+    let s = gw.last_session_of("agent", "shop");
+    assert!(s["events"].as_array().unwrap().len() >= 3, "{s}");
+    let verify = gw.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    // A second gateway on the same store is refused at start.
+    let mut other = AirlockBuilder::new(bin())
+        .policy(Some(READ_ONLY))
+        .target("shop", pg, &db)
+        .env(
+            "AIRLOCK_STORE_PASSWORD",
+            airlock_testkit::SUPERUSER_PASSWORD,
+        )
+        .extra(&store)
+        .write();
+    assert!(other.start().is_err(), "a second writer started");
+    assert!(
+        other.log().contains("another gateway already records"),
+        "{}",
+        other.log()
+    );
+    assert!(!other.log().contains(airlock_testkit::SUPERUSER_PASSWORD));
+}
