@@ -115,6 +115,28 @@ impl Metrics {
         }
     }
 
+    /// The counters of one target's sessions, resolved once (a session keeps them):
+    /// counting a decision is then one atomic add, with no label lookup or allocation
+    /// on the statement path.
+    pub fn for_target(&self, target: &str, protocol: &str) -> TargetCounters {
+        let decision = |d: &str| {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    target: target.to_owned(),
+                    protocol: protocol.to_owned(),
+                    decision: d.to_owned(),
+                })
+                .clone()
+        };
+        TargetCounters {
+            allow: decision("allow"),
+            deny: decision("deny"),
+            hold: decision("hold"),
+            target: target.to_owned(),
+            protocol: protocol.to_owned(),
+        }
+    }
+
     /// A session opened on `target`.
     pub fn session_opened(&self, target: &str, protocol: &str) {
         let labels = TargetLabels {
@@ -175,6 +197,34 @@ impl Metrics {
     }
 }
 
+/// One target's decision counters (see [`Metrics::for_target`]).
+#[derive(Clone, Debug)]
+pub struct TargetCounters {
+    allow: Counter,
+    deny: Counter,
+    hold: Counter,
+    target: String,
+    protocol: String,
+}
+
+impl TargetCounters {
+    /// A decision was recorded on this target.
+    pub fn decided(&self, decision: &str) {
+        match decision {
+            "allow" => {
+                self.allow.inc();
+            }
+            "deny" => {
+                self.deny.inc();
+            }
+            "hold" => {
+                self.hold.inc();
+            }
+            other => global().decided(&self.target, &self.protocol, other),
+        }
+    }
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
@@ -204,6 +254,7 @@ mod tests {
         let m = global();
         m.session_opened("shop", "postgres");
         m.decided("shop", "postgres", "deny");
+        m.for_target("shop", "postgres").decided("deny");
         m.masked("default", "email", 3);
         m.session_ended("shop", "postgres");
         let text = render();

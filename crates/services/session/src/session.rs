@@ -56,6 +56,8 @@ pub struct Session {
     pub(crate) hold_canceled: tokio::sync::Notify,
     /// Tells whether the credential still holds (expiry, revocation).
     identity: airlock_identity::Identity,
+    /// The target's decision counters, resolved once for the session.
+    counters: airlock_metrics::TargetCounters,
 }
 
 impl Session {
@@ -72,6 +74,7 @@ impl Session {
             .load()
             .masking
             .for_session(&target.model.name, &principal);
+        let (target_name, target_kind) = (target.model.name.clone(), target.model.kind);
         Session {
             id,
             principal,
@@ -83,6 +86,7 @@ impl Session {
             approvals,
             hold_canceled: tokio::sync::Notify::new(),
             identity,
+            counters: airlock_metrics::global().for_target(&target_name, target_kind.as_str()),
         }
     }
 
@@ -207,11 +211,11 @@ impl Session {
     /// Counts what a draft shows in the process's metrics: its decision, what was
     /// masked, an approval's step.
     fn count(&self, d: &EventDraft) {
+        if let Some(decision) = d.decision {
+            self.counters.decided(decision);
+        }
         let metrics = airlock_metrics::global();
         let target = &self.target.model;
-        if let Some(decision) = d.decision {
-            metrics.decided(&target.name, target.kind.as_str(), decision);
-        }
         match d.kind {
             EventKind::Result | EventKind::Message => {
                 if let Some(serde_json::Value::Object(rules)) = d.detail.get("masked") {
