@@ -33,7 +33,7 @@ mod writer;
 pub use chain::{ChainKey, GENESIS_HASH, chain_hash};
 pub use journal::JournalError;
 pub use verify::{ChainProblem, SessionVerdict, VerifyReport, verify_chain, verify_session};
-pub use writer::{Pending, ReadDurability, Receipt, Recorder};
+pub use writer::{Pending, ReadDurability, Receipt, Recorder, RecorderHealth};
 
 use airlock_model::{EventKind, SessionSummary, Timestamp};
 

@@ -325,10 +325,23 @@ impl Recorder {
             .map_err(RecorderError::Unavailable)
     }
 
+    /// Whether the recorder takes work, for `/readyz`. The probe does not keep the
+    /// recorder running: the writer still drains and stops once every `Recorder` handle
+    /// is gone.
+    pub fn health_probe(&self) -> RecorderHealth {
+        RecorderHealth(self.handle.health.clone())
+    }
+}
+
+/// See [`Recorder::health_probe`].
+#[derive(Clone)]
+pub struct RecorderHealth(Arc<Health>);
+
+impl RecorderHealth {
     /// `Err` with the cause while the recorder refuses work (its journal or the store
-    /// failing): what `/readyz` reports.
-    pub fn health(&self) -> Result<(), String> {
-        self.handle.health.check()
+    /// failing).
+    pub fn check(&self) -> Result<(), String> {
+        self.0.check()
     }
 }
 

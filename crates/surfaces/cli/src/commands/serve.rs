@@ -29,25 +29,29 @@ const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// nor the store failing), and a policy is loaded (without one everything is denied).
 fn readiness(
     store: Arc<dyn airlock_store::Store>,
-    recorder: Recorder,
-    gateway: Arc<Gateway>,
+    recorder: airlock_recorder::RecorderHealth,
+    gateway: std::sync::Weak<Gateway>,
 ) -> airlock_api::Readiness {
+    // Weak: the API's state must not keep the gateway (and through it the recorder)
+    // alive at shutdown, or the recorder could not drain and stop.
     Arc::new(move || {
         let (store, recorder, gateway) = (store.clone(), recorder.clone(), gateway.clone());
         Box::pin(async move {
             recorder
-                .health()
+                .check()
                 .map_err(|cause| format!("the recorder refuses work: {cause}"))?;
             store
                 .chain_head()
                 .await
                 .map_err(|e| format!("the store is unreachable: {e}"))?;
-            if gateway.runtime().policy.is_none() {
-                return Err(
+            let policy = gateway.upgrade().map(|g| g.runtime().policy.is_some());
+            match policy {
+                Some(true) => Ok(()),
+                Some(false) => Err(
                     "no policy is loaded (no [policy] section): every statement is denied".into(),
-                );
+                ),
+                None => Err("the gateway is shutting down".into()),
             }
-            Ok(())
         })
     })
 }
@@ -57,7 +61,7 @@ fn readiness(
 fn console(
     config: &Config,
     store: Arc<dyn airlock_store::Store>,
-    gateway: Arc<Gateway>,
+    gateway: std::sync::Weak<Gateway>,
 ) -> anyhow::Result<airlock_api::console::Console> {
     use airlock_api::console::{Console, ConsoleOptions, OidcLogin, ReviewerGroups};
     let c = &config.console;
@@ -66,12 +70,11 @@ fn console(
             let groups = groups.clone();
             Arc::new(move || groups.clone())
         }
+        // Weak, like the readiness check: the console must not keep the gateway alive.
         None => Arc::new(move || {
             gateway
-                .runtime()
-                .policy
-                .as_ref()
-                .map(|p| p.approver_groups())
+                .upgrade()
+                .and_then(|g| g.runtime().policy.as_ref().map(|p| p.approver_groups()))
                 .unwrap_or_default()
         }),
     };
@@ -167,7 +170,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let audit = Arc::new(GatewayAudit::new(recorder.clone()));
     let approvals = Approvals::new(store.clone()).with_audit(audit.clone());
     let identity = Identity::new(store.clone());
-    let recording = recorder.clone();
+    let recorder_health = recorder.health_probe();
     let gateway = Arc::new(Gateway::new(
         runtime,
         identity.clone(),
@@ -216,8 +219,12 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let state = airlock_api::ApiState {
             approvals: approvals.clone(),
             identity: identity.clone(),
-            console: console(&config, store.clone(), gateway.clone())?,
-            readiness: Some(readiness(store.clone(), recording.clone(), gateway.clone())),
+            console: console(&config, store.clone(), Arc::downgrade(&gateway))?,
+            readiness: Some(readiness(
+                store.clone(),
+                recorder_health.clone(),
+                Arc::downgrade(&gateway),
+            )),
         };
         let server = airlock_api::ApiServer::bind(api, &config.server.data_dir, state)
             .await

@@ -32,7 +32,7 @@ fn metrics_move_with_the_traffic_and_probes_need_no_token() {
     let pg = Postgres::shared();
     let db = pg.create_database("ops");
     let api = free_port();
-    let gw = AirlockBuilder::new(bin())
+    let mut gw = AirlockBuilder::new(bin())
         .policy(Some(READ_ONLY))
         .target("shop", pg, &db)
         .extra(&format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\n"))
@@ -70,6 +70,15 @@ fn metrics_move_with_the_traffic_and_probes_need_no_token() {
         assert!(!after.contains(leak), "`{leak}` in /metrics");
     }
     assert!(after.ends_with("# EOF\n"));
+    // The admin listener's probes and console keep nothing alive at shutdown: the
+    // recorder drains and syncs.
+    gw.stop();
+    assert!(
+        gw.log()
+            .contains("stopped; every record is in the journal and synced"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]
