@@ -239,7 +239,13 @@ impl PolicyEngine {
         let mut ids = HashSet::new();
         let mut digest_input = String::new();
         for (name, text) in sources {
-            digest_input.push_str(name);
+            // The file's name, not its path: replicas that load the same policies
+            // from different folders agree on the version (an approval granted
+            // through one is valid on the others).
+            let file_name = Path::new(name)
+                .file_name()
+                .map_or(name.as_str(), |n| n.to_str().unwrap_or(name));
+            digest_input.push_str(file_name);
             digest_input.push('\n');
             digest_input.push_str(text);
             let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {

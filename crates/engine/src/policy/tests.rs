@@ -787,3 +787,28 @@ fn the_starter_mcp_policies_decide_tools_and_their_arguments() {
         Decision::Deny { .. }
     ));
 }
+
+#[test]
+fn the_version_is_the_same_for_the_same_policies_in_another_folder() {
+    let text = "@id(\"r\")\npermit(principal, action, resource);";
+    let here = PolicyEngine::from_sources(&[("/etc/airlock/policies/a.cedar".into(), text.into())])
+        .unwrap();
+    let there =
+        PolicyEngine::from_sources(&[("/srv/replica-b/policies/a.cedar".into(), text.into())])
+            .unwrap();
+    assert_eq!(here.version(), there.version());
+    let renamed =
+        PolicyEngine::from_sources(&[("/etc/airlock/policies/b.cedar".into(), text.into())])
+            .unwrap();
+    assert_ne!(
+        here.version(),
+        renamed.version(),
+        "a file's name is part of it"
+    );
+    let changed = PolicyEngine::from_sources(&[(
+        "/etc/airlock/policies/a.cedar".into(),
+        text.replace("permit", "forbid"),
+    )])
+    .unwrap();
+    assert_ne!(here.version(), changed.version());
+}

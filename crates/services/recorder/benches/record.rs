@@ -55,6 +55,7 @@ fn start(
             store,
             Secret::new("k".repeat(32)),
             &dir.join("journal"),
+            0,
             reads,
         )
         .await

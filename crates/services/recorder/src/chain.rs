@@ -5,6 +5,22 @@ use airlock_store::ChainedEvent;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The store setting that holds [`audit_key_check`] of the key its chains were
+/// recorded with.
+pub const AUDIT_KEY_CHECK: &str = "audit_key_check";
+
+/// A keyed hash of a fixed text: tells whether two gateways have the same audit key
+/// without storing anything the key could be found from.
+pub fn audit_key_check(key: &[u8]) -> String {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(b"airlock audit key check v1");
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::from("invalid-key"),
+    }
+}
+
 /// `prev_hash` of the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

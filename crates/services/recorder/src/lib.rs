@@ -30,7 +30,7 @@ mod queue;
 mod verify;
 mod writer;
 
-pub use chain::{ChainKey, GENESIS_HASH, chain_hash};
+pub use chain::{AUDIT_KEY_CHECK, ChainKey, GENESIS_HASH, audit_key_check, chain_hash};
 pub use journal::JournalError;
 pub use verify::{ChainProblem, SessionVerdict, VerifyReport, verify_chain, verify_session};
 pub use writer::{Pending, ReadDurability, Receipt, Recorder, RecorderHealth};

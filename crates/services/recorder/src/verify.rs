@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use airlock_model::SessionSummary;
-use airlock_store::{SessionFilter, Store};
+use airlock_store::{SessionFilter, Store, chains};
 
 use crate::chain::ChainKey;
 use crate::{GENESIS_HASH, RecorderError};
@@ -107,6 +107,8 @@ pub struct VerifyReport {
     pub events: u64,
     /// Sessions read.
     pub sessions: u64,
+    /// Chains read: one per gateway that recorded into the store.
+    pub chains: u64,
     /// Problems found, in chain order.
     pub problems: Vec<ChainProblem>,
 }
@@ -157,9 +159,19 @@ pub async fn verify_chain(store: &dyn Store, key: &[u8]) -> Result<VerifyReport,
         }
         for e in page {
             report.events += 1;
-            if e.id != last_id + 1 {
+            // Each gateway's chain starts at its range's first id with the genesis
+            // hash (see `airlock_store::chains`); within one, ids follow each other.
+            let expected =
+                if report.events > 1 && chains::chain_of(e.id) == chains::chain_of(last_id) {
+                    last_id + 1
+                } else {
+                    report.chains += 1;
+                    prev_hash = GENESIS_HASH.to_owned();
+                    chains::first_id(chains::chain_of(e.id))
+                };
+            if e.id != expected {
                 report.problems.push(ChainProblem::Missing {
-                    from: last_id + 1,
+                    from: expected,
                     to: e.id - 1,
                 });
             } else if e.prev_hash != prev_hash {
@@ -289,7 +301,7 @@ pub async fn verify_session(
         // The hash of chain position id - 1: this session's previous event when they
         // are adjacent, else whichever session's event holds that place.
         let before = match &previous {
-            _ if e.id == 1 => Some(GENESIS_HASH.to_owned()),
+            _ if e.id == chains::first_id(chains::chain_of(e.id)) => Some(GENESIS_HASH.to_owned()),
             Some((id, hash)) if *id == e.id - 1 => Some(hash.clone()),
             _ => store
                 .events_after(e.id - 2, 1)
@@ -343,11 +355,21 @@ mod tests {
     /// Two sessions' events interleaved in one chain; `tamper` changes an event after
     /// it was hashed (an edit), or its link.
     fn chain(tamper: impl Fn(&mut ChainedEvent)) -> Vec<StoreOp> {
-        let key = ChainKey::new(KEY).unwrap();
         let mut ops = vec![start("a"), start("b")];
+        ops.extend(events(
+            &[(1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "a")],
+            tamper,
+        ));
+        ops
+    }
+
+    /// The events `(id, session)`, chained in that order from the genesis hash.
+    fn events(order: &[(i64, &str)], tamper: impl Fn(&mut ChainedEvent)) -> Vec<StoreOp> {
+        let key = ChainKey::new(KEY).unwrap();
+        let mut ops = Vec::new();
         let mut prev = GENESIS_HASH.to_owned();
         let mut seqs: HashMap<&str, i64> = HashMap::new();
-        for (id, session) in [(1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "a")] {
+        for &(id, session) in order {
             let seq = seqs.entry(session).or_insert(0);
             *seq += 1;
             let detail = if *seq == 1 {
@@ -396,6 +418,62 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos()
+    }
+
+    /// Chain 0 as above, and gateway 1's chain with sessions c and d.
+    fn two_chains(tamper: impl Fn(&mut ChainedEvent) + Copy) -> Vec<StoreOp> {
+        let f = chains::first_id(1);
+        let mut ops = chain(tamper);
+        ops.extend([start("c"), start("d")]);
+        ops.extend(events(&[(f, "c"), (f + 1, "d"), (f + 2, "c")], tamper));
+        ops
+    }
+
+    #[tokio::test]
+    async fn every_gateway_chain_is_verified_from_its_own_genesis() {
+        let (s, dir) = store(two_chains(|_| {})).await;
+        let report = verify_chain(&s, KEY).await.unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!((report.events, report.sessions, report.chains), (8, 4, 2));
+        for id in ["a", "c", "d"] {
+            let v = verify_session(&s, KEY, id).await.unwrap().unwrap();
+            assert!(v.ok(), "{id}: {:?}", v.problems);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+
+        // The first event of chain 1 deleted: found, though chain 0 ended before it.
+        let f = chains::first_id(1);
+        let ops: Vec<StoreOp> = two_chains(|_| {})
+            .into_iter()
+            .filter(|op| !matches!(op, StoreOp::Event(e) if e.id == f))
+            .collect();
+        let (s, dir) = store(ops).await;
+        let report = verify_chain(&s, KEY).await.unwrap();
+        assert!(
+            report
+                .problems
+                .contains(&ChainProblem::Missing { from: f, to: f }),
+            "{:?}",
+            report.problems
+        );
+        let _ = std::fs::remove_dir_all(dir);
+
+        // An event of chain 1 linked to chain 0's head instead of its genesis.
+        let (s, dir) = store(two_chains(|e| {
+            if e.id == chains::first_id(1) {
+                e.prev_hash = "0".repeat(63) + "1";
+            }
+        }))
+        .await;
+        let report = verify_chain(&s, KEY).await.unwrap();
+        assert!(
+            report.problems.contains(&ChainProblem::Unlinked {
+                id: chains::first_id(1)
+            }),
+            "{:?}",
+            report.problems
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

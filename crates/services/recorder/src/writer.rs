@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airlock_store::{ChainedEvent, EncodedBatch, Store, StoreOp};
+use airlock_store::{ChainedEvent, EncodedBatch, Store, StoreOp, chains};
 use airlock_vault::Secret;
 use tokio::sync::oneshot;
 
@@ -110,13 +110,15 @@ const BACKLOG_LIMIT: usize = 20_000;
 
 impl Recorder {
     /// Replays journal segments an earlier run left in `journal_dir` into `store`,
-    /// then starts the writer and ingest threads, continuing the chain. Returns the
+    /// then starts the writer and ingest threads, continuing `chain` (the range of
+    /// event ids this gateway extends: see `airlock_store::chains`). Returns the
     /// recorder and a receiver that completes once both threads have finished, which
     /// happens after every clone is dropped and everything queued is stored.
     pub async fn start(
         store: Arc<dyn Store>,
         key: Secret,
         journal_dir: &Path,
+        chain: i64,
         reads: ReadDurability,
     ) -> Result<(Recorder, oneshot::Receiver<()>), RecorderError> {
         let leftovers = journal::recover(journal_dir)?;
@@ -124,11 +126,24 @@ impl Recorder {
         let mut next_segment = 1;
         if let Some(last) = leftovers.last() {
             next_segment = last.segment + 1;
-            let head = store.chain_head().await?.map_or(0, |e| e.id);
+            // What of the journal the store holds already, per chain the journal
+            // names (this gateway's; an older one's if its chain changed).
+            let mut heads: HashMap<i64, i64> = HashMap::new();
+            for op in leftovers.iter().flat_map(|l| l.ops.iter()) {
+                if let StoreOp::Event(e) = op {
+                    let c = chains::chain_of(e.id);
+                    if let std::collections::hash_map::Entry::Vacant(v) = heads.entry(c) {
+                        v.insert(store.chain_head(c).await?.map_or(0, |h| h.id));
+                    }
+                }
+            }
             let ops: Vec<StoreOp> = leftovers
                 .iter()
                 .flat_map(|l| l.ops.iter())
-                .filter(|op| !matches!(op, StoreOp::Event(e) if e.id <= head))
+                .filter(|op| {
+                    !matches!(op, StoreOp::Event(e)
+                        if heads.get(&chains::chain_of(e.id)).is_some_and(|h| e.id <= *h))
+                })
                 .cloned()
                 .collect();
             tracing::info!(
@@ -136,16 +151,25 @@ impl Recorder {
                 records = ops.len(),
                 "replaying the recorder journal left by the last run"
             );
-            log.apply(&[EncodedBatch::encode(ops)?])?;
-            log.make_durable(last.segment)?;
+            let batch = EncodedBatch::encode(ops)?;
+            let segment = last.segment;
+            // Off the runtime: an event log may block on its own (PostgreSQL's runs
+            // its client on a runtime of its own).
+            log = tokio::task::spawn_blocking(move || {
+                log.apply(&[batch])?;
+                log.make_durable(segment)?;
+                Ok::<_, RecorderError>(log)
+            })
+            .await
+            .map_err(|e| RecorderError::Unavailable(format!("journal replay stopped: {e}")))??;
             for l in &leftovers {
                 journal::remove_segment(journal_dir, l.segment)?;
             }
         }
-        let head = store.chain_head().await?;
+        let head = store.chain_head(chain).await?;
         let (next_id, prev_hash) = match head {
             Some(e) => (e.id + 1, e.hash),
-            None => (1, GENESIS_HASH.to_owned()),
+            None => (chains::first_id(chain), GENESIS_HASH.to_owned()),
         };
         let journal = Journal::create(journal_dir, next_segment)?;
         let queue = Arc::new(Queue::new(QUEUE_DEPTH));
@@ -171,6 +195,7 @@ impl Recorder {
                 RecorderError::Unavailable("the audit key cannot key HMAC-SHA256".into())
             })?,
             next_id,
+            end_id: chains::end_id(chain),
             prev_hash,
             seqs: HashMap::new(),
             health: health.clone(),
@@ -372,6 +397,9 @@ struct Writer {
     backlog_ops: usize,
     key: ChainKey,
     next_id: i64,
+    /// The first id past this gateway's chain: reaching it stops recording (a
+    /// restart with a new `data_dir` starts a new chain).
+    end_id: i64,
     prev_hash: String,
     /// Last `seq` given out per open session; numbering here keeps it in chain order
     /// even when a session's two directions submit concurrently.
@@ -448,6 +476,13 @@ impl Writer {
                         prev_hash: std::mem::take(&mut prev_hash),
                         hash: String::new(),
                     };
+                    if next_id >= self.end_id {
+                        self.undo_seqs(undo);
+                        return Err(format!(
+                            "this gateway's event chain is full ({} events); give it a new data_dir to start a new chain",
+                            chains::end_id(0) - 1
+                        ));
+                    }
                     chained.hash = self.key.hash(&chained);
                     prev_hash = chained.hash.clone();
                     next_id += 1;
@@ -786,6 +821,7 @@ mod tests {
             store,
             Secret::new("k".repeat(32)),
             &dir.join("journal"),
+            0,
             reads,
         )
         .await

@@ -4,6 +4,7 @@
 //! shared PostgreSQL database ([`PgStore`]) for several gateways.
 
 mod batch;
+pub mod chains;
 mod error;
 mod marks;
 mod postgres;
@@ -31,8 +32,8 @@ pub trait EventLog: Send {
     fn make_durable(&mut self, segment: u64) -> Result<(), StoreError>;
 }
 
-/// Held while a gateway records into a store (see [`Store::claim_writer`]); the claim
-/// ends when it is dropped.
+/// Held while a gateway records into a chain of a store (see [`Store::claim_writer`]);
+/// the claim ends when it is dropped.
 pub struct WriterClaim(pub Option<Box<dyn std::any::Any + Send + Sync>>);
 
 /// Persistent state shared by the gateway and the CLI.
@@ -52,17 +53,29 @@ pub trait Store: Send + Sync {
 
     /// A blocking writer for the recorder's ingest thread.
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError>;
-    /// Claims the right to record into this store, for as long as the returned guard
-    /// lives: `airlock serve` holds it. The event chain has one writer; a second gateway
-    /// on the same store is refused ([`StoreError::Busy`]) rather than forking the
-    /// chain. SQLite's is the data directory's lock (taken by `serve`), so this claims
-    /// nothing more there.
-    async fn claim_writer(&self) -> Result<WriterClaim, StoreError> {
+    /// A chain of its own for a new recording gateway ([`chains`]), or `None` when this
+    /// store has a single writer, which records into chain 0 (SQLite: its data
+    /// directory is locked by the one `serve` that uses it).
+    async fn new_chain(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+    /// Claims the right to extend `chain`, for as long as the returned guard lives:
+    /// `airlock serve` holds it. A second gateway on the same chain (a copied
+    /// `data_dir`) is refused ([`StoreError::Busy`]) rather than forking it. SQLite's
+    /// is the data directory's lock (taken by `serve`), so this claims nothing more there.
+    async fn claim_writer(&self, chain: i64) -> Result<WriterClaim, StoreError> {
+        let _ = chain;
         Ok(WriterClaim(None))
     }
-    /// The last event of the chain (highest id), or `None` when the log is empty.
-    async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError>;
-    /// Up to `limit` events with id greater than `after_id`, in id order.
+    /// The last event of `chain` (its highest id), or `None` when it has none.
+    async fn chain_head(&self, chain: i64) -> Result<Option<ChainedEvent>, StoreError>;
+    /// A value of the store's own settings table (e.g. the audit key's check value).
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Sets setting `name` to `value` unless it is set; returns the value it has
+    /// afterwards (of two gateways starting at once, the first one's).
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Up to `limit` events with id greater than `after_id`, in id order (every
+    /// chain's, one range after the other).
     async fn events_after(
         &self,
         after_id: i64,
@@ -78,8 +91,10 @@ pub trait Store: Send + Sync {
     async fn get_session(&self, id: &str) -> Result<Option<SessionSummary>, StoreError>;
     /// The events of one session, in order.
     async fn session_events(&self, id: &str) -> Result<Vec<ChainedEvent>, StoreError>;
-    /// Marks sessions still open as ended at `at` (after an unclean stop); returns how many.
-    async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError>;
+    /// Marks the sessions of `chain` still open as ended at `at` (after an unclean stop
+    /// of the gateway that records into it); returns how many. Other gateways' open
+    /// sessions are theirs (a single-writer store has only chain 0: all of them).
+    async fn close_dangling_sessions(&self, chain: i64, at: Timestamp) -> Result<u64, StoreError>;
 
     /// Adds an approval request.
     async fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError>;

@@ -15,7 +15,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::sqlite::{parse_opt_ts, parse_ts};
 use crate::{
-    ChainedEvent, EventLog, McpToolPin, SessionFilter, Store, StoreError, StoredSecret, TokenRecord,
+    ChainedEvent, EventLog, McpToolPin, SessionFilter, Store, StoreError, StoredSecret,
+    TokenRecord, chains,
 };
 
 mod approvals;
@@ -29,8 +30,9 @@ const POOL_SIZE: u32 = 8;
 /// How long a query waits for a free connection (or a new one) before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The advisory lock key of the store's one recording gateway ("airlock" in ASCII).
-const WRITER_LOCK: i64 = 0x0061_6972_6c6f_636b;
+/// The first key of the advisory lock a recording gateway holds on its chain ("alkc"
+/// in ASCII); the second is the chain's number.
+const WRITER_LOCK: i32 = 0x616c_6b63;
 
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
@@ -262,7 +264,37 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn claim_writer(&self) -> Result<crate::WriterClaim, StoreError> {
+    async fn new_chain(&self) -> Result<Option<i64>, StoreError> {
+        // The sequence never hands a number out twice; a chain imported from another
+        // store (`airlock store import`) may own a number it has not reached yet, so
+        // numbers whose range already holds events are skipped.
+        loop {
+            let chain: i64 = sqlx::query_scalar("SELECT nextval('recorder_chains')")
+                .fetch_one(&self.pool)
+                .await?;
+            let used: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE id >= $1 AND id < $2)",
+            )
+            .bind(chains::first_id(chain))
+            .bind(chains::end_id(chain))
+            .fetch_one(&self.pool)
+            .await?;
+            if chain > chains::MAX_CHAIN {
+                return Err(StoreError::Busy {
+                    location: self.location.clone(),
+                    why: format!(
+                        "every chain number up to {} is taken (recorder_chains)",
+                        chains::MAX_CHAIN
+                    ),
+                });
+            }
+            if !used {
+                return Ok(Some(chain));
+            }
+        }
+    }
+
+    async fn claim_writer(&self, chain: i64) -> Result<crate::WriterClaim, StoreError> {
         use sqlx::Connection;
         // A session-level advisory lock on a connection of its own, held as long as the
         // claim: the server releases it if the gateway dies.
@@ -272,14 +304,17 @@ impl Store for PgStore {
                 location: self.location.clone(),
                 source,
             })?;
-        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(WRITER_LOCK)
+            .bind(i32::try_from(chain).unwrap_or(i32::MAX))
             .fetch_one(&mut conn)
             .await?;
         if !claimed {
             return Err(StoreError::Busy {
                 location: self.location.clone(),
-                why: "one gateway records into a store at a time (the event chain has one writer); stop the other `airlock serve`, or give this one its own store".into(),
+                why: format!(
+                    "another gateway records into chain {chain} of this store (each replica needs a data_dir of its own: was this one copied from another?)"
+                ),
             });
         }
         Ok(crate::WriterClaim(Some(Box::new(tokio::sync::Mutex::new(
@@ -295,14 +330,47 @@ impl Store for PgStore {
         )))
     }
 
-    async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError> {
+    async fn chain_head(&self, chain: i64) -> Result<Option<ChainedEvent>, StoreError> {
         let sql = concat!(
             "SELECT ",
             event_columns!(),
-            " FROM events ORDER BY id DESC LIMIT 1"
+            " FROM events WHERE id >= $1 AND id < $2 ORDER BY id DESC LIMIT 1"
         );
-        let row = sqlx::query(sql).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sql)
+            .bind(chains::first_id(chain))
+            .bind(chains::end_id(chain))
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value",
+        )
+        .bind(name)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        match stored {
+            Some(v) => Ok(v),
+            None => self
+                .setting(name)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "setting",
+                    detail: format!("setting {name} vanished as it was set"),
+                }),
+        }
     }
 
     async fn events_after(
@@ -403,9 +471,18 @@ impl Store for PgStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE ended_at IS NULL")
-            .bind(at.to_string())
+    async fn close_dangling_sessions(&self, chain: i64, at: Timestamp) -> Result<u64, StoreError> {
+        // Only the sessions whose events are in `chain` (and those that recorded
+        // nothing at all): the other replicas' open sessions are theirs. A session's
+        // start and first event are stored in one batch.
+        let r = sqlx::query(
+            "UPDATE sessions s SET ended_at = $1 WHERE ended_at IS NULL AND (
+               EXISTS (SELECT 1 FROM events e WHERE e.session_id = s.id AND e.id >= $2 AND e.id < $3)
+               OR NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = s.id))",
+        )
+        .bind(at.to_string())
+        .bind(chains::first_id(chain))
+        .bind(chains::end_id(chain))
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())

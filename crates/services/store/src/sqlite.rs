@@ -9,7 +9,7 @@ use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
-use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord};
+use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord, chains};
 
 mod approvals;
 mod event_blocks;
@@ -220,14 +220,22 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteEventLog::open(&self.path)?))
     }
 
-    async fn chain_head(&self) -> Result<Option<ChainedEvent>, StoreError> {
-        // The block holding the highest id has the highest `last_id` and starts less
-        // than MAX_SPAN before the newest block.
+    async fn chain_head(&self, chain: i64) -> Result<Option<ChainedEvent>, StoreError> {
+        // The block holding the chain's highest id has the highest `last_id` of the
+        // chain's blocks and starts less than MAX_SPAN before the chain's newest block
+        // (a block holds one batch of one session: never two chains).
+        let (first, end) = (chains::first_id(chain), chains::end_id(chain));
         let row = sqlx::query(
             "SELECT session_id, events FROM event_blocks
-             WHERE first_id > (SELECT coalesce(max(first_id), 0) FROM event_blocks) - ?
+             WHERE first_id >= ? AND first_id < ?
+               AND first_id > (SELECT coalesce(max(first_id), 0) FROM event_blocks
+                               WHERE first_id >= ? AND first_id < ?) - ?
              ORDER BY last_id DESC LIMIT 1",
         )
+        .bind(first)
+        .bind(end)
+        .bind(first)
+        .bind(end)
         .bind(event_blocks::MAX_SPAN)
         .fetch_optional(&self.pool)
         .await?;
@@ -237,6 +245,31 @@ impl Store for SqliteStore {
         let events =
             event_blocks::decode(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?;
         Ok(events.into_iter().max_by_key(|e| e.id))
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "setting",
+                detail: format!("setting {name} vanished as it was set"),
+            })
     }
 
     async fn events_after(
@@ -366,11 +399,21 @@ impl Store for SqliteStore {
         Ok(events)
     }
 
-    async fn close_dangling_sessions(&self, at: Timestamp) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE sessions SET ended_at = ? WHERE ended_at IS NULL")
-            .bind(at.to_string())
-            .execute(&self.pool)
-            .await?;
+    async fn close_dangling_sessions(&self, chain: i64, at: Timestamp) -> Result<u64, StoreError> {
+        // The chain's sessions, and those that recorded nothing at all; a session
+        // recorded in another chain (imported from a shared store) is left as it is.
+        // A block holds one session's events of one chain.
+        let r = sqlx::query(
+            "UPDATE sessions SET ended_at = ? WHERE ended_at IS NULL AND (
+               EXISTS (SELECT 1 FROM event_blocks b WHERE b.session_id = sessions.id
+                       AND b.first_id >= ? AND b.first_id < ?)
+               OR NOT EXISTS (SELECT 1 FROM event_blocks b WHERE b.session_id = sessions.id))",
+        )
+        .bind(at.to_string())
+        .bind(chains::first_id(chain))
+        .bind(chains::end_id(chain))
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
@@ -599,7 +642,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .close_dangling_sessions(Timestamp::now())
+                .close_dangling_sessions(0, Timestamp::now())
                 .await
                 .unwrap(),
             3
@@ -859,7 +902,7 @@ mod tests {
             walked.extend(page);
         }
         assert_eq!(walked, all);
-        assert_eq!(store.chain_head().await.unwrap().as_ref(), all.last());
+        assert_eq!(store.chain_head(0).await.unwrap().as_ref(), all.last());
         let b = store.session_events("b").await.unwrap();
         let want_b: Vec<_> = all
             .iter()
@@ -892,9 +935,9 @@ mod tests {
             StoreOp::Event(chained(2, "b", 1)),
             StoreOp::Event(chained(3, "a", 2)),
         ];
-        assert_eq!(store.chain_head().await.unwrap(), None);
+        assert_eq!(store.chain_head(0).await.unwrap(), None);
         apply(&store, &ops);
-        assert_eq!(store.chain_head().await.unwrap().map(|e| e.id), Some(3));
+        assert_eq!(store.chain_head(0).await.unwrap().map(|e| e.id), Some(3));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use airlock_model::{Approval, ApprovalStatus, SessionMarks, SessionSummary, Timestamp};
 use airlock_store::{
     ChainedEvent, EncodedBatch, McpToolPin, PgStore, SessionFilter, SqliteStore, Store, StoreError,
-    StoreOp, StoredSecret, TokenRecord,
+    StoreOp, StoredSecret, TokenRecord, chains,
 };
 
 // ---------------------------------------------------------------------------------
@@ -81,6 +81,7 @@ suite!(
     case_events_after_pages_through_interleaved_sessions_in_id_order,
     case_events_after_skips_missing_events,
     case_the_chain_head_is_the_highest_id,
+    case_settings_are_set_once,
     case_a_replayed_journal_is_stored_once,
     case_a_batch_across_several_calls_and_segments,
     case_an_approval_is_decided_once_and_used_once,
@@ -293,9 +294,21 @@ async fn case_sessions_list_oldest_first_and_limit_keeps_the_newest(store: &dyn 
         }],
     )
     .await;
+    // s2 is recorded by the gateway of chain 1: another replica's, still open.
+    apply(
+        store,
+        &[
+            StoreOp::Event(chained(1, "s1", 1)),
+            StoreOp::Event(chained(chains::first_id(1), "s2", 1)),
+        ],
+    )
+    .await;
     let closed = ended.plus(Duration::from_secs(5));
-    assert_eq!(store.close_dangling_sessions(closed).await.unwrap(), 2);
-    assert_eq!(store.close_dangling_sessions(closed).await.unwrap(), 0);
+    assert_eq!(store.close_dangling_sessions(0, closed).await.unwrap(), 1);
+    assert_eq!(store.close_dangling_sessions(0, closed).await.unwrap(), 0);
+    let s2 = store.get_session("s2").await.unwrap().unwrap();
+    assert_eq!(s2.ended_at, None, "another chain's session stays open");
+    assert_eq!(store.close_dangling_sessions(1, closed).await.unwrap(), 1);
     let s0 = store.get_session("s0").await.unwrap().unwrap();
     assert_eq!(s0.ended_at, Some(ended));
     let s2 = store.get_session("s2").await.unwrap().unwrap();
@@ -566,12 +579,12 @@ async fn case_batches_are_stored_whole_and_in_order_around_session_changes(store
         at: Timestamp::now(),
     });
     ops.extend((41..=70).map(event));
-    assert_eq!(store.chain_head().await.unwrap(), None);
+    assert_eq!(store.chain_head(0).await.unwrap(), None);
     assert!(store.events_after(0, 10).await.unwrap().is_empty());
     apply(store, &ops).await;
     let expected = events_of(&ops);
     assert_eq!(store.events_after(0, 1000).await.unwrap(), expected);
-    assert_eq!(store.chain_head().await.unwrap().as_ref(), expected.last());
+    assert_eq!(store.chain_head(0).await.unwrap().as_ref(), expected.last());
     assert_eq!(
         store.session_events("a").await.unwrap(),
         expected[..40].to_vec()
@@ -656,7 +669,7 @@ async fn case_events_after_pages_through_interleaved_sessions_in_id_order(store:
         walked.extend(page);
     }
     assert_eq!(walked, all);
-    assert_eq!(store.chain_head().await.unwrap().as_ref(), all.last());
+    assert_eq!(store.chain_head(0).await.unwrap().as_ref(), all.last());
     let b = store.session_events("b").await.unwrap();
     let want_b: Vec<_> = all
         .iter()
@@ -686,9 +699,35 @@ async fn case_the_chain_head_is_the_highest_id(store: &dyn Store) {
         StoreOp::Event(chained(2, "b", 1)),
         StoreOp::Event(chained(3, "a", 2)),
     ];
-    assert_eq!(store.chain_head().await.unwrap(), None);
+    assert_eq!(store.chain_head(0).await.unwrap(), None);
     apply(store, &ops).await;
-    assert_eq!(store.chain_head().await.unwrap().map(|e| e.id), Some(3));
+    assert_eq!(store.chain_head(0).await.unwrap().map(|e| e.id), Some(3));
+    // Each chain has its own head: another gateway's events do not move this one's.
+    let (c1, c2) = (chains::first_id(1), chains::first_id(2));
+    apply(
+        store,
+        &[
+            StoreOp::Event(chained(c2, "b", 2)),
+            StoreOp::Event(chained(c1, "a", 3)),
+            StoreOp::Event(chained(c1 + 1, "a", 4)),
+        ],
+    )
+    .await;
+    assert_eq!(store.chain_head(0).await.unwrap().map(|e| e.id), Some(3));
+    assert_eq!(
+        store.chain_head(1).await.unwrap().map(|e| e.id),
+        Some(c1 + 1)
+    );
+    assert_eq!(store.chain_head(2).await.unwrap().map(|e| e.id), Some(c2));
+    assert_eq!(store.chain_head(3).await.unwrap(), None);
+    let all: Vec<i64> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(all, [1, 2, 3, c1, c1 + 1, c2], "one chain after the other");
     // Session events come in their order within the session.
     let a: Vec<i64> = store
         .session_events("a")
@@ -697,7 +736,24 @@ async fn case_the_chain_head_is_the_highest_id(store: &dyn Store) {
         .iter()
         .map(|e| e.seq)
         .collect();
-    assert_eq!(a, [1, 2]);
+    assert_eq!(a, [1, 2, 3, 4]);
+}
+
+async fn case_settings_are_set_once(store: &dyn Store) {
+    assert_eq!(store.setting("audit_key_check").await.unwrap(), None);
+    assert_eq!(
+        store.init_setting("audit_key_check", "k1").await.unwrap(),
+        "k1"
+    );
+    // A second gateway's value does not replace the first one's: it learns it.
+    assert_eq!(
+        store.init_setting("audit_key_check", "k2").await.unwrap(),
+        "k1"
+    );
+    assert_eq!(
+        store.setting("audit_key_check").await.unwrap().as_deref(),
+        Some("k1")
+    );
 }
 
 async fn case_a_replayed_journal_is_stored_once(store: &dyn Store) {

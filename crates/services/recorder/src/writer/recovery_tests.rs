@@ -80,9 +80,10 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn start(dir: &Path, reads: ReadDurability) -> Running {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir).await.unwrap());
     let journal = dir.join("journal");
-    let (recorder, done) = Recorder::start(store.clone(), Secret::new(KEY.into()), &journal, reads)
-        .await
-        .unwrap();
+    let (recorder, done) =
+        Recorder::start(store.clone(), Secret::new(KEY.into()), &journal, 0, reads)
+            .await
+            .unwrap();
     Running {
         recorder,
         done,

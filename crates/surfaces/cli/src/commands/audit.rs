@@ -14,7 +14,7 @@ pub async fn verify(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCod
     let key = match audit_key(&config, false)? {
         Some(k) => k,
         None => {
-            if store.chain_head().await?.is_some() {
+            if !store.events_after(0, 1).await?.is_empty() {
                 anyhow::bail!(
                     "events exist but the audit key ({}) is missing: the chain cannot be checked",
                     config.server.data_dir.join("audit.key").display()
@@ -30,6 +30,7 @@ pub async fn verify(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCod
             "ok": report.ok(),
             "events": report.events,
             "sessions": report.sessions,
+            "chains": report.chains,
             "problems": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))?;
     } else if report.ok() {

@@ -14,6 +14,8 @@ use airlock_model::Timestamp;
 use airlock_postgres::PostgresAdapter;
 use airlock_recorder::{ReadDurability, Recorder};
 use airlock_session::{Gateway, GatewayAudit, Runtime};
+use airlock_store::Store;
+use airlock_vault::Secret;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -41,7 +43,7 @@ fn readiness(
                 .check()
                 .map_err(|cause| format!("the recorder refuses work: {cause}"))?;
             store
-                .chain_head()
+                .setting(airlock_recorder::AUDIT_KEY_CHECK)
                 .await
                 .map_err(|e| format!("the store is unreachable: {e}"))?;
             let policy = gateway.upgrade().map(|g| g.runtime().policy.is_some());
@@ -125,11 +127,13 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     ensure_data_dir(&config)?;
     let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;
+    let chain = recorder_chain(&config, &*store).await?;
     let _writer = store
-        .claim_writer()
+        .claim_writer(chain)
         .await
         .context("cannot record into the store")?;
     let key = audit_key(&config, true)?.context("no audit key")?;
+    check_audit_key(&*store, &key).await?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
     let reads = match config.audit.read_durability {
         airlock_config::ReadDurability::Written => {
@@ -154,10 +158,13 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         store.clone(),
         key,
         &config.server.data_dir.join("journal"),
+        chain,
         reads,
     )
     .await?;
-    let dangling = store.close_dangling_sessions(Timestamp::now()).await?;
+    let dangling = store
+        .close_dangling_sessions(chain, Timestamp::now())
+        .await?;
     if dangling > 0 {
         tracing::warn!(
             sessions = dangling,
@@ -348,6 +355,52 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// One gateway per data directory: a second `serve` would fork the event chain.
+/// The chain this gateway records into (see `airlock_store::chains`): the one named in
+/// `data_dir/recorder.chain`, or a new one from a shared store (then written there, so
+/// that a restart continues it), or chain 0 for a store with a single writer.
+async fn recorder_chain(config: &Config, store: &dyn Store) -> anyhow::Result<i64> {
+    let path = config.server.data_dir.join("recorder.chain");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().with_context(|| {
+            format!(
+                "{} does not hold a chain number; restore it, or delete it to start a new chain",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let Some(chain) = store
+                .new_chain()
+                .await
+                .context("cannot take a new chain in the store")?
+            else {
+                return Ok(0);
+            };
+            std::fs::write(&path, format!("{chain}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(chain, "recording into a new chain of the shared store");
+            Ok(chain)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Refuses to start when the audit key differs from the one the store's chains were
+/// recorded with (every replica must have the same `[audit] key`): its events would
+/// not verify. The store keeps a keyed hash of a fixed text, set by the first gateway.
+async fn check_audit_key(store: &dyn Store, key: &Secret) -> anyhow::Result<()> {
+    let check = airlock_recorder::audit_key_check(key.expose().as_bytes());
+    let stored = store
+        .init_setting(airlock_recorder::AUDIT_KEY_CHECK, &check)
+        .await
+        .context("cannot read the store's audit key check")?;
+    if stored != check {
+        anyhow::bail!(
+            "the audit key differs from the one this store's audit chain was recorded with: every gateway on a store needs the same [audit] key (the key file or secret of the other replicas)"
+        );
+    }
+    Ok(())
+}
+
 fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     let path = config.server.data_dir.join("airlock.lock");
     let file = std::fs::OpenOptions::new()

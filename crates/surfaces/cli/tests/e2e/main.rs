@@ -38,6 +38,7 @@ mod postgres_stream;
 mod postgres_transparency;
 mod postgres_upstream;
 mod raw;
+mod replicas;
 mod secrets;
 
 use std::process::{Command, Stdio};
