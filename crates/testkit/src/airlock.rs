@@ -191,8 +191,21 @@ impl Airlock {
             .stdout(log.try_clone()?)
             .stderr(log);
         self.child = Some(cmd.spawn().context("spawn airlock serve")?);
-        if let Err(e) = wait_port(self.port, Duration::from_secs(20)) {
-            bail!("{e}; log:\n{}", self.log());
+        // Until it listens, or exits (a refused configuration or store): no need to
+        // wait the whole limit for a gateway that has stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                bail!("airlock serve exited ({status}); log:\n{}", self.log());
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "nothing listens on 127.0.0.1:{} after 20s; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         if self.http_port != 0
             && let Err(e) = wait_port(self.http_port, Duration::from_secs(20))

@@ -38,8 +38,32 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
-    /// Another gateway already records into this store.
-    #[error("another gateway already records into the store at {location}: {why}")]
+    /// The store's schema is older than this build's, and migrating was not asked for.
+    #[error(
+        "the store at {location} has schema version {found} and this airlock needs {needed}: back it up, then run `airlock store migrate` (or start once with `airlock serve --migrate`)"
+    )]
+    SchemaOutdated {
+        /// Where the store lives.
+        location: String,
+        /// Its newest applied migration.
+        found: i64,
+        /// This build's newest.
+        needed: i64,
+    },
+    /// The store's schema is newer than this build's.
+    #[error(
+        "the store at {location} has schema version {found}, newer than this airlock knows ({supported}): run the newer airlock, or upgrade this one"
+    )]
+    SchemaNewer {
+        /// Where the store lives.
+        location: String,
+        /// The newest applied migration this build does not know.
+        found: i64,
+        /// This build's newest.
+        supported: i64,
+    },
+    /// The store or a part of it is in use by another gateway.
+    #[error("the store at {location} is in use: {why}")]
     Busy {
         /// Where the store lives.
         location: String,

@@ -9,14 +9,17 @@ mod error;
 mod marks;
 mod postgres;
 mod records;
+mod schema;
 mod sqlite;
+pub mod transfer;
 
 pub use batch::{EncodedBatch, EncodedOp};
 pub use error::StoreError;
 pub use marks::event_marks;
 pub use postgres::{PgEventLog, PgStore};
 pub use records::{ChainedEvent, McpToolPin, SessionFilter, StoreOp, StoredSecret, TokenRecord};
-pub use sqlite::{SqliteEventLog, SqliteStore};
+pub use schema::{Migrations, SchemaVersion};
+pub use sqlite::{STORE_FILE, SqliteEventLog, SqliteStore};
 
 use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 
@@ -71,6 +74,8 @@ pub trait Store: Send + Sync {
     async fn chain_head(&self, chain: i64) -> Result<Option<ChainedEvent>, StoreError>;
     /// A value of the store's own settings table (e.g. the audit key's check value).
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Every setting, by name.
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Sets setting `name` to `value` unless it is set; returns the value it has
     /// afterwards (of two gateways starting at once, the first one's).
     async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
@@ -156,6 +161,8 @@ pub trait Store: Send + Sync {
     async fn reseal_all(&self, secrets: &[StoredSecret], key_check: &str)
     -> Result<(), StoreError>;
 
+    /// Every MCP target's pinned tools, by target and name.
+    async fn all_mcp_tools(&self) -> Result<Vec<McpToolPin>, StoreError>;
     /// The pinned tools of an MCP target, by name.
     async fn mcp_tools(&self, target: &str) -> Result<Vec<McpToolPin>, StoreError>;
     /// Pins a tool first seen, or records what its latest listing said (a change, or

@@ -13,6 +13,7 @@ use airlock_model::{Approval, ApprovalStatus, SessionMarks, SessionSummary, Time
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use crate::schema::{self, Migrations, SchemaVersion};
 use crate::sqlite::{parse_opt_ts, parse_ts};
 use crate::{
     ChainedEvent, EventLog, McpToolPin, SessionFilter, Store, StoreError, StoredSecret,
@@ -100,6 +101,19 @@ impl PgStore {
     /// over one in the URL), and applies pending migrations. Several processes may
     /// connect at once: the migrator holds an advisory lock.
     pub async fn connect(url: &str, password: Option<&str>) -> Result<PgStore, StoreError> {
+        Ok(Self::connect_checked(url, password, Migrations::Apply)
+            .await?
+            .0)
+    }
+
+    /// Connects like [`PgStore::connect`]; an older schema is migrated only as `mode`
+    /// allows (see [`crate::schema`]). Replicas starting at once are safe: the
+    /// migrator holds an advisory lock while it migrates.
+    pub async fn connect_checked(
+        url: &str,
+        password: Option<&str>,
+        mode: Migrations,
+    ) -> Result<(PgStore, SchemaVersion), StoreError> {
         let mut options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
             location: redact(url),
             source,
@@ -117,12 +131,30 @@ impl PgStore {
                 location: location.clone(),
                 source,
             })?;
-        sqlx::migrate!("./migrations_pg").run(&pool).await?;
-        Ok(PgStore {
-            pool,
-            options,
-            location,
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&pool)
+                .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let migrator = sqlx::migrate!("./migrations_pg");
+        let version = schema::prepare(&migrator, &applied, mode, &location, || async {
+            migrator.run(&pool).await.map_err(StoreError::from)
         })
+        .await?;
+        Ok((
+            PgStore {
+                pool,
+                options,
+                location,
+            },
+            version,
+        ))
     }
 }
 
@@ -353,6 +385,14 @@ impl Store for PgStore {
         )
     }
 
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT name, value FROM settings ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
         let stored: Option<String> = sqlx::query_scalar(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value",
@@ -562,6 +602,10 @@ impl Store for PgStore {
 
     async fn reseal_all(&self, all: &[StoredSecret], key_check: &str) -> Result<(), StoreError> {
         secrets::reseal_all(&self.pool, all, key_check).await
+    }
+
+    async fn all_mcp_tools(&self) -> Result<Vec<crate::McpToolPin>, StoreError> {
+        mcp_tools::list_all(&self.pool).await
     }
 
     async fn mcp_tools(&self, target: &str) -> Result<Vec<McpToolPin>, StoreError> {

@@ -4,7 +4,7 @@ use airlock_model::{SessionMarks, SessionSummary, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A service token as stored: its hash, never the token.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// The token's name, which is the principal's name.
     pub name: String,
@@ -46,7 +46,7 @@ pub struct McpToolPin {
 }
 
 /// A value of the encrypted secret store, sealed (see `airlock-vault`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSecret {
     /// The name `secret:NAME` refers to.
     pub name: String,

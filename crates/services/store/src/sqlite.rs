@@ -9,6 +9,7 @@ use airlock_model::{Approval, ApprovalStatus, SessionSummary, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
+use crate::schema::{self, Migrations, SchemaVersion};
 use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord, chains};
 
 mod approvals;
@@ -36,6 +37,15 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database file at `path` and migrates it.
     pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::open_checked(path, Migrations::Apply).await?.0)
+    }
+
+    /// Opens (creating if needed) the database file at `path`; an older schema is
+    /// migrated only as `mode` allows (see [`crate::schema`]).
+    pub async fn open_checked(
+        path: &Path,
+        mode: Migrations,
+    ) -> Result<(Self, SchemaVersion), StoreError> {
         let location = path.display().to_string();
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|source| StoreError::Open {
@@ -55,13 +65,35 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open { location, source })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        drop(lock);
-        Ok(SqliteStore {
-            pool,
-            path: path.to_owned(),
+            .map_err(|source| StoreError::Open {
+                location: location.clone(),
+                source,
+            })?;
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let migrator = sqlx::migrate!("./migrations");
+        let version = schema::prepare(&migrator, &applied, mode, &location, || async {
+            migrator.run(&pool).await.map_err(StoreError::from)
         })
+        .await?;
+        drop(lock);
+        Ok((
+            SqliteStore {
+                pool,
+                path: path.to_owned(),
+            },
+            version,
+        ))
     }
 }
 
@@ -252,6 +284,14 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
                 .bind(name)
                 .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT name, value FROM settings ORDER BY name")
+                .fetch_all(&self.pool)
                 .await?,
         )
     }
@@ -495,6 +535,10 @@ impl Store for SqliteStore {
         key_check: &str,
     ) -> Result<(), StoreError> {
         secrets::reseal_all(&self.pool, all, key_check).await
+    }
+
+    async fn all_mcp_tools(&self) -> Result<Vec<crate::McpToolPin>, StoreError> {
+        mcp_tools::list_all(&self.pool).await
     }
 
     async fn mcp_tools(&self, target: &str) -> Result<Vec<crate::McpToolPin>, StoreError> {

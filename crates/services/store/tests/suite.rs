@@ -1299,3 +1299,136 @@ mod postgres_connect {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Export and import, across backends
+
+/// A store with one of everything, a revoked and a used token, an ended session with
+/// a denial in its events, two chains, a decided request, a secret and a pin.
+async fn populate(store: &dyn Store) {
+    let t0 = Timestamp::now();
+    store.init_setting("audit_key_check", "abc").await.unwrap();
+    store.insert_token(&token("agent", "h1")).await.unwrap();
+    store.insert_token(&token("old", "h2")).await.unwrap();
+    store.touch_token("agent", t0).await.unwrap();
+    store.revoke_token("old", t0).await.unwrap();
+    store.put_secret(&secret("db", "n1", t0)).await.unwrap();
+    store.set_key_check("kc").await.unwrap();
+    store
+        .put_mcp_tool(&McpToolPin {
+            target: "tools".into(),
+            name: "lookup".into(),
+            pinned_digest: "d1".into(),
+            pinned_description: "Looks up".into(),
+            listed_digest: Some("d2".into()),
+            listed_description: Some("Changed".into()),
+            first_seen: t0,
+            changed_at: Some(t0),
+            accepted_at: None,
+        })
+        .await
+        .unwrap();
+    let f1 = chains::first_id(1);
+    apply(
+        store,
+        &[
+            session_started("s1"),
+            session_started("s2"),
+            StoreOp::Event(chained(1, "s1", 1)),
+            marked_event(2, "s1", 2, "refused", None, "{}"),
+            StoreOp::Event(chained(f1, "s2", 1)),
+            StoreOp::EndSession {
+                id: "s1".into(),
+                at: t0,
+            },
+        ],
+    )
+    .await;
+    store.insert_approval(&approval("a1", t0)).await.unwrap();
+    store
+        .decide_approval("a1", true, "dana", Some("ok"), t0)
+        .await
+        .unwrap();
+}
+
+/// An export without its header's time, to compare two.
+async fn exported(store: &dyn Store) -> (Vec<String>, airlock_store::transfer::Counts) {
+    let mut out = Vec::new();
+    let counts = airlock_store::transfer::export(store, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    (text.lines().skip(1).map(str::to_owned).collect(), counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_imports_into_the_other_backend_and_back_unchanged() {
+    let sqlite = sqlite_store().await;
+    populate(&*sqlite).await;
+    let (lines, counts) = exported(&*sqlite).await;
+    assert_eq!(
+        (
+            counts.tokens,
+            counts.sessions,
+            counts.events,
+            counts.approvals
+        ),
+        (2, 2, 3, 1)
+    );
+    assert_eq!(
+        (counts.secrets, counts.mcp_tools, counts.settings),
+        (1, 1, 1)
+    );
+    let mut file = Vec::new();
+    airlock_store::transfer::export(&*sqlite, &mut file)
+        .await
+        .unwrap();
+
+    let pg = pg_store().await;
+    let imported = airlock_store::transfer::import(&*pg, &mut file.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(imported, counts);
+    assert_eq!(
+        exported(&*pg).await.0,
+        lines,
+        "PostgreSQL holds what SQLite held"
+    );
+    let s1 = pg.get_session("s1").await.unwrap().unwrap();
+    assert!(s1.ended_at.is_some() && s1.marks.denied, "{s1:?}");
+    assert_eq!(
+        pg.chain_head(1).await.unwrap().map(|e| e.id),
+        Some(chains::first_id(1))
+    );
+    let old = pg.find_token_by_hash("h2").await.unwrap().unwrap();
+    assert!(old.revoked_at.is_some());
+
+    // And back, into a new SQLite store.
+    let mut again = Vec::new();
+    airlock_store::transfer::export(&*pg, &mut again)
+        .await
+        .unwrap();
+    let back = sqlite_store().await;
+    airlock_store::transfer::import(&*back, &mut again.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(exported(&*back).await.0, lines);
+
+    // A store that holds anything is refused; so is a file cut short or not an export.
+    let err = airlock_store::transfer::import(&*pg, &mut file.as_slice())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    let cut = &file[..file.len() - 40];
+    let cut = &cut[..cut.iter().rposition(|b| *b == b'\n').unwrap() + 1];
+    let fresh = sqlite_store().await;
+    let err = airlock_store::transfer::import(&*fresh, &mut &cut[..])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without its last line"), "{err}");
+    let fresh = sqlite_store().await;
+    let err = airlock_store::transfer::import(&*fresh, &mut &b"{\"record\":\"token\"}\n"[..])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("line 1"), "{err}");
+}

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve,
+    Serve(ServeArgs),
     /// Validate the configuration file; errors name the file and line.
     Check,
     /// Manage service tokens for agents.
@@ -36,6 +36,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The store: migrate its schema, export it, import an export.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Inspect and test Cedar policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -363,6 +366,35 @@ pub enum SessionOutcome {
     Masked,
     /// A statement or request failed, or the session ended with an error.
     Error,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Migrate a store whose schema is older than this airlock before serving (by
+    /// default such a store is refused: run `airlock store migrate` after a backup).
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Apply the schema migrations this airlock has and the store lacks (for a rolling
+    /// upgrade: once, before the new replicas start).
+    Migrate(JsonFlag),
+    /// Write every record of the store (tokens, sessions, events, approvals, sealed
+    /// secrets, MCP pins, settings) as JSON lines.
+    Export {
+        /// The file to write; `-` for standard output.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Read an export into this configuration's store, which must be empty (e.g. to
+    /// move from SQLite to PostgreSQL; `audit verify` passes afterwards).
+    Import {
+        /// The file to read; `-` for standard input.
+        #[arg(long, short = 'i')]
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod policy;
 mod secret;
 mod serve;
 mod sessions;
+mod store;
 mod token;
 mod watch;
 mod whoami;
@@ -18,13 +19,18 @@ use std::process::ExitCode;
 
 use crate::cli::{
     ApprovalsCommand, AuditCommand, Cli, Command, KubeconfigCommand, MaskingCommand, McpCommand,
-    McpToolsCommand, PolicyCommand, SecretCommand, SessionsCommand, TokenCommand,
+    McpToolsCommand, PolicyCommand, SecretCommand, SessionsCommand, StoreCommand, TokenCommand,
 };
 
 /// Runs the parsed command; `Err` is printed by `main` and exits 2.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve => serve::run(&cli.config).await,
+        Command::Serve(args) => serve::run(&cli.config, args.migrate).await,
+        Command::Store(StoreCommand::Migrate(f)) => store::migrate(&cli.config, f.json).await,
+        Command::Store(StoreCommand::Export { output }) => {
+            store::export(&cli.config, &output).await
+        }
+        Command::Store(StoreCommand::Import { input }) => store::import(&cli.config, &input).await,
         Command::Check => check::run(&cli.config).await,
         Command::Token(TokenCommand::Create(args)) => token::create(&cli.config, args).await,
         Command::Token(TokenCommand::List(f)) => token::list(&cli.config, f.json).await,

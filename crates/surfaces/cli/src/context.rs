@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use airlock_config::Config;
-use airlock_store::{SqliteStore, Store};
+use airlock_store::{Migrations, SchemaVersion, SqliteStore, Store};
 use airlock_vault::Secret;
 use anyhow::Context;
 
@@ -27,8 +27,18 @@ pub fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store in `data_dir`, creating both if needed.
+/// Opens the store in `data_dir`, creating both if needed; a store whose schema is
+/// older than this build's is refused (`airlock store migrate` migrates it).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_store_with(config, Migrations::OnlyNew).await?.0)
+}
+
+/// Opens the store, migrating an older schema only as `mode` allows; with the schema
+/// version found and reached.
+pub async fn open_store_with(
+    config: &Config,
+    mode: Migrations,
+) -> anyhow::Result<(Arc<dyn Store>, SchemaVersion)> {
     ensure_data_dir(config)?;
     if let Some(url) = &config.store.url {
         // Several replicas share it; each keeps its own data_dir (journal, TLS).
@@ -39,13 +49,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .map(airlock_vault::resolve)
             .transpose()
             .context("[store] password")?;
-        let store = airlock_store::PgStore::connect(url, password.as_ref().map(|p| p.expose()))
-            .await
-            .context("cannot open the PostgreSQL store ([store] url)")?;
-        return Ok(Arc::new(store));
+        let (store, version) = airlock_store::PgStore::connect_checked(
+            url,
+            password.as_ref().map(|p| p.expose()),
+            mode,
+        )
+        .await
+        .context("cannot open the PostgreSQL store ([store] url)")?;
+        return Ok((Arc::new(store), version));
     }
-    let store = SqliteStore::open_in(&config.server.data_dir).await?;
-    Ok(Arc::new(store))
+    let (store, version) = SqliteStore::open_checked(
+        &config.server.data_dir.join(airlock_store::STORE_FILE),
+        mode,
+    )
+    .await?;
+    Ok((Arc::new(store), version))
 }
 
 /// Opens the encrypted store's secrets that `config` needs (with its master key) and

@@ -29,6 +29,13 @@ pub(super) async fn list(pool: &PgPool, target: &str) -> Result<Vec<McpToolPin>,
     rows.iter().map(from_row).collect()
 }
 
+pub(super) async fn list_all(pool: &PgPool) -> Result<Vec<McpToolPin>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM mcp_tools ORDER BY target, name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
 pub(super) async fn put(pool: &PgPool, p: &McpToolPin) -> Result<(), StoreError> {
     // A tool first seen by two replicas at once keeps the first pin.
     sqlx::query(

@@ -28,6 +28,13 @@ pub(super) async fn list(pool: &SqlitePool, target: &str) -> Result<Vec<McpToolP
     rows.iter().map(from_row).collect()
 }
 
+pub(super) async fn list_all(pool: &SqlitePool) -> Result<Vec<McpToolPin>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM mcp_tools ORDER BY target, name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
 pub(super) async fn put(pool: &SqlitePool, p: &McpToolPin) -> Result<(), StoreError> {
     // A tool first seen by two replicas at once keeps the first pin.
     sqlx::query(

@@ -14,13 +14,15 @@ use airlock_model::Timestamp;
 use airlock_postgres::PostgresAdapter;
 use airlock_recorder::{ReadDurability, Recorder};
 use airlock_session::{Gateway, GatewayAudit, Runtime};
-use airlock_store::Store;
+use airlock_store::{Migrations, Store};
 use airlock_vault::Secret;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::context::{audit_key, ensure_data_dir, load_config, load_stored_secrets, open_store};
+use crate::context::{
+    audit_key, ensure_data_dir, load_config, load_stored_secrets, open_store_with,
+};
 
 /// How often approval requests whose time is up are marked expired.
 const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
@@ -121,12 +123,24 @@ fn console(
     }))
 }
 
-pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
     init_tracing(config.server.log_format);
     ensure_data_dir(&config)?;
     let _lock = lock_data_dir(&config)?;
-    let store = open_store(&config).await?;
+    let mode = if migrate {
+        Migrations::Apply
+    } else {
+        Migrations::OnlyNew
+    };
+    let (store, schema) = open_store_with(&config, mode).await?;
+    if schema.applied > 0 && schema.before.is_some() {
+        tracing::info!(
+            from = schema.before,
+            to = schema.now,
+            "migrated the store's schema (--migrate)"
+        );
+    }
     let chain = recorder_chain(&config, &*store).await?;
     let _writer = store
         .claim_writer(chain)

@@ -40,6 +40,7 @@ mod postgres_upstream;
 mod raw;
 mod replicas;
 mod secrets;
+mod store_admin;
 
 use std::process::{Command, Stdio};
 
