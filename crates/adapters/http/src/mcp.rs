@@ -114,6 +114,9 @@ pub async fn serve(
             let mut detail = serde_json::Map::new();
             detail.insert("tls".into(), true.into());
             detail.insert("protocol".into(), "mcp".into());
+            if let Some(tp) = traceparent(req.headers()) {
+                detail.insert("traceparent".into(), tp.into());
+            }
             match conn.session(state, &route.target, &token, detail).await {
                 Ok(s) => s,
                 Err(e) => return Err(handler::drain(req, handler::refused_session(state, e)).await),
@@ -128,51 +131,82 @@ pub async fn serve(
     slot.outcome_recorded().await;
     state.mcp_pins.refresh(&route.target).await;
     let (parts, body) = req.into_parts();
-    match parts.method {
-        Method::GET => {
-            record(
-                &slot,
-                "GET (server event stream)",
-                Some("allow"),
-                json!({ "http": "GET" }),
-            )
-            .await?;
-            forward(
-                state,
-                conn,
-                &slot,
-                &parts,
-                Bytes::new(),
-                HashMap::new(),
-                started,
-            )
-            .await
-        }
-        Method::DELETE => {
-            record(
-                &slot,
-                "DELETE (end session)",
-                Some("allow"),
-                json!({ "http": "DELETE" }),
-            )
-            .await?;
-            let response = forward(
-                state,
-                conn,
-                &slot,
-                &parts,
-                Bytes::new(),
-                HashMap::new(),
-                started,
-            )
-            .await;
-            if let Some(id) = &session_id {
-                state.mcp_sessions.remove(id, "mcp_session_deleted").await;
+    // The agent's trace context, on every event this request records (a message's own
+    // `_meta.traceparent` takes precedence: see `post`).
+    let header_trace = traceparent(&parts.headers);
+    airlock_session::with_traceparent(header_trace, async move {
+        match parts.method {
+            Method::GET => {
+                record(
+                    &slot,
+                    "GET (server event stream)",
+                    Some("allow"),
+                    json!({ "http": "GET" }),
+                )
+                .await?;
+                forward(
+                    state,
+                    conn,
+                    &slot,
+                    &parts,
+                    Bytes::new(),
+                    HashMap::new(),
+                    started,
+                )
+                .await
             }
-            response
+            Method::DELETE => {
+                record(
+                    &slot,
+                    "DELETE (end session)",
+                    Some("allow"),
+                    json!({ "http": "DELETE" }),
+                )
+                .await?;
+                let response = forward(
+                    state,
+                    conn,
+                    &slot,
+                    &parts,
+                    Bytes::new(),
+                    HashMap::new(),
+                    started,
+                )
+                .await;
+                if let Some(id) = &session_id {
+                    state.mcp_sessions.remove(id, "mcp_session_deleted").await;
+                }
+                response
+            }
+            _ => post(state, conn, &slot, parts, body, started).await,
         }
-        _ => post(state, conn, &slot, parts, body, started).await,
-    }
+    })
+    .await
+}
+
+/// A valid W3C `traceparent` header, if the request has one.
+fn traceparent(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(airlock_model::find_traceparent)
+}
+
+/// The `_meta.traceparent` an MCP message carries in its params (the OpenTelemetry
+/// convention for MCP), if any message has a valid one.
+fn meta_traceparent(messages: &[Message]) -> Option<String> {
+    messages.iter().find_map(|m| {
+        let params = match m {
+            Message::Request { params, .. } | Message::Notification { params, .. } => params,
+            Message::Response { .. } => return None,
+        };
+        params
+            .as_ref()?
+            .get("_meta")?
+            .get("traceparent")?
+            .as_str()
+            .and_then(airlock_model::find_traceparent)
+    })
 }
 
 /// A posted body: one message, or a batch of notifications or responses.
@@ -215,6 +249,26 @@ async fn post(
             return refuse_body(slot, &bytes, code, &format!("airlock: {e}")).await;
         }
     };
+    let trace = meta_traceparent(&messages);
+    airlock_session::with_traceparent(
+        trace,
+        relay_messages(state, conn, slot, parts, bytes, messages, modern, started),
+    )
+    .await
+}
+
+/// The messages of a posted body, each classified, decided and recorded, then sent.
+#[allow(clippy::too_many_arguments)]
+async fn relay_messages(
+    state: &Arc<AdapterState>,
+    conn: &Arc<Conn>,
+    slot: &Arc<Slot>,
+    parts: hyper::http::request::Parts,
+    bytes: Bytes,
+    messages: Vec<Message>,
+    modern: bool,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Problem> {
     if let [single] = messages.as_slice()
         && let Some(why) = header_mismatch(&parts.headers, single)
     {

@@ -10,11 +10,13 @@ mod gateway;
 mod hold;
 mod runtime;
 mod session;
+mod trace;
 
 pub use audit::{AUDIT_PROTOCOL, GatewayAudit};
 pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
 pub use hold::{Held, HoldFailure, HoldOutcome, HoldTicket, Waiting};
 pub use runtime::{Runtime, RuntimeError, Target};
 pub use session::{EventDraft, Session};
+pub use trace::with_traceparent;
 
 pub use airlock_recorder::{Pending, Receipt, RecorderError};

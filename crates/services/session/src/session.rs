@@ -183,10 +183,16 @@ impl Session {
     /// literal stays a valid literal, so the recorded statement still parses.)
     fn to_records(&self, drafts: Vec<EventDraft>) -> Vec<Record> {
         let at = Timestamp::now();
+        let traceparent = crate::trace::current();
         drafts
             .into_iter()
             .map(|mut d| {
                 self.count(&d);
+                if let (Some(tp), Some(map)) = (&traceparent, d.detail.as_object_mut())
+                    && !map.contains_key("traceparent")
+                {
+                    map.insert("traceparent".into(), tp.clone().into());
+                }
                 if let Some(m) = &self.masker {
                     let mut tally = Tally::default();
                     if let Some(text) = &d.statement

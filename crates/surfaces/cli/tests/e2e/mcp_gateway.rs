@@ -733,3 +733,45 @@ fn airlock_check_checks_mcp_targets() {
     assert_eq!(code, Some(1));
     assert!(err.contains("not both"), "{err}");
 }
+
+/// An agent's W3C trace context reaches the recording: from the `traceparent` header of
+/// its POST, or from a message's `_meta.traceparent` (which wins over the header).
+#[test]
+fn an_mcp_agents_traceparent_is_recorded_on_its_messages() {
+    let f = McpFixture::new(&["--stateless", "--json-response"], "");
+    let tok = Some(f.token.as_str());
+    let from_header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let from_meta = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (code, _, answer) = post(
+        &f,
+        tok,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &["-H", &format!("traceparent: {from_header}")],
+    );
+    assert_eq!(code, 200, "{answer}");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":2}},"_meta":{{"traceparent":"{from_meta}"}}}}}}"#
+    );
+    let (code, _, answer) = post(
+        &f,
+        tok,
+        &body,
+        &["-H", &format!("traceparent: {from_header}")],
+    );
+    assert_eq!(code, 200, "{answer}");
+    let events = f.events();
+    let traced = |tp: &str, what: &str| {
+        events.iter().any(|e| {
+            e["detail"]["traceparent"] == tp && e["statement"].as_str().unwrap_or("").contains(what)
+        })
+    };
+    assert!(traced(from_header, "tools/list"), "{events:?}");
+    assert!(traced(from_meta, "add"), "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["detail"]["traceparent"] == from_header
+                && e["statement"].as_str().unwrap_or("").contains("add")),
+        "the message's own context wins: {events:?}"
+    );
+}
