@@ -181,7 +181,7 @@ impl Metrics {
         let relayed = Family::<RelayLabels, Counter>::default();
         registry.register_with_unit(
             "relayed",
-            "Bytes relayed between agents and targets once a session is open, by target, protocol and direction (to_target, to_client)",
+            "Bytes relayed between clients and targets once a session is open, by target, protocol and direction (to_target, to_client)",
             Unit::Bytes,
             relayed.clone(),
         );
