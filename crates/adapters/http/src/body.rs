@@ -93,6 +93,8 @@ pub struct FilteredBody<B> {
     /// For long streams (a watch, `logs -f`, events): re-checks every second that the
     /// agent's credential still holds, and ends the stream when it does not.
     watchdog: Option<Watchdog>,
+    /// Where the bytes sent to the agent are counted (`airlock_relayed_bytes_total`).
+    relayed: Option<airlock_metrics::ByteCounter>,
 }
 
 /// Says why a stream may not go on (`None`: it may).
@@ -122,7 +124,14 @@ impl<B> FilteredBody<B> {
             done: false,
             exact: None,
             watchdog: None,
+            relayed: None,
         }
+    }
+
+    /// Counts the bytes sent to the agent on `relayed` as well, chunk by chunk.
+    pub fn counting(mut self, relayed: airlock_metrics::ByteCounter) -> Self {
+        self.relayed = Some(relayed);
+        self
     }
 
     /// Ends the body, with `check`'s reason, once `check` says the stream may not go on
@@ -169,6 +178,9 @@ impl<B> FilteredBody<B> {
     /// Counts bytes sent to the agent and keeps the first ones for the record.
     fn count_out(&mut self, out: &[u8]) {
         self.outcome.bytes_out += out.len() as u64;
+        if let Some(relayed) = &self.relayed {
+            relayed.add(out.len());
+        }
         let room = self
             .capture_limit
             .saturating_sub(self.outcome.capture.len());

@@ -317,11 +317,15 @@ async fn serve(
         }
     }
     let mut approval_id = None;
+    // Time spent waiting for an approval: not Airlock's latency.
+    let mut held_for = std::time::Duration::ZERO;
+    let metrics = slot.session.metrics();
     match &verdict.decision {
         Decision::Allow => {}
         Decision::Deny { reason } => {
             let refusal = denied(reason, &verdict);
             record_refusal(&slot, &shown, Some("deny"), request_detail, &refusal).await?;
+            metrics.forwarded(started, 1);
             return Err(refusal);
         }
         Decision::Hold { .. } => {
@@ -345,6 +349,7 @@ async fn serve(
                         }
                     })?,
             };
+            let hold_started = Instant::now();
             let outcome = hold(
                 &slot,
                 &shown,
@@ -356,6 +361,7 @@ async fn serve(
                 &verdict,
             )
             .await?;
+            held_for = hold_started.elapsed();
             match outcome {
                 HoldOutcome::Run { approval_id: id } => approval_id = Some(id),
                 HoldOutcome::Refuse { message, hint } => {
@@ -368,6 +374,7 @@ async fn serve(
                     .with("hint", hint)
                     .with("policies", verdict.policies.clone());
                     record_refusal(&slot, &shown, Some("hold"), request_detail, &refusal).await?;
+                    metrics.added(started.elapsed().saturating_sub(held_for), 1);
                     return Err(refusal);
                 }
                 // Answered inside `hold`.
@@ -422,12 +429,26 @@ async fn serve(
         None
     };
     let upstream_body: ResponseBody = match (buffered, body) {
-        (Some(bytes), _) => ResponseBody::full(bytes),
-        (None, Some(b)) => b
+        (Some(bytes), _) => {
+            metrics.relayed_to_target(bytes.len());
+            ResponseBody::full(bytes)
+        }
+        (None, Some(b)) => {
+            // Streamed: counted frame by frame as the upstream takes it.
+            let to_target = metrics.to_target();
+            b.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    to_target.add(data.len());
+                }
+                frame
+            })
             .map_err(|e| Box::new(AgentBodyError(e)) as BodyError)
-            .boxed(),
+            .boxed()
+        }
         (None, None) => ResponseBody::empty(),
     };
+    // Decided, recorded and about to be sent: what Airlock added to the request.
+    metrics.added(started.elapsed().saturating_sub(held_for), 1);
     let response = forward(
         state,
         conn,
@@ -855,6 +876,9 @@ async fn forward(
     let response = match client.request(upstream_req).await {
         Ok(r) => r,
         Err(e) => {
+            if e.is_connect() {
+                slot.session.metrics().upstream_connect_failed();
+            }
             let why = upstream_error(&e);
             if let Some(agent) = agent_body_error(&e) {
                 // The agent's own body was malformed (a bad chunk, cut short): the
@@ -1111,7 +1135,8 @@ async fn respond(
         capture,
         on_end,
     )
-    .with_exact_length(exact.filter(|_| length_kept));
+    .with_exact_length(exact.filter(|_| length_kept))
+    .counting(slot.session.metrics().to_client());
     let mut headers = headers;
     // A small body that masking rewrites is read whole and sent with its new length:
     // one write instead of a chunked stream (and a clean 502 rather than a cut-off

@@ -144,6 +144,7 @@ pub async fn serve(
                     json!({ "http": "GET" }),
                 )
                 .await?;
+                slot.session.metrics().forwarded(started, 1);
                 forward(
                     state,
                     conn,
@@ -163,6 +164,7 @@ pub async fn serve(
                     json!({ "http": "DELETE" }),
                 )
                 .await?;
+                slot.session.metrics().forwarded(started, 1);
                 let response = forward(
                     state,
                     conn,
@@ -237,7 +239,7 @@ async fn post(
         Ok(Body::Batch(ms)) if ms.iter().all(|m| !matches!(m, Message::Request { .. })) => ms,
         Ok(Body::Batch(_)) => {
             let why = "airlock: a batch of requests is not served (JSON-RPC batching left MCP in 2025-06-18); send each request in a POST of its own";
-            return refuse_body(slot, &bytes, reply::INVALID_REQUEST, why).await;
+            return refuse_body(slot, &bytes, reply::INVALID_REQUEST, why, started).await;
         }
         Err(e) => {
             let code = match e {
@@ -246,7 +248,7 @@ async fn post(
                 | jsonrpc::JsonRpcError::TrailingData { .. } => reply::PARSE_ERROR,
                 _ => reply::INVALID_REQUEST,
             };
-            return refuse_body(slot, &bytes, code, &format!("airlock: {e}")).await;
+            return refuse_body(slot, &bytes, code, &format!("airlock: {e}"), started).await;
         }
     };
     let trace = meta_traceparent(&messages);
@@ -272,9 +274,12 @@ async fn relay_messages(
     if let [single] = messages.as_slice()
         && let Some(why) = header_mismatch(&parts.headers, single)
     {
-        return refuse_body(slot, &bytes, reply::INVALID_REQUEST, &why).await;
+        return refuse_body(slot, &bytes, reply::INVALID_REQUEST, &why, started).await;
     }
     let mut asked = HashMap::new();
+    // A call in the body waited for approval: the wait is not Airlock's latency, so the
+    // request is not sampled.
+    let mut held = false;
     for message in &messages {
         let (id, method, params) = match message {
             Message::Request { id, method, params } => (Some(id), method, params.as_ref()),
@@ -298,6 +303,7 @@ async fn relay_messages(
                 json!({ "method": method, "reason": why }),
             )
             .await?;
+            slot.session.metrics().forwarded(started, 1);
             let status = if id.is_some() {
                 StatusCode::OK
             } else {
@@ -324,6 +330,7 @@ async fn relay_messages(
                             json!({ "method": method, "reason": why }),
                         )
                         .await?;
+                        slot.session.metrics().forwarded(started, 1);
                         return Ok(reply::json_response(
                             StatusCode::OK,
                             &reply::error(&id_json, reply::INVALID_REQUEST, &why, None),
@@ -351,7 +358,14 @@ async fn relay_messages(
         .await?
         {
             Outcome::Send => {}
-            Outcome::Answer(answer) => return Ok(reply::json_response(StatusCode::OK, &answer)),
+            Outcome::Held(None) => held = true,
+            Outcome::Held(Some(answer)) => {
+                return Ok(reply::json_response(StatusCode::OK, &answer));
+            }
+            Outcome::Answer(answer) => {
+                slot.session.metrics().forwarded(started, 1);
+                return Ok(reply::json_response(StatusCode::OK, &answer));
+            }
             Outcome::HoldWithProgress(held) => {
                 let held = HeldCall {
                     held: *held,
@@ -365,15 +379,20 @@ async fn relay_messages(
             }
         }
     }
+    if !held {
+        slot.session.metrics().forwarded(started, 1);
+    }
     forward(state, conn, slot, &parts, bytes, asked, started).await
 }
 
 /// What becomes of a decided request.
 enum Outcome {
-    /// Allowed (or approved): send it.
+    /// Allowed: send it.
     Send,
     /// Not sent: this is the answer.
     Answer(Value),
+    /// Held, and settled: approved (`None`: send it), or not sent with this answer.
+    Held(Option<Value>),
     /// Held, and the client asked for progress: the wait is answered as an event
     /// stream (see [`hold_with_progress`]).
     HoldWithProgress(Box<Held>),
@@ -474,10 +493,9 @@ async fn decide(
                 verdict,
                 detail,
             };
-            Ok(match settle(slot, held, outcome, id, modern).await? {
-                Some(answer) => Outcome::Answer(answer),
-                None => Outcome::Send,
-            })
+            Ok(Outcome::Held(
+                settle(slot, held, outcome, id, modern).await?,
+            ))
         }
     }
 }
@@ -496,6 +514,7 @@ async fn refuse_body(
     bytes: &[u8],
     code: i64,
     why: &str,
+    started: Instant,
 ) -> Result<Response<ResponseBody>, Problem> {
     let detail = json!({
         "reason": why,
@@ -503,6 +522,7 @@ async fn refuse_body(
         "body_sha256": hex::encode(Sha256::digest(bytes)),
     });
     record(slot, "malformed MCP message", Some("deny"), detail).await?;
+    slot.session.metrics().forwarded(started, 1);
     Ok(reply::json_response(
         StatusCode::BAD_REQUEST,
         &reply::error(&Value::Null, code, why, None),

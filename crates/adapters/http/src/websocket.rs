@@ -111,6 +111,11 @@ where
     };
     let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
+    let relayed = if direction == "agent" {
+        slot.session.metrics().to_target()
+    } else {
+        slot.session.metrics().to_client()
+    };
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -121,6 +126,7 @@ where
             break;
         }
         total += n as u64;
+        relayed.add(n);
         if frames == Frames::None {
             continue;
         }

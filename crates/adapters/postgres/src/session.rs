@@ -450,6 +450,7 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
         }),
         Err(e) => {
             tracing::warn!(target = %target, error = %e, "could not connect to the target");
+            session.metrics().upstream_connect_failed();
             let _ = session
                 .record_later(vec![EventDraft::new(
                     EventKind::ConnectFailure,

@@ -10,6 +10,9 @@
 //! takes statements again. A store write is one transaction, so a failed one left
 //! nothing behind, and what a retry stores is exactly what failed. A segment is
 //! deleted only once the store holds all of it durably.
+//!
+//! Every store write is timed, and every failed one counted, in the process's metrics
+//! (`airlock_store_write_seconds`, `airlock_store_write_errors_total`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -57,6 +60,8 @@ pub(crate) struct Ingester {
     pub(crate) log: Box<dyn EventLog>,
     pub(crate) dir: PathBuf,
     pub(crate) health: Arc<Health>,
+    /// Times the store writes and counts their failures.
+    pub(crate) writes: airlock_metrics::StoreWrites,
 }
 
 /// The hand-over from the writer thread to the ingest thread, bounded to `depth`
@@ -298,12 +303,19 @@ impl Ingester {
     /// deletes the segment. Each step may be retried.
     fn step(&mut self, ops: &mut Vec<EncodedBatch>, done: Option<u64>) -> Result<(), String> {
         if !ops.is_empty() {
-            self.log.apply(ops).map_err(|e| e.to_string())?;
+            let log = &mut self.log;
+            self.writes
+                .apply
+                .time(|| log.apply(ops))
+                .map_err(|e| e.to_string())?;
             ops.clear();
         }
         if let Some(n) = done {
-            self.log.make_durable(n).map_err(|e| e.to_string())?;
-            journal::remove_segment(&self.dir, n).map_err(|e| e.to_string())?;
+            let (log, dir) = (&mut self.log, &self.dir);
+            self.writes.make_durable.time(|| {
+                log.make_durable(n).map_err(|e| e.to_string())?;
+                journal::remove_segment(dir, n).map_err(|e| e.to_string())
+            })?;
         }
         Ok(())
     }

@@ -52,6 +52,8 @@ pub(crate) struct Queue {
     state: Mutex<State>,
     wake: Condvar,
     capacity: Arc<Semaphore>,
+    /// The most batches it holds.
+    depth: usize,
 }
 
 impl Queue {
@@ -60,7 +62,14 @@ impl Queue {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             capacity: Arc::new(Semaphore::new(depth)),
+            depth,
         }
+    }
+
+    /// Batches queued or being committed (each holds a permit until its commit is
+    /// done): one atomic read, for the metrics scrape.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth.saturating_sub(self.capacity.available_permits())
     }
 
     /// Queues `records`; waits only while the queue is full. `urgent` wakes the writer
@@ -244,6 +253,20 @@ mod tests {
             queue.push(Vec::new(), None, false).await,
             Err(RecorderError::Stopped)
         ));
+    }
+
+    #[tokio::test]
+    async fn its_depth_counts_batches_until_their_commit_is_done() {
+        let queue = Queue::new(8);
+        assert_eq!(queue.depth(), 0);
+        queue.push(Vec::new(), None, false).await.unwrap();
+        queue.push(Vec::new(), None, true).await.unwrap();
+        assert_eq!(queue.depth(), 2);
+        let mut got = Vec::new();
+        assert!(queue.take(&mut got, None));
+        assert_eq!(queue.depth(), 2, "taken but not yet committed");
+        drop(got);
+        assert_eq!(queue.depth(), 0);
     }
 
     #[tokio::test]

@@ -173,6 +173,10 @@ impl Recorder {
         };
         let journal = Journal::create(journal_dir, next_segment)?;
         let queue = Arc::new(Queue::new(QUEUE_DEPTH));
+        // Its depth is read when metrics are scraped, never counted on the way.
+        let watched = Arc::downgrade(&queue);
+        airlock_metrics::global()
+            .watch_recorder_queue(QUEUE_DEPTH, move || watched.upgrade().map(|q| q.depth()));
         let health = Arc::new(Health::new(queue.clone()));
         let syncs = Arc::new(AtomicU64::new(0));
         let (ingest_tx, ingest_rx) = ingest_queue(INGEST_DEPTH);
@@ -180,6 +184,7 @@ impl Recorder {
             log,
             dir: journal_dir.to_owned(),
             health: health.clone(),
+            writes: airlock_metrics::global().store_writes(),
         };
         let writer = Arc::new(Mutex::new(Writer {
             journal,

@@ -169,7 +169,11 @@ impl Session {
             }
         };
         match begun {
-            Begun::Approved(approval) => Ok(Held::Settled(self.claim(&approval).await?)),
+            Begun::Approved(approval) => {
+                // Decided while no statement waited (a retry after a timeout finds it).
+                self.time_decision(&approval);
+                Ok(Held::Settled(self.claim(&approval).await?))
+            }
             Begun::Pending { approval, created } => {
                 let what = if created { "requested" } else { "rejoined" };
                 self.record(vec![step(
@@ -229,6 +233,8 @@ impl Session {
     ) -> Result<HoldOutcome, RecorderError> {
         let (what, done) = self.held_noun();
         let started = Instant::now();
+        // Counted as pending until this returns or is dropped (the client left).
+        let _pending = self.metrics().hold_pending();
         let id = waiting.approval.id.clone();
         let approvals = self.approvals().clone();
         let wait = approvals.wait(&id, timeout);
@@ -258,7 +264,10 @@ impl Session {
         };
         let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let approval = match waited {
-            Ok(Waited::Decided(a)) => a,
+            Ok(Waited::Decided(a)) => {
+                self.time_decision(&a);
+                a
+            }
             Ok(Waited::Canceled) => {
                 self.record(vec![step(
                     "canceled",
@@ -338,6 +347,23 @@ impl Session {
             }
             ApprovalStatus::Used | ApprovalStatus::Pending => Ok(self.already_used(&approval)),
         }
+    }
+
+    /// Samples how long a decided request took to be decided (an expired one: its
+    /// whole life), in `airlock_approval_latency_seconds`.
+    fn time_decision(&self, approval: &Approval) {
+        let (outcome, at) = match approval.status {
+            ApprovalStatus::Approved => ("approved", approval.decided_at),
+            ApprovalStatus::Denied => ("denied", approval.decided_at),
+            ApprovalStatus::Expired => ("expired", Some(approval.expires_at)),
+            ApprovalStatus::Pending | ApprovalStatus::Used => return,
+        };
+        let Some(at) = at else {
+            return;
+        };
+        let took =
+            Duration::try_from(at.datetime() - approval.created_at.datetime()).unwrap_or_default();
+        self.metrics().approval_decided(outcome, took);
     }
 
     /// Claims an approved request for this one execution and records it.

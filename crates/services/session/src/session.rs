@@ -56,7 +56,7 @@ pub struct Session {
     pub(crate) hold_canceled: tokio::sync::Notify,
     /// Tells whether the credential still holds (expiry, revocation).
     identity: airlock_identity::Identity,
-    /// The target's decision counters, resolved once for the session.
+    /// The target's metrics, resolved once for the session.
     counters: airlock_metrics::TargetCounters,
 }
 
@@ -144,6 +144,13 @@ impl Session {
     /// The session's masking, if any rule applies to it.
     pub fn masker(&self) -> Option<&Arc<Masker>> {
         self.masker.as_ref()
+    }
+
+    /// The target's metrics, resolved when the session opened: adapters count relayed
+    /// bytes, the latency they add and failed upstream connections on them without a
+    /// label lookup.
+    pub fn metrics(&self) -> &airlock_metrics::TargetCounters {
+        &self.counters
     }
 
     /// The session id.

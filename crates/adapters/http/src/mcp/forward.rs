@@ -93,9 +93,14 @@ pub(super) async fn forward(
         .body(ResponseBody::full(body.clone()))
         .map_err(|e| problem::upstream_failed(&name, e))?;
     *upstream_req.headers_mut() = headers;
+    let metrics = slot.session.metrics();
+    metrics.relayed_to_target(body.len());
     let response = match client.request(upstream_req).await {
         Ok(r) => r,
         Err(e) => {
+            if e.is_connect() {
+                metrics.upstream_connect_failed();
+            }
             let why = handler::upstream_error(&e);
             handler::record_outcome_now(
                 slot,
@@ -163,6 +168,7 @@ pub(super) async fn respond(
     let status = parts.status;
     let on_end = outcome_recorder(slot, &transformer, status, started);
     let scrub = slot.credential.scrubber.stream();
+    let to_client = slot.session.metrics().to_client();
     let is_sse = content_type == "text/event-stream";
     let is_json = crate::inspect::is_json(&content_type);
     let out_body = if is_sse {
@@ -173,6 +179,7 @@ pub(super) async fn respond(
             0,
             on_end,
         )
+        .counting(to_client)
         .boxed()
     } else if is_json {
         let limited = http_body_util::Limited::new(body, MAX_ANSWER);
@@ -196,10 +203,14 @@ pub(super) async fn respond(
         };
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         let inner = http_body_util::Full::new(text).map_err(|never| match never {});
-        FilteredBody::new(inner, Vec::new(), scrub, 0, on_end).boxed()
+        FilteredBody::new(inner, Vec::new(), scrub, 0, on_end)
+            .counting(to_client)
+            .boxed()
     } else {
         // Errors and empty acknowledgements (202): passed, with the credential scrubbed.
-        FilteredBody::new(body, Vec::new(), scrub, 0, on_end).boxed()
+        FilteredBody::new(body, Vec::new(), scrub, 0, on_end)
+            .counting(to_client)
+            .boxed()
     };
     let mut out = Response::new(out_body);
     *out.status_mut() = status;
@@ -344,6 +355,7 @@ pub(super) async fn forward_channel(
                     }
                 };
                 let s = Arc::new(opened.map_err(|e| {
+                    slot.session.metrics().upstream_connect_failed();
                     tracing::warn!(target = %target.model.name, error = %e, "an MCP server's channel did not open");
                     problem::upstream_failed(&target.model.name, e)
                 })?);
@@ -352,6 +364,7 @@ pub(super) async fn forward_channel(
             }
         }
     };
+    slot.session.metrics().relayed_to_target(body.len());
     let answers = match server.exchange(&messages, &ids).await {
         Ok(a) => a,
         Err(e) => {
@@ -396,6 +409,7 @@ pub(super) async fn forward_channel(
         0,
         on_end,
     )
+    .counting(slot.session.metrics().to_client())
     .boxed();
     let mut response = Response::new(out_body);
     response.headers_mut().insert(

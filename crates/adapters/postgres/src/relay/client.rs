@@ -114,11 +114,15 @@ pub(super) async fn client_to_server(
     // Bytes of a streamed (CopyData) frame still to pass through.
     let mut passthrough: usize = 0;
     loop {
+        // What the scan finds arrived with the read just made: the gateway latency of
+        // its statements runs from here to their forwarding (or refusal, or hold).
+        let arrived = Instant::now();
         client.in_block = shared.with(|s| s.outstanding == 0 && s.tx_status == b'T');
         let run = match client.scan(&mut buf, &mut passthrough) {
             Ok(run) => run,
             Err(end) => return end,
         };
+        let decided = run.drafts.iter().filter(|d| d.decision.is_some()).count();
         let strict = std::mem::take(&mut client.may_change) || run.after.is_some();
         if let Err(end) = client.record(run.drafts, strict).await {
             return end;
@@ -137,6 +141,9 @@ pub(super) async fn client_to_server(
             if let Err(e) = client.write_run(up, &chunk).await {
                 return upstream_write_failed(e).await;
             }
+        }
+        if decided > 0 {
+            client.session.metrics().forwarded(arrived, decided);
         }
         client.added.clear();
         let next = match run.after {
@@ -365,8 +372,11 @@ impl ClientSide<'_> {
         up: &mut WriteHalf<BoxIo>,
         chunk: &[u8],
     ) -> Result<(), PostgresError> {
+        let metrics = self.session.metrics();
         if self.added.is_empty() {
-            return write_all_flush(up, chunk).await;
+            write_all_flush(up, chunk).await?;
+            metrics.relayed_to_target(chunk.len());
+            return Ok(());
         }
         let mut joined = BytesMut::with_capacity(chunk.len() + 64);
         let mut at = 0usize;
@@ -376,7 +386,9 @@ impl ClientSide<'_> {
             at = offset;
         }
         joined.extend_from_slice(chunk.get(at..).unwrap_or(&[]));
-        write_all_flush(up, &joined).await
+        write_all_flush(up, &joined).await?;
+        metrics.relayed_to_target(joined.len());
+        Ok(())
     }
 
     /// Does what the frame that stopped the run calls for, once the frames before it
@@ -437,7 +449,10 @@ impl ClientSide<'_> {
             self.expect(Expect::Query(ResultFacts::default()));
         }
         match write_all_flush(up, &replacement).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.session.metrics().relayed_to_target(replacement.len());
+                Ok(())
+            }
             Err(e) => Err(upstream_write_failed(e).await),
         }
     }

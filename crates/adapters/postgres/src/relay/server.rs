@@ -303,6 +303,7 @@ impl ServerSide<'_> {
         chunk.extend_from_slice(refusal);
         self.shared.pass_gate().await.map_err(ended_by)?;
         self.shared.write_client(&chunk).await.map_err(ended_by)?;
+        self.session.metrics().relayed_to_client(chunk.len());
         run.forward = 0;
         Ok(())
     }
@@ -328,6 +329,7 @@ impl ServerSide<'_> {
             }
             // Whole frames only: the client never holds part of one.
             self.shared.write_client(&self.out).await?;
+            self.session.metrics().relayed_to_client(self.out.len());
             self.out.clear();
             if self.out.capacity() > 4 * READ_CHUNK {
                 self.out.shrink_to(READ_CHUNK);
@@ -342,6 +344,7 @@ impl ServerSide<'_> {
         }
         self.shared.with(|s| s.mid_frame = true);
         self.shared.write_client(&chunk).await?;
+        self.session.metrics().relayed_to_client(chunk.len());
         let partial = self.passthrough > 0;
         self.shared.with(|s| s.mid_frame = partial);
         Ok(())

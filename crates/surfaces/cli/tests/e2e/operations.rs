@@ -2,7 +2,7 @@
 //! and `/healthz` and `/readyz` answer without a token (`/readyz` says why when the
 //! gateway cannot serve).
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlock_testkit::{AirlockBuilder, Postgres, free_port, psql};
@@ -27,49 +27,169 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// DELETEs on `shop` wait for group `dba`; target `down` may be connected to.
+const HOLDS_AND_DOWN: &str = "\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");\n@id(\"connect-down\")\npermit(principal in Group::\"ai-agents\", action == Action::\"connect\", resource == Target::\"down\");\n";
+
+/// Scrapes until `done` holds of the text (or 20 s pass); returns the last text.
+fn scrape_until(url: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = get(url);
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn metrics_move_with_the_traffic_and_probes_need_no_token() {
     let pg = Postgres::shared();
     let db = pg.create_database("ops");
     let api = free_port();
+    let dead_port = free_port();
+    let policy = format!("{READ_ONLY}{HOLDS_AND_DOWN}");
     let mut gw = AirlockBuilder::new(bin())
-        .policy(Some(READ_ONLY))
+        .policy(Some(&policy))
         .target("shop", pg, &db)
+        .target_extra("hold_timeout = \"60s\"")
+        .raw_target(&format!(
+            "[[targets]]\nname = \"down\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {dead_port}\ndatabase = \"x\"\nuser = \"app\"\npassword = \"env:DOWN_PW\"\nsslmode = \"disable\"\nconnect_timeout = \"3s\"\n"
+        ))
+        .env("DOWN_PW", "x")
         .extra(&format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\n"))
         .start();
     airlock_testkit::wait_port(api, Duration::from_secs(10)).unwrap();
     let base = format!("https://127.0.0.1:{api}");
+    let metrics = format!("{base}/metrics");
     assert_eq!(get(&format!("{base}/healthz")), (200, "ok".into()));
     assert_eq!(get(&format!("{base}/readyz")).0, 200);
-    let (code, before) = get(&format!("{base}/metrics"));
+    let (code, before) = get(&metrics);
     assert_eq!(code, 200, "{before}");
     let token = gw.token("agent", &["ai-agents"]);
     let out = psql(
         &gw.conn("shop", &token),
-        &["select * from customers", "delete from orders"],
+        &[
+            "select * from customers",
+            "update orders set id = id where false",
+        ],
     );
     assert!(out.stdout.contains("Lovelace"), "{out:?}");
-    let (_, after) = get(&format!("{base}/metrics"));
+    let after = scrape_until(&metrics, |t| {
+        sample(
+            t,
+            r#"airlock_sessions_open{target="shop",protocol="postgres"}"#,
+        ) == 0.0
+    });
+    let delta = |name: &str| sample(&after, name) - sample(&before, name);
     let sessions = r#"airlock_sessions_total{target="shop",protocol="postgres"}"#;
-    assert!(
-        sample(&after, sessions) >= sample(&before, sessions) + 1.0,
-        "{after}"
-    );
+    assert_eq!(delta(sessions), 1.0, "{after}");
     let allowed = r#"airlock_decisions_total{target="shop",protocol="postgres",decision="allow"}"#;
     let denied = r#"airlock_decisions_total{target="shop",protocol="postgres",decision="deny"}"#;
+    assert_eq!((delta(allowed), delta(denied)), (1.0, 1.0), "{after}");
+    // One latency sample per statement decided: the SELECT forwarded, the UPDATE refused.
+    let latency = r#"airlock_gateway_latency_seconds_count{target="shop",protocol="postgres"}"#;
+    assert_eq!(delta(latency), 2.0, "{after}");
+    let inf =
+        r#"airlock_gateway_latency_seconds_bucket{le="+Inf",target="shop",protocol="postgres"}"#;
+    assert_eq!(delta(inf), 2.0, "{after}");
+    let to_target =
+        r#"airlock_relayed_bytes_total{target="shop",protocol="postgres",direction="to_target"}"#;
+    let to_client =
+        r#"airlock_relayed_bytes_total{target="shop",protocol="postgres",direction="to_client"}"#;
+    // The SELECT's text went up; its rows (with "Lovelace") came back.
     assert!(
-        sample(&after, allowed) >= 1.0 && sample(&after, denied) >= 1.0,
+        delta(to_target) >= "select * from customers".len() as f64,
         "{after}"
     );
+    assert!(delta(to_client) > 100.0, "{after}");
     assert!(
         after.contains("airlock_masked_values_total{rule=\"default\""),
         "{after}"
     );
+    // The recorder: its queue is shown, and the ingest thread's store writes are timed.
+    assert!(
+        sample(&after, "airlock_recorder_queue_capacity ") > 0.0,
+        "{after}"
+    );
+    assert!(after.contains("\nairlock_recorder_queue_depth "), "{after}");
+    let after = scrape_until(&metrics, |t| {
+        sample(t, r#"airlock_store_write_seconds_count{op="apply"}"#) > 0.0
+    });
+    assert!(
+        sample(&after, r#"airlock_store_write_seconds_count{op="apply"}"#) > 0.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, r#"airlock_store_write_errors_total{op="apply"}"#),
+        0.0,
+        "{after}"
+    );
+
+    // A held statement is pending while it waits, and its approval is timed.
+    let pending = r#"airlock_holds_pending{target="shop",protocol="postgres"}"#;
+    let approved = r#"airlock_approval_latency_seconds_count{target="shop",outcome="approved"}"#;
+    let dba = gw.token("dana", &["dba"]);
+    let held = Command::new("psql")
+        .arg(gw.conn("shop", &token))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", "delete from orders where id = 7"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = scrape_until(&metrics, |t| sample(t, pending) == 1.0);
+    assert_eq!(sample(&waiting, pending), 1.0, "{waiting}");
+    assert_eq!(sample(&waiting, approved), 0.0, "{waiting}");
+    let list = gw.cli_ok(&["approvals", "list", "--status", "pending", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = list["approvals"][0]["id"].as_str().unwrap().to_owned();
+    let decided = gw.cli(&["approve", &id, "--token", &dba]);
+    assert!(decided.status.success(), "{decided:?}");
+    let (ok, stdout, stderr) = crate::finish(held);
+    assert!(ok && stdout.trim() == "DELETE 1", "{stdout}{stderr}");
+    let released = get(&metrics).1;
+    assert_eq!(sample(&released, pending), 0.0, "{released}");
+    assert_eq!(sample(&released, approved), 1.0, "{released}");
+    let held_decisions =
+        r#"airlock_decisions_total{target="shop",protocol="postgres",decision="hold"}"#;
+    assert_eq!(sample(&released, held_decisions), 1.0, "{released}");
+
+    // A target that is down: the failed connection is counted.
+    let refused = psql(&gw.conn("down", &token), &["select 1"]);
+    assert!(!refused.ok, "{refused:?}");
+    let down = get(&metrics).1;
+    assert_eq!(
+        sample(
+            &down,
+            r#"airlock_upstream_connect_errors_total{target="down",protocol="postgres"}"#
+        ),
+        1.0,
+        "{down}"
+    );
+    assert_eq!(
+        sample(
+            &down,
+            r#"airlock_upstream_connect_errors_total{target="shop",protocol="postgres"}"#
+        ),
+        0.0,
+        "{down}"
+    );
+
     // Labels never carry a principal, a statement or a value.
-    for leak in ["agent", "customers", "ada@example.com", &token] {
-        assert!(!after.contains(leak), "`{leak}` in /metrics");
+    for leak in [
+        "agent",
+        "dana",
+        "customers",
+        "orders",
+        "ada@example.com",
+        &token,
+        &dba,
+    ] {
+        assert!(!down.contains(leak), "`{leak}` in /metrics");
     }
-    assert!(after.ends_with("# EOF\n"));
+    assert!(down.ends_with("# EOF\n"));
     // The admin listener's probes and console keep nothing alive at shutdown: the
     // recorder drains and syncs.
     gw.stop();
@@ -78,6 +198,78 @@ fn metrics_move_with_the_traffic_and_probes_need_no_token() {
             .contains("stopped; every record is in the journal and synced"),
         "{}",
         gw.log()
+    );
+}
+
+/// HTTP requests move the same metrics: one latency sample per request, the bytes of
+/// the body sent and of the answer, and a connection to an upstream that is down.
+#[test]
+fn http_requests_move_latency_bytes_and_connect_errors() {
+    let up = airlock_testkit::HttpApi::start();
+    let api = free_port();
+    let dead_port = free_port();
+    let gw = AirlockBuilder::new(bin())
+        .http()
+        .raw_target(&format!(
+            "[[targets]]\nname = \"billing\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{}/api\"\nauth = {{ bearer = \"env:T_BEARER\" }}\n",
+            up.port
+        ))
+        .raw_target(&format!(
+            "[[targets]]\nname = \"gone\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{dead_port}/api\"\n"
+        ))
+        .env("T_BEARER", airlock_testkit::UP_BEARER)
+        .extra(&format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\n"))
+        .start();
+    airlock_testkit::wait_port(api, Duration::from_secs(10)).unwrap();
+    let metrics = format!("https://127.0.0.1:{api}/metrics");
+    let token = gw.token("agent", &["ai-agents"]);
+    let curl = |args: &[&str], path: &str| {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(args)
+            .arg(format!("https://127.0.0.1:{}{path}", gw.http_port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(&[], "/billing/v1/people"), "200");
+    let body = "x".repeat(1000);
+    let posted = curl(
+        &["-H", "Content-Type: text/plain", "--data-binary", &body],
+        "/billing/v1/upload",
+    );
+    assert_eq!(posted, "201");
+    assert_eq!(curl(&[], "/gone/v1/people"), "502");
+    let text = scrape_until(&metrics, |t| {
+        sample(
+            t,
+            r#"airlock_upstream_connect_errors_total{target="gone",protocol="http"}"#,
+        ) == 1.0
+    });
+    let latency = r#"airlock_gateway_latency_seconds_count{target="billing",protocol="http"}"#;
+    assert_eq!(sample(&text, latency), 2.0, "{text}");
+    let to_target =
+        r#"airlock_relayed_bytes_total{target="billing",protocol="http",direction="to_target"}"#;
+    let to_client =
+        r#"airlock_relayed_bytes_total{target="billing",protocol="http",direction="to_client"}"#;
+    assert_eq!(sample(&text, to_target), 1000.0, "{text}");
+    assert!(sample(&text, to_client) > 100.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"airlock_upstream_connect_errors_total{target="gone",protocol="http"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"airlock_upstream_connect_errors_total{target="billing",protocol="http"}"#
+        ),
+        0.0,
+        "{text}"
     );
 }
 

@@ -123,7 +123,10 @@ fn a_sqlite_deployment_moves_to_postgresql_with_its_chain_intact() {
     new.stop();
     let last = verify(&new);
     assert_eq!(last["ok"], true, "{last}");
-    assert_eq!(last["chains"], 2, "the imported chain and the new gateway's: {last}");
+    assert_eq!(
+        last["chains"], 2,
+        "the imported chain and the new gateway's: {last}"
+    );
 }
 
 #[test]
@@ -157,7 +160,8 @@ c.commit()",
     let cli = gw.cli(&["token", "list"]);
     assert!(!cli.status.success(), "the CLI also refuses it");
 
-    let migrated: Value = serde_json::from_str(&gw.cli_ok(&["store", "migrate", "--json"])).unwrap();
+    let migrated: Value =
+        serde_json::from_str(&gw.cli_ok(&["store", "migrate", "--json"])).unwrap();
     assert_eq!(migrated["applied"], 1, "{migrated}");
     assert_eq!(
         migrated["to"].as_i64().unwrap(),
