@@ -368,7 +368,6 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// One gateway per data directory: a second `serve` would fork the event chain.
 /// The chain this gateway records into (see `airlock_store::chains`): the one named in
 /// `data_dir/recorder.chain`, or a new one from a shared store (then written there, so
 /// that a restart continues it), or chain 0 for a store with a single writer.
@@ -415,6 +414,7 @@ async fn check_audit_key(store: &dyn Store, key: &Secret) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// One gateway per data directory: a second `serve` would fork the event chain.
 fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     let path = config.server.data_dir.join("airlock.lock");
     let file = std::fs::OpenOptions::new()
