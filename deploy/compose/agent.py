@@ -13,7 +13,8 @@ token = requests.post(
     auth=(os.environ["OIDC_CLIENT_ID"], os.environ["OIDC_CLIENT_SECRET"]),
     timeout=10,
 ).json()["access_token"]
-conninfo = dict(host=os.environ["AIRLOCK_HOST"], port=int(os.environ["AIRLOCK_PORT"]),
+host, port = os.environ["AIRLOCK_ADDRESS"].rsplit(":", 1)
+conninfo = dict(host=host, port=int(port),
                 dbname="shop", user="agent-1", password=token, sslmode="require")
 for attempt in range(30):
     try:
