@@ -3,10 +3,15 @@
 //! Events are one row per event here (the `events` table); see [`PgEventLog`] for the
 //! recorder's ingest path.
 //!
+//! Deciding or expiring an approval, and adding or revoking a token, are announced to
+//! the other processes on the store (`NOTIFY`, see [`changes`]); [`Store::changes`]
+//! listens.
+//!
 //! The password is given apart from the URL and never appears in an error or a log
 //! line: errors name the server as `postgres://user@host:port/database`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_model::{Approval, ApprovalStatus, SessionMarks, SessionSummary, Timestamp};
@@ -19,6 +24,7 @@ use crate::{
 };
 
 mod approvals;
+mod changes;
 mod event_log;
 mod mcp_tools;
 mod secrets;
@@ -40,6 +46,8 @@ pub struct PgStore {
     options: PgConnectOptions,
     /// The server and database, without the password, for errors.
     location: String,
+    /// Change announcements, shared by the clones.
+    announcer: Arc<changes::Announcer>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -116,10 +124,12 @@ impl PgStore {
                 source,
             })?;
         sqlx::migrate!("./migrations_pg").run(&pool).await?;
+        let announcer = Arc::new(changes::Announcer::new(options.clone(), location.clone()));
         Ok(PgStore {
             pool,
             options,
             location,
+            announcer,
         })
     }
 }
@@ -208,15 +218,21 @@ impl Store for PgStore {
             what: "token groups",
             detail: e.to_string(),
         })?;
+        // Announced in the same statement: sent when (and only if) it commits.
         sqlx::query(
-            "INSERT INTO tokens (name, token_hash, groups, created_at, expires_at, revoked_at, last_used_at)
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+            "WITH added AS (
+                INSERT INTO tokens (name, token_hash, groups, created_at, expires_at, revoked_at, last_used_at)
+                VALUES ($1, $2, $3, $4, $5, NULL, NULL)
+                RETURNING name)
+             SELECT pg_notify($6, $7) FROM added",
         )
         .bind(&token.name)
         .bind(&token.token_hash)
         .bind(groups)
         .bind(token.created_at.to_string())
         .bind(token.expires_at.map(|t| t.to_string()))
+        .bind(changes::CHANNEL)
+        .bind(changes::TOKENS_PAYLOAD)
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, "token", &token.name))?;
@@ -242,15 +258,22 @@ impl Store for PgStore {
     }
 
     async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError> {
-        // PostgreSQL counts the rows matched, changed or not: a token revoked before
-        // keeps its first revocation time and still counts as found.
-        let r =
-            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
-                .bind(at.to_string())
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-        Ok(r.rows_affected() > 0)
+        // PostgreSQL returns the rows matched, changed or not: a token revoked before
+        // keeps its first revocation time and still counts as found. Announced in the
+        // same statement.
+        let found = sqlx::query(
+            "WITH revoked AS (
+                UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2
+                RETURNING name)
+             SELECT pg_notify($3, $4) FROM revoked",
+        )
+        .bind(at.to_string())
+        .bind(name)
+        .bind(changes::CHANNEL)
+        .bind(changes::TOKENS_PAYLOAD)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!found.is_empty())
     }
 
     async fn touch_token(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
@@ -502,6 +525,10 @@ impl Store for PgStore {
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
         mcp_tools::accept(&self.pool, target, tool, at).await
+    }
+
+    fn changes(&self) -> Option<crate::StoreChanges> {
+        self.announcer.subscribe()
     }
 }
 
