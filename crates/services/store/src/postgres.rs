@@ -28,15 +28,16 @@ mod changes;
 mod event_log;
 mod mcp_tools;
 mod secrets;
+mod writer_claim;
 pub use event_log::PgEventLog;
 
 /// Connections in a store's pool.
 const POOL_SIZE: u32 = 8;
-/// How long a query waits for a free connection (or a new one) before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The advisory lock key of the store's one recording gateway ("airlock" in ASCII).
-const WRITER_LOCK: i64 = 0x0061_6972_6c6f_636b;
+/// How long a query waits for a free connection (or a new one) before it fails. While
+/// the store is down every query waits this long (sqlx retries a refused connection
+/// until then) before the gateway refuses what needed it: short enough that an agent
+/// gets a clear error promptly, long enough to ride out a busy pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
@@ -48,6 +49,9 @@ pub struct PgStore {
     location: String,
     /// Change announcements, shared by the clones.
     announcer: Arc<changes::Announcer>,
+    /// Whether this process holds the writer lock, shared by the clones, the claim and
+    /// the recorder's writer.
+    writer: Arc<writer_claim::Holder>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -114,9 +118,12 @@ impl PgStore {
             options = options.password(password);
         }
         let location = describe(&options);
+        // A pooled connection is checked before use: after a store restart the broken
+        // ones are replaced rather than handed out.
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
             .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
@@ -130,6 +137,7 @@ impl PgStore {
             options,
             location,
             announcer,
+            writer: Arc::default(),
         })
     }
 }
@@ -286,28 +294,7 @@ impl Store for PgStore {
     }
 
     async fn claim_writer(&self) -> Result<crate::WriterClaim, StoreError> {
-        use sqlx::Connection;
-        // A session-level advisory lock on a connection of its own, held as long as the
-        // claim: the server releases it if the gateway dies.
-        let mut conn = sqlx::PgConnection::connect_with(&self.options)
-            .await
-            .map_err(|source| StoreError::Open {
-                location: self.location.clone(),
-                source,
-            })?;
-        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(WRITER_LOCK)
-            .fetch_one(&mut conn)
-            .await?;
-        if !claimed {
-            return Err(StoreError::Busy {
-                location: self.location.clone(),
-                why: "one gateway records into a store at a time (the event chain has one writer); stop the other `airlock serve`, or give this one its own store".into(),
-            });
-        }
-        Ok(crate::WriterClaim(Some(Box::new(tokio::sync::Mutex::new(
-            conn,
-        )))))
+        writer_claim::claim(&self.options, &self.location, &self.writer).await
     }
 
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
@@ -315,6 +302,7 @@ impl Store for PgStore {
         Ok(Box::new(PgEventLog::new(
             self.options.clone(),
             self.location.clone(),
+            self.writer.clone(),
         )))
     }
 

@@ -1382,3 +1382,135 @@ mod postgres_changes {
         tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------
+// PostgreSQL only: the one recording gateway's claim
+
+mod postgres_writer {
+    use super::*;
+    use airlock_testkit::{APP_PASSWORD, Postgres};
+
+    async fn connect(port: u16, db: &str) -> PgStore {
+        let url = format!("postgres://{APP_USER}@127.0.0.1:{port}/{db}");
+        PgStore::connect(&url, Some(APP_PASSWORD)).await.unwrap()
+    }
+
+    /// Stores one session start with the store's recorder writer; its result.
+    async fn try_apply(store: &PgStore, session: &str) -> Result<(), StoreError> {
+        let batch = EncodedBatch::encode(vec![session_started(session)]).unwrap();
+        let mut log = store.event_log().unwrap();
+        tokio::task::spawn_blocking(move || log.apply(&[batch]))
+            .await
+            .unwrap()
+    }
+
+    /// Tries `f` every 100 ms until it returns `Some`, for up to 20 s.
+    async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+        what: &str,
+        mut f: impl FnMut() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(t) = f().await {
+                return t;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The store restarts under a gateway: its claim is taken again, its recorder's
+    /// writer stores again, and a second gateway is still refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_claim_is_taken_again_after_a_store_restart() {
+        let pg = tokio::task::spawn_blocking(|| Postgres::start(false).unwrap())
+            .await
+            .unwrap();
+        let db = pg.create_database("airlock_store");
+        let (a, b) = (connect(pg.port, &db).await, connect(pg.port, &db).await);
+        let _claim = a.claim_writer().await.unwrap();
+        assert!(matches!(
+            b.claim_writer().await,
+            Err(StoreError::Busy { .. })
+        ));
+        try_apply(&a, "before").await.unwrap();
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.stop_immediate().unwrap();
+            // While the store is down nothing is stored.
+            pg
+        })
+        .await
+        .unwrap();
+        assert!(try_apply(&a, "down").await.is_err());
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.restart().unwrap();
+            pg
+        })
+        .await
+        .unwrap();
+        eventually("the recorder's writer did not store again", || async {
+            try_apply(&a, "after").await.ok()
+        })
+        .await;
+        assert!(
+            matches!(b.claim_writer().await, Err(StoreError::Busy { .. })),
+            "the claim was taken again: a second gateway is refused"
+        );
+        assert!(a.get_session("after").await.unwrap().is_some());
+        assert!(a.get_session("down").await.unwrap().is_none());
+        drop((a, b));
+        tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+    }
+
+    /// Another gateway takes the lock while this one had lost it: this one's writer
+    /// never stores again (its idea of the chain's head is stale).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_taken_over_by_another_gateway_is_given_up_for_good() {
+        let (port, db) = tokio::task::spawn_blocking(|| {
+            let pg = Postgres::shared();
+            (pg.port, pg.create_database("airlock_store"))
+        })
+        .await
+        .unwrap();
+        let a = connect(port, &db).await;
+        let _claim = a.claim_writer().await.unwrap();
+        try_apply(&a, "before").await.unwrap();
+        // Another gateway: cuts the claim's connection and takes the lock as soon as
+        // it is free, long before the claim notices.
+        use sqlx::Connection;
+        let mut other = sqlx::PgConnection::connect(&format!(
+            "postgres://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/{db}"
+        ))
+        .await
+        .unwrap();
+        let holder: i32 = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND (classid::bigint << 32) | objid::bigint = x'6169726c6f636b'::bigint",
+        )
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1), pg_advisory_lock(x'6169726c6f636b'::bigint)")
+            .bind(holder)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let err = eventually("the claim was not given up", || async {
+            match try_apply(&a, "after").await {
+                Err(e @ StoreError::Busy { .. }) => Some(e),
+                Err(_) => None,
+                Ok(()) => panic!("stored while another gateway holds the lock"),
+            }
+        })
+        .await;
+        assert!(err.to_string().contains("restart this gateway"), "{err}");
+        // Even once the other gateway is gone.
+        other.close().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(matches!(
+            try_apply(&a, "later").await,
+            Err(StoreError::Busy { .. })
+        ));
+        assert!(a.get_session("after").await.unwrap().is_none());
+    }
+}
