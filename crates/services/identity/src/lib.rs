@@ -228,6 +228,8 @@ impl Identity {
         let me = self.clone();
         tokio::spawn(async move {
             let mut changes = me.store.changes();
+            // Logged once per outage of the store, not at every try.
+            let mut failing = false;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -241,8 +243,17 @@ impl Identity {
                         StoreChange::ApprovalDecided { .. } => continue,
                     },
                 }
-                if let Err(e) = me.refresh_revocations().await {
-                    tracing::warn!(error = %e, "could not read token revocations");
+                match me.refresh_revocations().await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("reading token revocations again");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "could not read token revocations; open sessions keep the last ones read until the store answers");
+                    }
+                    Err(_) => {}
                 }
             }
         })
