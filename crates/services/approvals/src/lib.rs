@@ -4,8 +4,9 @@
 //! the target, the digest of the exact statement and parameters ([`digest`]), the
 //! policy version and the approver group. Approvers are told through webhooks
 //! ([`notify`]) and decide through the admin API or the CLI ([`Approvals::decide`]);
-//! the waiting session learns of the decision in this process at once and from other
-//! processes (the CLI, another replica) by polling the store. An approval runs its
+//! the waiting session learns of the decision in this process at once, and from other
+//! processes (the CLI, another replica) as soon as the store announces it (PostgreSQL's
+//! `NOTIFY`), or at its next poll of the store (the fallback). An approval runs its
 //! statement once ([`Approvals::use_approval`]) and lapses after `expire_after`.
 
 mod digest;

@@ -1,18 +1,26 @@
 //! The approval service: request, wait, decide, use, expire.
+//!
+//! A waiting session learns of a decision taken in this process at once (`decided`), of
+//! one taken by another process (the CLI, another replica) from the store's change
+//! feed where it has one ([`Store::changes`], PostgreSQL), and otherwise, or should an
+//! announcement be lost, at its next poll of the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_model::{Approval, ApprovalStatus, Principal, Timestamp};
-use airlock_store::Store;
+use airlock_store::{Store, StoreChange, next_change};
 use tokio::sync::watch;
 
 use crate::notify::Notifier;
 use crate::{ApprovalError, DecideError};
 
 /// How often a waiting session re-reads its request from the store, to see decisions
-/// taken by another process (the CLI, another replica).
+/// taken by another process (the CLI, another replica), on a store that does not
+/// announce them.
 const POLL_INTERVAL: Duration = Duration::from_millis(400);
+/// The same on a store that announces them: a fallback for an announcement lost.
+const POLL_INTERVAL_ANNOUNCED: Duration = Duration::from_secs(1);
 
 /// What a held statement is, as the session saw it.
 #[derive(Debug, Clone)]
@@ -108,6 +116,8 @@ pub struct Approvals {
     /// Bumped whenever this process decides a request: waiters re-read at once.
     decided: Arc<watch::Sender<u64>>,
     audit: Option<Arc<dyn AuditSink>>,
+    /// How often a waiter re-reads its request, when set; else by the store's kind.
+    poll: Option<Duration>,
 }
 
 /// Whether `who` may see a request: a member of its approver group, or the principal
@@ -123,7 +133,16 @@ impl Approvals {
             store,
             decided: Arc::new(watch::channel(0).0),
             audit: None,
+            poll: None,
         }
+    }
+
+    /// Waiters re-read their request from the store every `every`, whether or not the
+    /// store announces decisions (by default 400 ms where it does not, 1 s where it
+    /// does).
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = Some(every);
+        self
     }
 
     /// Records decisions and expiries through `audit` as well.
@@ -206,7 +225,14 @@ impl Approvals {
     /// Waits until request `id` is decided or expires, or `timeout` passes.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Waited, ApprovalError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Both subscribed before the first read: nothing decided after it is missed.
         let mut decided = self.decided.subscribe();
+        let mut changes = self.store.changes();
+        let poll = self.poll.unwrap_or(if changes.is_some() {
+            POLL_INTERVAL_ANNOUNCED
+        } else {
+            POLL_INTERVAL
+        });
         loop {
             let now = Timestamp::now();
             let current = self.store.get_approval(id).await?;
@@ -234,11 +260,27 @@ impl Approvals {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(Waited::TimedOut(current));
             }
-            let nap =
-                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_INTERVAL));
-            tokio::select! {
-                _ = nap => {}
-                _ = decided.changed() => {}
+            // Until the next poll, the deadline, or the request's expiry, which comes first.
+            let now_instant = tokio::time::Instant::now();
+            let expires_in = Duration::try_from(current.expires_at.datetime() - now.datetime())
+                .unwrap_or(Duration::ZERO);
+            let wake = [poll, expires_in]
+                .into_iter()
+                .filter_map(|d| now_instant.checked_add(d))
+                .fold(deadline, std::cmp::Ord::min);
+            let nap = tokio::time::sleep_until(wake);
+            tokio::pin!(nap);
+            loop {
+                tokio::select! {
+                    _ = &mut nap => break,
+                    _ = decided.changed() => break,
+                    change = next_change(&mut changes) => match change {
+                        StoreChange::ApprovalDecided { id: decided_id } if decided_id == id => break,
+                        StoreChange::Resync => break,
+                        // Another request, or tokens: keep waiting.
+                        _ => {}
+                    },
+                }
             }
         }
     }

@@ -4,7 +4,9 @@
 //! bytes; only its SHA-256 is stored, so a copy of the store does not hand out working
 //! tokens) or an OIDC access token (a JWT from a configured provider, [`oidc`]). Both go
 //! through [`Identity::authenticate`]. [`Identity::still_valid`] tells an open session
-//! whether its credential still holds (expiry, revocation).
+//! whether its credential still holds (expiry, revocation): revocations are read from
+//! the store as soon as it announces a token change ([`Store::changes`], PostgreSQL), and
+//! polled as the fallback ([`Identity::spawn_revocation_watch`]).
 
 pub mod oidc;
 
@@ -16,7 +18,7 @@ use arc_swap::ArcSwap;
 use oidc::{OidcError, OidcProvider, OidcSettings};
 
 use airlock_model::{Principal, PrincipalSource, Timestamp};
-use airlock_store::{Store, StoreError, TokenRecord};
+use airlock_store::{Store, StoreChange, StoreError, TokenRecord, next_change};
 use airlock_vault::Secret;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -218,15 +220,40 @@ impl Identity {
         Ok(())
     }
 
-    /// Refreshes revocations every `every` until the process ends.
+    /// Refreshes revocations until the process ends: at once when the store announces
+    /// a token change (or that announcements may have been missed), and every `every`
+    /// in any case (the fallback, for a store that announces nothing or an announcement
+    /// lost).
     pub fn spawn_revocation_watch(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut changes = me.store.changes();
+            // Logged once per outage of the store, not at every try.
+            let mut failing = false;
             let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                if let Err(e) = me.refresh_revocations().await {
-                    tracing::warn!(error = %e, "could not read token revocations");
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    change = next_change(&mut changes) => match change {
+                        StoreChange::TokensChanged | StoreChange::Resync => {
+                            // Read now; the next poll a full interval later.
+                            tick.reset();
+                        }
+                        StoreChange::ApprovalDecided { .. } => continue,
+                    },
+                }
+                match me.refresh_revocations().await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("reading token revocations again");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "could not read token revocations; open sessions keep the last ones read until the store answers");
+                    }
+                    Err(_) => {}
                 }
             }
         })

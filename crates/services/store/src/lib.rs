@@ -5,6 +5,7 @@
 
 mod batch;
 pub mod chains;
+mod changes;
 mod error;
 mod marks;
 mod postgres;
@@ -14,6 +15,7 @@ mod sqlite;
 pub mod transfer;
 
 pub use batch::{EncodedBatch, EncodedOp};
+pub use changes::{StoreChange, StoreChanges, next_change};
 pub use error::StoreError;
 pub use marks::event_marks;
 pub use postgres::{PgEventLog, PgStore};
@@ -177,4 +179,14 @@ pub trait Store: Send + Sync {
         tool: Option<&str>,
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// A feed of the changes other processes (and this one) make to approvals and
+    /// tokens, where the backend announces them (PostgreSQL: `LISTEN`/`NOTIFY`), so that
+    /// waiters learn of them at once instead of at their next poll. `None` where it does
+    /// not (SQLite: one gateway per store; keep polling). A feed can miss announcements
+    /// (it says [`StoreChange::Resync`] when it may have): it speeds polling up, it
+    /// never replaces it.
+    fn changes(&self) -> Option<StoreChanges> {
+        None
+    }
 }

@@ -3,10 +3,15 @@
 //! Events are one row per event here (the `events` table); see [`PgEventLog`] for the
 //! recorder's ingest path.
 //!
+//! Deciding or expiring an approval, and adding or revoking a token, are announced to
+//! the other processes on the store (`NOTIFY`, see [`changes`]); [`Store::changes`]
+//! listens.
+//!
 //! The password is given apart from the URL and never appears in an error or a log
 //! line: errors name the server as `postgres://user@host:port/database`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_model::{Approval, ApprovalStatus, SessionMarks, SessionSummary, Timestamp};
@@ -21,18 +26,23 @@ use crate::{
 };
 
 mod approvals;
+mod changes;
 mod event_log;
 mod mcp_tools;
 mod secrets;
+mod writer_claim;
 pub use event_log::PgEventLog;
 
 /// Connections in a store's pool.
 const POOL_SIZE: u32 = 8;
-/// How long a query waits for a free connection (or a new one) before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a free connection (or a new one) before it fails. While
+/// the store is down every query waits this long (sqlx retries a refused connection
+/// until then) before the gateway refuses what needed it: short enough that an agent
+/// gets a clear error promptly, long enough to ride out a busy pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The first key of the advisory lock a recording gateway holds on its chain ("alkc"
-/// in ASCII); the second is the chain's number.
+/// in ASCII); the second is the chain's number (see `writer_claim`).
 const WRITER_LOCK: i32 = 0x616c_6b63;
 
 /// PostgreSQL-backed [`Store`].
@@ -43,6 +53,11 @@ pub struct PgStore {
     options: PgConnectOptions,
     /// The server and database, without the password, for errors.
     location: String,
+    /// Change announcements, shared by the clones.
+    announcer: Arc<changes::Announcer>,
+    /// Whether this process holds the writer lock, shared by the clones, the claim and
+    /// the recorder's writer.
+    writer: Arc<writer_claim::Holder>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -122,9 +137,12 @@ impl PgStore {
             options = options.password(password);
         }
         let location = describe(&options);
+        // A pooled connection is checked before use: after a store restart the broken
+        // ones are replaced rather than handed out.
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
             .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
@@ -147,11 +165,14 @@ impl PgStore {
             migrator.run(&pool).await.map_err(StoreError::from)
         })
         .await?;
+        let announcer = Arc::new(changes::Announcer::new(options.clone(), location.clone()));
         Ok((
             PgStore {
                 pool,
                 options,
                 location,
+                announcer,
+                writer: Arc::default(),
             },
             version,
         ))
@@ -242,15 +263,21 @@ impl Store for PgStore {
             what: "token groups",
             detail: e.to_string(),
         })?;
+        // Announced in the same statement: sent when (and only if) it commits.
         sqlx::query(
-            "INSERT INTO tokens (name, token_hash, groups, created_at, expires_at, revoked_at, last_used_at)
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+            "WITH added AS (
+                INSERT INTO tokens (name, token_hash, groups, created_at, expires_at, revoked_at, last_used_at)
+                VALUES ($1, $2, $3, $4, $5, NULL, NULL)
+                RETURNING name)
+             SELECT pg_notify($6, $7) FROM added",
         )
         .bind(&token.name)
         .bind(&token.token_hash)
         .bind(groups)
         .bind(token.created_at.to_string())
         .bind(token.expires_at.map(|t| t.to_string()))
+        .bind(changes::CHANNEL)
+        .bind(changes::TOKENS_PAYLOAD)
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, "token", &token.name))?;
@@ -276,15 +303,22 @@ impl Store for PgStore {
     }
 
     async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError> {
-        // PostgreSQL counts the rows matched, changed or not: a token revoked before
-        // keeps its first revocation time and still counts as found.
-        let r =
-            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
-                .bind(at.to_string())
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-        Ok(r.rows_affected() > 0)
+        // PostgreSQL returns the rows matched, changed or not: a token revoked before
+        // keeps its first revocation time and still counts as found. Announced in the
+        // same statement.
+        let found = sqlx::query(
+            "WITH revoked AS (
+                UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2
+                RETURNING name)
+             SELECT pg_notify($3, $4) FROM revoked",
+        )
+        .bind(at.to_string())
+        .bind(name)
+        .bind(changes::CHANNEL)
+        .bind(changes::TOKENS_PAYLOAD)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!found.is_empty())
     }
 
     async fn touch_token(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
@@ -327,31 +361,7 @@ impl Store for PgStore {
     }
 
     async fn claim_writer(&self, chain: i64) -> Result<crate::WriterClaim, StoreError> {
-        use sqlx::Connection;
-        // A session-level advisory lock on a connection of its own, held as long as the
-        // claim: the server releases it if the gateway dies.
-        let mut conn = sqlx::PgConnection::connect_with(&self.options)
-            .await
-            .map_err(|source| StoreError::Open {
-                location: self.location.clone(),
-                source,
-            })?;
-        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-            .bind(WRITER_LOCK)
-            .bind(i32::try_from(chain).unwrap_or(i32::MAX))
-            .fetch_one(&mut conn)
-            .await?;
-        if !claimed {
-            return Err(StoreError::Busy {
-                location: self.location.clone(),
-                why: format!(
-                    "another gateway records into chain {chain} of this store (each replica needs a data_dir of its own: was this one copied from another?)"
-                ),
-            });
-        }
-        Ok(crate::WriterClaim(Some(Box::new(tokio::sync::Mutex::new(
-            conn,
-        )))))
+        writer_claim::claim(&self.options, &self.location, &self.writer, chain).await
     }
 
     fn event_log(&self) -> Result<Box<dyn EventLog>, StoreError> {
@@ -359,6 +369,7 @@ impl Store for PgStore {
         Ok(Box::new(PgEventLog::new(
             self.options.clone(),
             self.location.clone(),
+            self.writer.clone(),
         )))
     }
 
@@ -623,6 +634,10 @@ impl Store for PgStore {
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
         mcp_tools::accept(&self.pool, target, tool, at).await
+    }
+
+    fn changes(&self) -> Option<crate::StoreChanges> {
+        self.announcer.subscribe()
     }
 }
 

@@ -1432,3 +1432,274 @@ async fn an_export_imports_into_the_other_backend_and_back_unchanged() {
         .unwrap_err();
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------
+// PostgreSQL only: changes announced between the processes on one store
+
+mod postgres_changes {
+    use super::*;
+    use airlock_store::{StoreChange, StoreChanges};
+    use airlock_testkit::{APP_PASSWORD, Postgres};
+
+    /// Generous: an announcement arrives in milliseconds; this only bounds a failure.
+    const ARRIVES_WITHIN: Duration = Duration::from_secs(5);
+
+    async fn connect(port: u16, db: &str) -> PgStore {
+        let url = format!("postgres://{APP_USER}@127.0.0.1:{port}/{db}");
+        PgStore::connect(&url, Some(APP_PASSWORD)).await.unwrap()
+    }
+
+    /// Two stores (two gateways, or a gateway and the CLI) on one fresh database.
+    async fn two_stores() -> (PgStore, PgStore) {
+        let (port, db) = tokio::task::spawn_blocking(|| {
+            let pg = Postgres::shared();
+            (pg.port, pg.create_database("airlock_store"))
+        })
+        .await
+        .unwrap();
+        (connect(port, &db).await, connect(port, &db).await)
+    }
+
+    /// `store`'s feed, once it listens: its first `Resync` says so.
+    async fn listening(store: &PgStore) -> StoreChanges {
+        let mut feed = store.changes().expect("PostgreSQL announces changes");
+        assert_eq!(next(&mut feed).await, StoreChange::Resync);
+        feed
+    }
+
+    async fn next(feed: &mut StoreChanges) -> StoreChange {
+        tokio::time::timeout(ARRIVES_WITHIN, feed.next())
+            .await
+            .expect("no change announced")
+            .expect("the feed ended")
+    }
+
+    /// The next change that is not a `Resync`.
+    async fn next_change(feed: &mut StoreChanges) -> StoreChange {
+        loop {
+            match next(feed).await {
+                StoreChange::Resync => continue,
+                change => return change,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_decision_and_a_revocation_on_one_store_reach_the_other() {
+        let (a, b) = two_stores().await;
+        let mut on_b = listening(&b).await;
+        let mut on_a = listening(&a).await;
+        let now = Timestamp::now();
+        a.insert_approval(&approval("p1", now)).await.unwrap();
+        a.insert_token(&token("crew", "h1")).await.unwrap();
+        assert_eq!(next_change(&mut on_b).await, StoreChange::TokensChanged);
+        let (_, won) = a
+            .decide_approval("p1", true, "dana", None, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(won);
+        assert_eq!(
+            next_change(&mut on_b).await,
+            StoreChange::ApprovalDecided { id: "p1".into() }
+        );
+        assert!(b.revoke_token("crew", now).await.unwrap());
+        assert_eq!(next_change(&mut on_a).await, StoreChange::TokensChanged);
+        assert_eq!(
+            next_change(&mut on_a).await,
+            StoreChange::ApprovalDecided { id: "p1".into() },
+            "a store hears its own announcements too"
+        );
+        assert_eq!(next_change(&mut on_a).await, StoreChange::TokensChanged);
+        // A decision that loses, or a revocation of no token, announces nothing; the
+        // next announcement is the expiry below.
+        let (_, won) = b
+            .decide_approval("p1", false, "eve", Some("no"), now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!won);
+        assert!(!b.revoke_token("nobody", now).await.unwrap());
+        let mut due = approval("p2", now);
+        due.expires_at = now;
+        b.insert_approval(&due).await.unwrap();
+        let expired = b.expire_approvals(Timestamp::now()).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].id, "p2");
+        assert_eq!(expired[0].status, ApprovalStatus::Expired);
+        assert_eq!(
+            next_change(&mut on_a).await,
+            StoreChange::ApprovalDecided { id: "p2".into() }
+        );
+        // The SQLite store announces nothing: one gateway per store, which polls.
+        assert!(sqlite_store().await.changes().is_none());
+    }
+
+    /// The store's server restarted: the feed says `Resync` (announcements made while
+    /// it was down are lost), then carries announcements again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_store_restart_subscribers_re_read_and_hear_again() {
+        let pg = tokio::task::spawn_blocking(|| Postgres::start(false).unwrap())
+            .await
+            .unwrap();
+        let db = pg.create_database("airlock_store");
+        let (a, b) = (connect(pg.port, &db).await, connect(pg.port, &db).await);
+        let mut on_b = listening(&b).await;
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.stop_immediate().unwrap();
+            pg.restart().unwrap();
+            pg
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            next(&mut on_b).await,
+            StoreChange::Resync,
+            "told to re-read after the connection came back"
+        );
+        // The pool's broken connections are replaced as well.
+        let now = Timestamp::now();
+        a.insert_approval(&approval("r1", now)).await.unwrap();
+        a.decide_approval("r1", true, "dana", None, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            next_change(&mut on_b).await,
+            StoreChange::ApprovalDecided { id: "r1".into() }
+        );
+        drop((a, b));
+        tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// PostgreSQL only: the one recording gateway's claim
+
+mod postgres_writer {
+    use super::*;
+    use airlock_testkit::{APP_PASSWORD, Postgres};
+
+    async fn connect(port: u16, db: &str) -> PgStore {
+        let url = format!("postgres://{APP_USER}@127.0.0.1:{port}/{db}");
+        PgStore::connect(&url, Some(APP_PASSWORD)).await.unwrap()
+    }
+
+    /// Stores one session start with the store's recorder writer; its result.
+    async fn try_apply(store: &PgStore, session: &str) -> Result<(), StoreError> {
+        let batch = EncodedBatch::encode(vec![session_started(session)]).unwrap();
+        let mut log = store.event_log().unwrap();
+        tokio::task::spawn_blocking(move || log.apply(&[batch]))
+            .await
+            .unwrap()
+    }
+
+    /// Tries `f` every 100 ms until it returns `Some`, for up to 20 s.
+    async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+        what: &str,
+        mut f: impl FnMut() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(t) = f().await {
+                return t;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The store restarts under a gateway: its claim is taken again, its recorder's
+    /// writer stores again, and a second gateway on its chain is still refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_claim_is_taken_again_after_a_store_restart() {
+        let pg = tokio::task::spawn_blocking(|| Postgres::start(false).unwrap())
+            .await
+            .unwrap();
+        let db = pg.create_database("airlock_store");
+        let (a, b) = (connect(pg.port, &db).await, connect(pg.port, &db).await);
+        let _claim = a.claim_writer(1).await.unwrap();
+        assert!(matches!(
+            b.claim_writer(1).await,
+            Err(StoreError::Busy { .. })
+        ));
+        try_apply(&a, "before").await.unwrap();
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.stop_immediate().unwrap();
+            // While the store is down nothing is stored.
+            pg
+        })
+        .await
+        .unwrap();
+        assert!(try_apply(&a, "down").await.is_err());
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.restart().unwrap();
+            pg
+        })
+        .await
+        .unwrap();
+        eventually("the recorder's writer did not store again", || async {
+            try_apply(&a, "after").await.ok()
+        })
+        .await;
+        assert!(
+            matches!(b.claim_writer(1).await, Err(StoreError::Busy { .. })),
+            "the claim was taken again: a second gateway is refused"
+        );
+        assert!(a.get_session("after").await.unwrap().is_some());
+        assert!(a.get_session("down").await.unwrap().is_none());
+        drop((a, b));
+        tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+    }
+
+    /// Another gateway takes the lock while this one had lost it: this one's writer
+    /// never stores again (its idea of the chain's head is stale).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_taken_over_by_another_gateway_is_given_up_for_good() {
+        let (port, db) = tokio::task::spawn_blocking(|| {
+            let pg = Postgres::shared();
+            (pg.port, pg.create_database("airlock_store"))
+        })
+        .await
+        .unwrap();
+        let a = connect(port, &db).await;
+        let _claim = a.claim_writer(1).await.unwrap();
+        try_apply(&a, "before").await.unwrap();
+        // Another gateway: cuts the claim's connection and takes the lock as soon as
+        // it is free, long before the claim notices.
+        use sqlx::Connection;
+        let mut other = sqlx::PgConnection::connect(&format!(
+            "postgres://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/{db}"
+        ))
+        .await
+        .unwrap();
+        let holder: i32 = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+               AND classid::bigint = x'616c6b63'::bigint AND objid::bigint = 1",
+        )
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1), pg_advisory_lock(x'616c6b63'::int, 1)")
+            .bind(holder)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let err = eventually("the claim was not given up", || async {
+            match try_apply(&a, "after").await {
+                Err(e @ StoreError::Busy { .. }) => Some(e),
+                Err(_) => None,
+                Ok(()) => panic!("stored while another gateway holds the lock"),
+            }
+        })
+        .await;
+        assert!(err.to_string().contains("restart this gateway"), "{err}");
+        // Even once the other gateway is gone.
+        other.close().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(matches!(
+            try_apply(&a, "later").await,
+            Err(StoreError::Busy { .. })
+        ));
+        assert!(a.get_session("after").await.unwrap().is_none());
+    }
+}

@@ -1,13 +1,16 @@
 //! Approval requests in PostgreSQL. Deciding and using are single conditional UPDATEs:
 //! of two approvers (or two sessions) racing on one request, the second waits for the
 //! first's row lock, then finds the request no longer pending (or approved) and loses.
+//! Deciding and expiring are announced to the other processes on the store in the same
+//! statement (see [`super::changes`]).
 
 use airlock_model::{Approval, ApprovalStatus, Timestamp};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use super::changes::{CHANNEL, approval_payload};
 use super::{limit as sql_limit, parse_opt_ts, parse_ts};
-use crate::StoreError;
+use crate::{StoreChange, StoreError};
 
 fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -152,17 +155,22 @@ pub(super) async fn decide(
         ApprovalStatus::Denied
     };
     let changed = sqlx::query(
-        "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4
-         WHERE id = $5 AND status = 'pending' AND expires_at > $3",
+        "WITH decided AS (
+            UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4
+            WHERE id = $5 AND status = 'pending' AND expires_at > $3
+            RETURNING id)
+         SELECT pg_notify($6, $7) FROM decided",
     )
     .bind(status.as_str())
     .bind(by)
     .bind(at.to_string())
     .bind(comment)
     .bind(id)
-    .execute(pool)
+    .bind(CHANNEL)
+    .bind(approval_payload(id))
+    .fetch_all(pool)
     .await?
-    .rows_affected()
+    .len()
         == 1;
     Ok(get(pool, id).await?.map(|a| (a, changed)))
 }
@@ -191,9 +199,11 @@ pub(super) async fn expire(pool: &PgPool, now: Timestamp) -> Result<Vec<Approval
             UPDATE approvals SET status = 'expired'
             WHERE status IN ('pending', 'approved') AND expires_at <= $1
             RETURNING *)
-         SELECT * FROM expired ORDER BY id",
+         SELECT *, pg_notify($2, $3 || id) AS announced FROM expired ORDER BY id",
     )
     .bind(now.to_string())
+    .bind(CHANNEL)
+    .bind(StoreChange::APPROVAL_PREFIX)
     .fetch_all(pool)
     .await?;
     rows.iter().map(from_row).collect()

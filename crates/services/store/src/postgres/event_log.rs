@@ -8,6 +8,9 @@
 //! event. Commits are durable when they return (PostgreSQL syncs its WAL on commit), so
 //! [`EventLog::make_durable`] only notes the journal segment as stored.
 //!
+//! In a gateway (which claims the store, see [`super::writer_claim`]) every write first
+//! checks that the claim still holds the writer lock, and stores nothing otherwise.
+//!
 //! Replaying a journal after a crash meets rows stored before it: sessions and events
 //! already there are skipped (`ON CONFLICT DO NOTHING`), a session ended before keeps
 //! its first end, and marks are only ever added.
@@ -20,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, PgExecutor};
 use tokio::runtime::Runtime;
 
+use super::writer_claim::{Held, Holder, holds_lock};
 use crate::{EncodedBatch, EncodedOp, EventLog, StoreError};
 
 /// Events sent in one INSERT (bounds a statement's size on large batches).
@@ -30,6 +34,8 @@ pub struct PgEventLog {
     options: PgConnectOptions,
     /// The server, without the password, for errors.
     location: String,
+    /// Whether this process holds the writer lock.
+    writer: std::sync::Arc<Holder>,
     runtime: Option<Runtime>,
     conn: Option<PgConnection>,
     /// The marks each open session's row is known to carry, so that a row is updated
@@ -247,11 +253,16 @@ fn write_error(e: sqlx::Error) -> StoreError {
 
 impl PgEventLog {
     /// A writer that connects with `options` on its first call (`location` names the
-    /// server in errors).
-    pub(crate) fn new(options: PgConnectOptions, location: String) -> Self {
+    /// server in errors), and writes only while `writer` says the lock is held.
+    pub(super) fn new(
+        options: PgConnectOptions,
+        location: String,
+        writer: std::sync::Arc<Holder>,
+    ) -> Self {
         PgEventLog {
             options,
             location,
+            writer,
             runtime: None,
             conn: None,
             marked: HashMap::new(),
@@ -290,9 +301,44 @@ impl PgEventLog {
     }
 }
 
+impl PgEventLog {
+    /// `Ok` when this process may write: it made no claim (the CLI, tests), or its
+    /// claim's connection holds the writer lock.
+    fn may_write(&mut self) -> Result<(), StoreError> {
+        let pid = match self.writer.get() {
+            Held::Unclaimed => return Ok(()),
+            Held::By(pid) => pid,
+            Held::Lost => {
+                return Err(StoreError::Write(
+                    "this gateway lost the store's writer lock with its connection (the store restarted?) and is taking it again".into(),
+                ));
+            }
+            Held::Forfeited => {
+                return Err(StoreError::Busy {
+                    location: self.location.clone(),
+                    why: "it took the writer lock while this gateway had lost it; restart this gateway (the event chain has one writer)".into(),
+                });
+            }
+        };
+        let chain = self.writer.chain();
+        let (runtime, conn) = self.connected()?;
+        match runtime.block_on(holds_lock(conn, pid, chain)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Write(
+                "this gateway no longer holds the store's writer lock (the store restarted?) and is taking it again".into(),
+            )),
+            Err(e) => {
+                self.conn = None;
+                Err(write_error(e))
+            }
+        }
+    }
+}
+
 impl EventLog for PgEventLog {
     fn apply(&mut self, batches: &[EncodedBatch]) -> Result<(), StoreError> {
         let rows = Rows::collect(batches, &self.marked)?;
+        self.may_write()?;
         let (runtime, conn) = self.connected()?;
         if let Err(e) = runtime.block_on(rows.store(conn)) {
             // The transaction is rolled back: nothing of the batch is stored. The

@@ -26,8 +26,12 @@ use crate::context::{
 
 /// How often approval requests whose time is up are marked expired.
 const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
-/// How often revoked tokens are re-read from the store.
+/// How often revoked tokens are re-read from the store (the fallback: a PostgreSQL
+/// store announces a revocation, and it is read at once).
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
+/// How long `/readyz` waits for the store: a store that is down would otherwise hold
+/// the probe for the pool's whole acquire timeout.
+const READY_STORE_WAIT: Duration = Duration::from_secs(2);
 
 /// What `/readyz` checks: the store answers, the recorder records (neither its journal
 /// nor the store failing), and a policy is loaded (without one everything is denied).
@@ -44,10 +48,21 @@ fn readiness(
             recorder
                 .check()
                 .map_err(|cause| format!("the recorder refuses work: {cause}"))?;
-            store
-                .setting(airlock_recorder::AUDIT_KEY_CHECK)
-                .await
-                .map_err(|e| format!("the store is unreachable: {e}"))?;
+            match tokio::time::timeout(
+                READY_STORE_WAIT,
+                store.setting(airlock_recorder::AUDIT_KEY_CHECK),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("the store is unreachable: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "the store is unreachable: no answer within {}s",
+                        READY_STORE_WAIT.as_secs()
+                    ));
+                }
+            }
             let policy = gateway.upgrade().map(|g| g.runtime().policy.is_some());
             match policy {
                 Some(true) => Ok(()),
@@ -199,7 +214,8 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
         approvals.clone(),
     ));
     let sweeper = approvals.spawn_sweeper(APPROVAL_SWEEP);
-    // Revocations by the CLI reach open sessions at their next statement.
+    // Revocations by the CLI (or another replica) reach open sessions at their next
+    // statement.
     let revocations = identity.spawn_revocation_watch(REVOCATION_POLL);
     {
         let identity = identity.clone();

@@ -1,9 +1,10 @@
 //! Operations surfaces of one gateway: `/metrics` counts what a real psql session did,
 //! and `/healthz` and `/readyz` answer without a token (`/readyz` says why when the
-//! gateway cannot serve).
+//! gateway cannot serve); a gateway on a PostgreSQL store, and that store restarted
+//! under it.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airlock_testkit::{AirlockBuilder, Postgres, free_port, psql};
 
@@ -563,4 +564,192 @@ fn a_gateway_records_into_a_postgresql_store() {
     assert!(s["events"].as_array().unwrap().len() >= 3, "{s}");
     let verify = gw.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
+}
+
+/// Polls `ok` every 200 ms until it holds or `limit` passes; returns whether it held.
+fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What a statement on a raw session got: answered, or refused with (SQLSTATE, message).
+fn statement(r: &mut crate::raw::Raw, sql: &str) -> Result<(), (String, String)> {
+    let answer = r.query(sql);
+    if let Some(e) = answer.iter().find(|m| m.tag == b'E') {
+        return Err((
+            e.field(b'C').unwrap_or_default(),
+            e.field(b'M').unwrap_or_default(),
+        ));
+    }
+    if answer.iter().any(|m| m.tag == b'C') {
+        Ok(())
+    } else {
+        Err((
+            String::new(),
+            "the connection closed without an answer".into(),
+        ))
+    }
+}
+
+/// The PostgreSQL store restarted (`pg_ctl stop -m immediate`, then started) under a
+/// running gateway. While it is down, statements are refused (fail closed: they cannot
+/// be recorded) with an error that says so, new sessions are refused, and `/readyz`
+/// names the store; once it is back the gateway serves again by itself, still its
+/// chain's one recording gateway, and the audit chain verifies.
+#[test]
+fn a_store_restart_is_survived_and_statements_fail_closed_while_it_is_down() {
+    use crate::raw::Raw;
+    let target = Postgres::shared();
+    let db = target.create_database("ops_outage");
+    // The store in a cluster of the test's own, which it stops and starts.
+    let store_pg = Postgres::start(false).expect("start the store's cluster");
+    store_pg
+        .superuser_sql("postgres", "create database airlock_store")
+        .unwrap();
+    let api = free_port();
+    let store_section = format!(
+        "\n[store]\nurl = \"postgres://postgres@127.0.0.1:{}/airlock_store?sslmode=disable\"\npassword = \"env:AIRLOCK_STORE_PASSWORD\"\n",
+        store_pg.port
+    );
+    let store = format!("{store_section}\n[api]\nlisten = \"127.0.0.1:{api}\"\n");
+    let mut gw = AirlockBuilder::new(bin())
+        .policy(Some(READ_ONLY))
+        .target("shop", target, &db)
+        .listener("allow_plaintext_loopback = true")
+        .env(
+            "AIRLOCK_STORE_PASSWORD",
+            airlock_testkit::SUPERUSER_PASSWORD,
+        )
+        .extra(&store)
+        .start();
+    airlock_testkit::wait_port(api, Duration::from_secs(10)).unwrap();
+    let readyz = format!("https://127.0.0.1:{api}/readyz");
+    assert_eq!(get(&readyz).0, 200);
+    let token = gw.token("agent", &["ai-agents"]);
+    let count = "select count(*) from orders";
+    let mut r = Raw::ready(gw.port, "shop", &token);
+    for _ in 0..5 {
+        statement(&mut r, count).unwrap();
+    }
+
+    store_pg.stop_immediate().unwrap();
+    // The session goes on until the recorder finds it cannot store its records; then
+    // its statements are refused and it ends.
+    let started = Instant::now();
+    let mut answered = 0;
+    let (code, message) = loop {
+        match statement(&mut r, count) {
+            Ok(()) => answered += 1,
+            Err(refused) => break refused,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "statements were still answered 60 s into the outage ({answered} of them)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "store down: {answered} statements answered, then refused after {:?}: {code} {message}",
+        started.elapsed()
+    );
+    assert_eq!(code, "58000", "{message}");
+    assert!(
+        message.contains("Airlock cannot record this session"),
+        "{message}"
+    );
+    assert!(r.closed(), "the session ends");
+    // A new session is refused, and says why.
+    let asked = Instant::now();
+    let refused = psql(&gw.conn("shop", &token), &[count]);
+    eprintln!(
+        "a new session during the outage, refused after {:?}: {}",
+        asked.elapsed(),
+        refused.stderr.trim()
+    );
+    assert!(!refused.ok, "{refused:?}");
+    assert!(
+        refused.stderr.contains("Airlock cannot record")
+            || refused.stderr.contains("its store is unavailable"),
+        "{refused:?}"
+    );
+    let asked = Instant::now();
+    let (code, body) = get(&readyz);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("store"), "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "/readyz took {:?} to answer",
+        asked.elapsed()
+    );
+    assert!(
+        !body.contains(airlock_testkit::SUPERUSER_PASSWORD),
+        "{body}"
+    );
+
+    store_pg.restart().unwrap();
+    let back = Instant::now();
+    let served = wait_until(Duration::from_secs(30), || {
+        let (mut r, reply) = Raw::login(gw.port, "shop", &token);
+        reply.tag == b'R' && r.read_until(b'Z').is_some() && statement(&mut r, count).is_ok()
+    });
+    assert!(
+        served,
+        "the gateway did not serve again within 30 s of the store coming back; its log:\n{}",
+        gw.log()
+    );
+    eprintln!(
+        "serving again {:?} after the store came back",
+        back.elapsed()
+    );
+    let out = psql(
+        &gw.conn("shop", &token),
+        &["select name from customers order by id"],
+    );
+    assert!(out.ok && out.stdout.contains("Lovelace"), "{out:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || get(&readyz).0 == 200),
+        "/readyz: {:?}",
+        get(&readyz)
+    );
+    // Still its chain's one recording gateway: another on the same chain (a copied
+    // data_dir) is refused.
+    let mut other = AirlockBuilder::new(bin())
+        .target("shop", target, &db)
+        .env(
+            "AIRLOCK_STORE_PASSWORD",
+            airlock_testkit::SUPERUSER_PASSWORD,
+        )
+        .extra(&store_section)
+        .write();
+    std::fs::create_dir_all(other.dir.join("data")).unwrap();
+    std::fs::copy(
+        gw.dir.join("data/recorder.chain"),
+        other.dir.join("data/recorder.chain"),
+    )
+    .unwrap();
+    assert!(other.start().is_err(), "a second writer on one chain started");
+    assert!(
+        other.log().contains("another gateway records into chain"),
+        "{}",
+        other.log()
+    );
+    drop(other);
+    let verify = gw.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    gw.stop();
+    let verify = gw.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let log = gw.log();
+    assert!(
+        !log.contains(airlock_testkit::SUPERUSER_PASSWORD),
+        "the store's password in the log"
+    );
 }

@@ -147,6 +147,42 @@ fn approved_while_waiting_runs_once_on_the_same_connection() {
     assert_eq!(approvals(&f.gw, "pending").len(), 0);
 }
 
+/// On a PostgreSQL store, the CLI (another process, as another replica would be)
+/// decides, the store announces the decision, and the statement held on the gateway is
+/// released and runs once.
+#[test]
+fn on_a_postgresql_store_another_process_s_decision_releases_the_hold() {
+    let pg = Postgres::shared();
+    let store_db = format!("airlock_store_{:08x}", rand::random::<u32>());
+    pg.superuser_sql("postgres", &format!("create database {store_db}"))
+        .unwrap();
+    let store = format!(
+        "\n[store]\nurl = \"postgres://postgres@127.0.0.1:{}/{store_db}?sslmode=disable\"\npassword = \"env:AIRLOCK_STORE_PASSWORD\"\n",
+        pg.port
+    );
+    let f = fixture("appr_pg", "60s", |b| {
+        b.env(
+            "AIRLOCK_STORE_PASSWORD",
+            airlock_testkit::SUPERUSER_PASSWORD,
+        )
+        .extra(&store)
+    });
+    let dba = f.gw.token("dana", &["dba"]);
+    let held = psql_bg(&f.conn(), "delete from orders where id = 7");
+    let id = wait_pending(&f.gw, 1)["id"].as_str().unwrap().to_owned();
+    assert_eq!(orders(&f.db), "100", "ran before approval");
+    let out = decide(&f.gw, "approve", &id, &dba, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let decided = Instant::now();
+    let (ok, stdout, stderr) = finish(held);
+    eprintln!("released {:?} after the CLI decided", decided.elapsed());
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "DELETE 1");
+    assert_eq!(orders(&f.db), "99");
+    let s = f.gw.last_session_of("agent", "shop");
+    assert_eq!(steps(&s), ["requested", "approved", "used"]);
+}
+
 #[test]
 fn denial_is_an_error_with_the_reason_and_the_transaction_stays_consistent() {
     let f = fixture("appr_deny", "60s", |b| b);
