@@ -37,6 +37,7 @@ mod postgres_reload;
 mod postgres_stream;
 mod postgres_transparency;
 mod postgres_upstream;
+mod quickstart;
 mod raw;
 mod replicas;
 mod secrets;
