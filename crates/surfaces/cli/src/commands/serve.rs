@@ -156,11 +156,7 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
             "migrated the store's schema (--migrate)"
         );
     }
-    let chain = recorder_chain(&config, &*store).await?;
-    let _writer = store
-        .claim_writer(chain)
-        .await
-        .context("cannot record into the store")?;
+    let (chain, _writer) = claim_chain(&config, &*store).await?;
     let key = audit_key(&config, true)?.context("no audit key")?;
     check_audit_key(&*store, &key).await?;
     // First the journal of an unclean stop is replayed, then what it left open is closed.
@@ -384,34 +380,63 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// The chain this gateway records into (see `airlock_store::chains`): the one named in
-/// `data_dir/recorder.chain`, or a new one from a shared store (then written there, so
-/// that a restart continues it), or chain 0 for a store with a single writer.
-async fn recorder_chain(config: &Config, store: &dyn Store) -> anyhow::Result<i64> {
+/// The chain this gateway records into (see `airlock_store::chains`), claimed: the one
+/// named in `data_dir/recorder.chain`; or a new one from a shared store, written there
+/// once claimed so that a restart continues it; or chain 0 for a store with a single
+/// writer. A chain named in the file that another gateway holds is refused (a copied
+/// `data_dir`); a new one that another gateway took first (a recreated store whose
+/// sequence starts again) is passed over for the next.
+async fn claim_chain(
+    config: &Config,
+    store: &dyn Store,
+) -> anyhow::Result<(i64, airlock_store::WriterClaim)> {
     let path = config.server.data_dir.join("recorder.chain");
+    let claim = |chain| async move {
+        store
+            .claim_writer(chain)
+            .await
+            .context("cannot record into the store")
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().with_context(|| {
-            format!(
-                "{} does not hold a chain number; restore it, or delete it to start a new chain",
-                path.display()
-            )
-        }),
+        Ok(text) => {
+            let chain = text.trim().parse().with_context(|| {
+                format!(
+                    "{} does not hold a chain number; restore it, or delete it to start a new chain",
+                    path.display()
+                )
+            })?;
+            Ok((chain, claim(chain).await?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let Some(chain) = store
-                .new_chain()
-                .await
-                .context("cannot take a new chain in the store")?
-            else {
-                return Ok(0);
-            };
-            std::fs::write(&path, format!("{chain}\n"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            tracing::info!(chain, "recording into a new chain of the shared store");
-            Ok(chain)
+            for _ in 0..NEW_CHAIN_TRIES {
+                let Some(chain) = store
+                    .new_chain()
+                    .await
+                    .context("cannot take a new chain in the store")?
+                else {
+                    return Ok((0, claim(0).await?));
+                };
+                match store.claim_writer(chain).await {
+                    Ok(held) => {
+                        std::fs::write(&path, format!("{chain}\n"))
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        tracing::info!(chain, "recording into a new chain of the shared store");
+                        return Ok((chain, held));
+                    }
+                    Err(airlock_store::StoreError::Busy { .. }) => continue,
+                    Err(e) => return Err(e).context("cannot record into the store"),
+                }
+            }
+            anyhow::bail!(
+                "every new chain the store handed out was held by another gateway ({NEW_CHAIN_TRIES} tries)"
+            )
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
+
+/// New chains tried before giving up (each taken by another gateway first).
+const NEW_CHAIN_TRIES: usize = 16;
 
 /// Refuses to start when the audit key differs from the one the store's chains were
 /// recorded with (every replica must have the same `[audit] key`): its events would
