@@ -1703,3 +1703,47 @@ mod postgres_writer {
         assert!(a.get_session("after").await.unwrap().is_none());
     }
 }
+
+// ---------------------------------------------------------------------------------
+// PostgreSQL only: a store reached over TLS, its server certificate verified
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_over_tls_verifies_the_servers_certificate() {
+    let (port, db, ca) = tokio::task::spawn_blocking(|| {
+        let pg = airlock_testkit::Postgres::shared_tls();
+        let ca = pg.ca_pem.clone().expect("the TLS cluster has a CA");
+        (pg.port, pg.create_database("airlock_store_tls"), ca)
+    })
+    .await
+    .unwrap();
+    let url = |mode: &str, ca: &std::path::Path| {
+        format!(
+            "postgres://{APP_USER}@127.0.0.1:{port}/{db}?sslmode={mode}&sslrootcert={}",
+            ca.display()
+        )
+    };
+    let store = PgStore::connect(
+        &url("verify-full", &ca),
+        Some(airlock_testkit::APP_PASSWORD),
+    )
+    .await
+    .expect("a store over verified TLS");
+    store.insert_token(&token("tls", "h-tls")).await.unwrap();
+    assert!(store.find_token_by_hash("h-tls").await.unwrap().is_some());
+    // A CA that did not sign the server's certificate: refused, and the error says why.
+    let other =
+        std::env::temp_dir().join(format!("airlock-unrelated-ca-{}.pem", std::process::id()));
+    std::fs::write(&other, airlock_testkit::unrelated_ca_pem()).unwrap();
+    let err = PgStore::connect(
+        &url("verify-full", &other),
+        Some(airlock_testkit::APP_PASSWORD),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("TLS"),
+        "{text}"
+    );
+    assert!(!text.contains(airlock_testkit::APP_PASSWORD), "{text}");
+}
