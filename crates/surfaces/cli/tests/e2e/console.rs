@@ -13,15 +13,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airlock_testkit::{
     Airlock, AirlockBuilder, Idp, Postgres, free_port, scratch_dir, workspace_root,
 };
 use serde_json::Value;
 
-use crate::bin;
 use crate::postgres_policy::READ_ONLY;
+use crate::{bin, pending_for, psql_bg};
 
 const HOLD_DELETES: &str = "\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\n@reason(\"deleting orders needs a DBA's approval\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");";
 const PII: [&str; 6] = [
@@ -99,35 +99,6 @@ impl Browser {
 fn no_pii(what: &str, text: &str) {
     for p in PII {
         assert!(!text.contains(p), "raw PII `{p}` in {what}");
-    }
-}
-
-fn psql_bg(conn: &str, sql: &str) -> std::process::Child {
-    Command::new("psql")
-        .arg(conn)
-        .args(["-X", "-At", "-c", sql])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psql")
-}
-
-fn pending_for(gw: &Airlock, statement: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = gw.cli_ok(&["approvals", "list", "--status", "pending", "--json"]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        if let Some(a) = v["approvals"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["statement"].as_str() == Some(statement))
-        {
-            return a["id"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "`{statement}` never pending");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

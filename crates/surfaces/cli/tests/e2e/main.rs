@@ -157,3 +157,38 @@ pub fn events_of<'a>(session: &'a serde_json::Value, kind: &str) -> Vec<&'a serd
         .filter(|e| e["kind"] == kind)
         .collect()
 }
+
+/// psql running one command in the background (`-X -At -v ON_ERROR_STOP=1`).
+pub fn psql_bg(conn: &str, sql: &str) -> std::process::Child {
+    Command::new("psql")
+        .arg(conn)
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psql")
+}
+
+/// The id of the pending approval request for `statement`, as `gw`'s CLI lists it
+/// (waits up to 20 s for it to appear).
+pub fn pending_for(gw: &airlock_testkit::Airlock, statement: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = gw.cli_ok(&["approvals", "list", "--status", "pending", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("approvals list --json");
+        if let Some(a) = v["approvals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["statement"].as_str() == Some(statement))
+        {
+            return a["id"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{statement}` never pending"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use airlock_testkit::{Airlock, AirlockBuilder, Postgres, psql};
 use serde_json::Value;
 
 use crate::postgres_policy::READ_ONLY;
-use crate::{Fixture, bin, events_of, finish};
+use crate::{Fixture, bin, events_of, finish, psql_bg};
 
 const HOLD_DELETES: &str = "\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\n@reason(\"deleting orders needs a DBA's approval\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");";
 
@@ -39,18 +39,6 @@ fn fixture(
                 .target_extra(&format!("hold_timeout = \"{hold_timeout}\"")),
         )
     })
-}
-
-/// psql running one command in the background.
-fn psql_bg(conn: &str, sql: &str) -> Child {
-    Command::new("psql")
-        .arg(conn)
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psql")
 }
 
 fn approvals(gw: &Airlock, status: &str) -> Vec<Value> {

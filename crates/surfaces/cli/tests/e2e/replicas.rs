@@ -2,14 +2,14 @@
 //! `data_dir` and its own event chain, sharing tokens, sessions, approvals and
 //! revocations, with one audit key.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use airlock_testkit::{Airlock, AirlockBuilder, Postgres, free_port, psql, scratch_dir};
 use serde_json::Value;
 
 use crate::postgres_policy::READ_ONLY;
-use crate::{bin, py_interactive};
+use crate::{bin, pending_for, psql_bg, py_interactive};
 
 const HOLD_DELETES: &str = "\n@id(\"delete-needs-dba\")\n@hold(\"dba\")\npermit(principal in Group::\"ai-agents\", action == Sql::Action::\"delete\", resource in Target::\"shop\");";
 
@@ -84,37 +84,6 @@ impl Deployment {
 
 fn hex_key(byte: u8) -> String {
     format!("{byte:02x}").repeat(32)
-}
-
-/// psql running one command in the background.
-fn psql_bg(conn: &str, sql: &str) -> Child {
-    Command::new("psql")
-        .arg(conn)
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psql")
-}
-
-/// The id of the pending request for `statement`, as `gw`'s CLI lists it.
-fn pending_for(gw: &Airlock, statement: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = gw.cli_ok(&["approvals", "list", "--status", "pending", "--json"]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        if let Some(a) = v["approvals"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["statement"].as_str() == Some(statement))
-        {
-            return a["id"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "`{statement}` never pending");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// POSTs to `gw`'s admin API with `token`; returns the HTTP status.

@@ -23,6 +23,28 @@ fn python(code: &str, args: &[&str]) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// The SQLite store at `path` as the previous release left it: without the newest
+/// migration (its row, and the tables it created, read from its file).
+fn undo_newest_migration(path: &str) {
+    let dir = airlock_testkit::workspace_root().join("crates/services/store/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let newest = files.last().unwrap().to_str().unwrap().to_owned();
+    python(
+        "import re, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+v = c.execute('select max(version) from _sqlx_migrations').fetchone()[0]
+for t in re.findall(r'CREATE TABLE (\\w+)', open(sys.argv[2]).read()):
+    c.execute(f'drop table {t}')
+c.execute('delete from _sqlx_migrations where version = ?', (v,))
+c.commit()",
+        &[path, &newest],
+    );
+}
+
 fn verify(gw: &airlock_testkit::Airlock) -> Value {
     serde_json::from_str(&gw.cli_ok(&["audit", "verify", "--json"])).unwrap()
 }
@@ -141,16 +163,7 @@ fn serve_refuses_an_older_schema_unless_asked_to_migrate_and_a_newer_one_always(
     gw.stop();
     let store = gw.store_path();
     let store = store.to_str().unwrap();
-    // The store as the previous release left it: without the newest migration.
-    python(
-        "import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-v = c.execute('select max(version) from _sqlx_migrations').fetchone()[0]
-c.execute('drop table settings')
-c.execute('delete from _sqlx_migrations where version = ?', (v,))
-c.commit()",
-        &[store],
-    );
+    undo_newest_migration(store);
     assert!(gw.start().is_err(), "serve accepted an older schema");
     let log = gw.log();
     assert!(
@@ -175,15 +188,7 @@ c.commit()",
     gw.stop();
 
     // `serve --migrate` does it in one step.
-    python(
-        "import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-v = c.execute('select max(version) from _sqlx_migrations').fetchone()[0]
-c.execute('drop table settings')
-c.execute('delete from _sqlx_migrations where version = ?', (v,))
-c.commit()",
-        &[store],
-    );
+    undo_newest_migration(store);
     let mut migrating = Command::new(bin())
         .args(["serve", "--migrate", "--config"])
         .arg(gw.config_path())
