@@ -146,7 +146,8 @@ fn serve_refuses_an_older_schema_unless_asked_to_migrate_and_a_newer_one_always(
         "import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 v = c.execute('select max(version) from _sqlx_migrations').fetchone()[0]
-c.execute('drop table settings')
+c.execute('drop table console_signins')
+c.execute('drop table console_flows')
 c.execute('delete from _sqlx_migrations where version = ?', (v,))
 c.commit()",
         &[store],
@@ -179,7 +180,8 @@ c.commit()",
         "import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 v = c.execute('select max(version) from _sqlx_migrations').fetchone()[0]
-c.execute('drop table settings')
+c.execute('drop table console_signins')
+c.execute('drop table console_flows')
 c.execute('delete from _sqlx_migrations where version = ?', (v,))
 c.commit()",
         &[store],
