@@ -10,8 +10,8 @@ use airlock_model::{
     Approval, ApprovalStatus, Principal, PrincipalSource, SessionMarks, SessionSummary, Timestamp,
 };
 use airlock_store::{
-    ChainedEvent, ConsoleFlow, ConsoleSignin, EncodedBatch, McpToolPin, PgStore, SessionFilter, SqliteStore, Store, StoreError,
-    StoreOp, StoredSecret, TokenRecord, chains,
+    ChainedEvent, ConsoleFlow, ConsoleSignin, EncodedBatch, McpToolPin, PgStore, SessionFilter,
+    SqliteStore, Store, StoreError, StoreOp, StoredSecret, TokenRecord, chains,
 };
 
 // ---------------------------------------------------------------------------------
@@ -1178,14 +1178,34 @@ async fn case_a_console_flow_is_taken_once(s: &dyn Store) {
 
     // At most `limit` in progress; expired ones make room.
     assert!(s.put_console_flow(&flow("f4", t0, 600), 2).await.unwrap());
-    assert!(!s.put_console_flow(&flow("f5", at(30), 600), 2).await.unwrap());
+    assert!(
+        !s.put_console_flow(&flow("f5", at(30), 600), 2)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.take_console_flow("f5", at(31)).await.unwrap(), None);
     assert!(s.take_console_flow("f4", at(32)).await.unwrap().is_some());
-    assert!(s.put_console_flow(&flow("f5", at(30), 600), 2).await.unwrap());
+    assert!(
+        s.put_console_flow(&flow("f5", at(30), 600), 2)
+            .await
+            .unwrap()
+    );
     // f2 and f5 expired by 700 s: deleted as f6 is stored.
-    assert!(s.put_console_flow(&flow("f6", at(700), 600), 2).await.unwrap());
-    assert!(s.put_console_flow(&flow("f7", at(700), 600), 2).await.unwrap());
-    assert!(!s.put_console_flow(&flow("f8", at(700), 600), 2).await.unwrap());
+    assert!(
+        s.put_console_flow(&flow("f6", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.put_console_flow(&flow("f7", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_console_flow(&flow("f8", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.take_console_flow("f5", at(10)).await.unwrap(), None);
 }
 

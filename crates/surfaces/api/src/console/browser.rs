@@ -495,7 +495,10 @@ mod tests {
         let cookie = browsers.sign_in(who.clone()).await.unwrap();
         let found = elsewhere.find(&cookie).await.unwrap().unwrap();
         assert_eq!(found.principal, who);
-        assert_eq!(found.csrf, browsers.find(&cookie).await.unwrap().unwrap().csrf);
+        assert_eq!(
+            found.csrf,
+            browsers.find(&cookie).await.unwrap().unwrap().csrf
+        );
         assert!(browsers.find("not-a-cookie").await.unwrap().is_none());
         // The store holds neither the cookie nor the CSRF token.
         let row = shared

@@ -735,7 +735,10 @@ fn a_store_restart_is_survived_and_statements_fail_closed_while_it_is_down() {
         other.dir.join("data/recorder.chain"),
     )
     .unwrap();
-    assert!(other.start().is_err(), "a second writer on one chain started");
+    assert!(
+        other.start().is_err(),
+        "a second writer on one chain started"
+    );
     assert!(
         other.log().contains("another gateway records into chain"),
         "{}",
