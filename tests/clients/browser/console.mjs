@@ -47,8 +47,9 @@ const steps = {
     const signedIn = (await page.getByRole('link', { name: 'Sessions' }).count()) > 0;
     return { signedIn, ...(await pageState()) };
   },
-  // The provider's button, its own login form (any password) and consent.
-  async oidc(provider, login) {
+  // The provider's button, its own login form (any password) and consent; the provider
+  // sends the browser back to `back` (another replica's address), by default BASE.
+  async oidc(provider, login, back = base) {
     await page.goto(`${base}/signin`);
     await shot('signin');
     await page.getByRole('link', { name: `Sign in with ${provider}` }).click();
@@ -57,10 +58,10 @@ const steps = {
     await page.locator('button[type="submit"]').click();
     await page.waitForLoadState('domcontentloaded');
     // Consent, when the provider asks.
-    if (!page.url().startsWith(base)) {
+    if (!page.url().startsWith(back)) {
       await page.locator('button[type="submit"]').click();
     }
-    await page.waitForURL((u) => u.toString().startsWith(base), { timeout: 10000 });
+    await page.waitForURL((u) => u.toString().startsWith(back), { timeout: 10000 });
     await page.waitForLoadState('domcontentloaded');
     const signedIn = (await page.getByRole('link', { name: 'Sessions' }).count()) > 0;
     return { signedIn, ...(await pageState()) };

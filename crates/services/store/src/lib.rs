@@ -1,7 +1,8 @@
 //! Airlock's store: tokens, sessions and the hash-chained event log behind one [`Store`]
 //! trait, with two interchangeable backends that pass the same tests
 //! (`tests/suite.rs`): the embedded SQLite file ([`SqliteStore`], the default) and a
-//! shared PostgreSQL database ([`PgStore`]) for several gateways.
+//! shared PostgreSQL database ([`PgStore`]) for several gateways. The web console's
+//! sign-ins and OIDC flows live here too, so that every gateway on a store sees them.
 
 mod batch;
 pub mod chains;
@@ -19,7 +20,10 @@ pub use changes::{StoreChange, StoreChanges, next_change};
 pub use error::StoreError;
 pub use marks::event_marks;
 pub use postgres::{PgEventLog, PgStore};
-pub use records::{ChainedEvent, McpToolPin, SessionFilter, StoreOp, StoredSecret, TokenRecord};
+pub use records::{
+    ChainedEvent, ConsoleFlow, ConsoleSignin, McpToolPin, SessionFilter, StoreOp, StoredSecret,
+    TokenRecord,
+};
 pub use schema::{Migrations, SchemaVersion};
 pub use sqlite::{STORE_FILE, SqliteEventLog, SqliteStore};
 
@@ -179,6 +183,36 @@ pub trait Store: Send + Sync {
         tool: Option<&str>,
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a console sign-in. First deletes every sign-in expired at its
+    /// `created_at`, and the oldest of its principal's beyond `per_principal - 1`, so
+    /// that one principal has at most `per_principal` (a script signing in over and
+    /// over grows nothing but its own list, and signs nobody else out).
+    async fn put_console_signin(
+        &self,
+        signin: &ConsoleSignin,
+        per_principal: u32,
+    ) -> Result<(), StoreError>;
+    /// The console sign-in whose cookie hashes to `key_hash`, unless it expired by `now`.
+    async fn console_signin(
+        &self,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSignin>, StoreError>;
+    /// Ends a console sign-in; `Ok(false)` if there was none.
+    async fn delete_console_signin(&self, key_hash: &str) -> Result<bool, StoreError>;
+    /// Stores an OIDC sign-in in progress, first deleting those expired at its
+    /// `created_at`; `Ok(false)` (and nothing stored) when `limit` unexpired ones are
+    /// stored already.
+    async fn put_console_flow(&self, flow: &ConsoleFlow, limit: u32) -> Result<bool, StoreError>;
+    /// Deletes the OIDC sign-in in progress whose state hashes to `key_hash` and
+    /// returns it unless it expired by `now` (atomically: of two callers, one gets it,
+    /// so a flow completes once).
+    async fn take_console_flow(
+        &self,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleFlow>, StoreError>;
 
     /// A feed of the changes other processes (and this one) make to approvals and
     /// tokens, where the backend announces them (PostgreSQL: `LISTEN`/`NOTIFY`), so that

@@ -1,6 +1,6 @@
 //! Rows the store reads and writes.
 
-use airlock_model::{SessionMarks, SessionSummary, Timestamp};
+use airlock_model::{Principal, SessionMarks, SessionSummary, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A service token as stored: its hash, never the token.
@@ -58,6 +58,37 @@ pub struct StoredSecret {
     pub created_at: Timestamp,
     /// When it was last set.
     pub updated_at: Timestamp,
+}
+
+/// A browser signed in to the web console, as stored: the hash of its cookie, never
+/// the cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleSignin {
+    /// Hex SHA-256 of the sign-in cookie.
+    pub key_hash: String,
+    /// Who signed in (stored as JSON; the credential itself is not kept).
+    pub principal: Principal,
+    /// When.
+    pub created_at: Timestamp,
+    /// When the sign-in ends, whatever the browser keeps.
+    pub expires_at: Timestamp,
+}
+
+/// An OIDC sign-in to the console in progress, as stored: what the provider's redirect
+/// back is checked against. Nothing in it is secret: the PKCE verifier stays in the
+/// browser (see the console's `oidc` module).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleFlow {
+    /// Hex SHA-256 of the flow's `state`.
+    pub key_hash: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE S256 challenge sent to the provider, base64url.
+    pub challenge: String,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// When the person's time at the provider is up.
+    pub expires_at: Timestamp,
 }
 
 /// One event as stored in the chain.

@@ -13,6 +13,7 @@ use crate::schema::{self, Migrations, SchemaVersion};
 use crate::{ChainedEvent, EventLog, SessionFilter, Store, StoreError, TokenRecord, chains};
 
 mod approvals;
+mod console;
 mod event_blocks;
 mod event_log;
 mod mcp_tools;
@@ -556,6 +557,42 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
         mcp_tools::accept(&self.pool, target, tool, at).await
+    }
+
+    async fn put_console_signin(
+        &self,
+        signin: &crate::ConsoleSignin,
+        per_principal: u32,
+    ) -> Result<(), StoreError> {
+        console::put_signin(&self.pool, signin, per_principal).await
+    }
+
+    async fn console_signin(
+        &self,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::ConsoleSignin>, StoreError> {
+        console::signin(&self.pool, key_hash, now).await
+    }
+
+    async fn delete_console_signin(&self, key_hash: &str) -> Result<bool, StoreError> {
+        console::delete_signin(&self.pool, key_hash).await
+    }
+
+    async fn put_console_flow(
+        &self,
+        flow: &crate::ConsoleFlow,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        console::put_flow(&self.pool, flow, limit).await
+    }
+
+    async fn take_console_flow(
+        &self,
+        key_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::ConsoleFlow>, StoreError> {
+        console::take_flow(&self.pool, key_hash, now).await
     }
 }
 

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use airlock_model::{Approval, ApprovalStatus, SessionMarks, SessionSummary, Timestamp};
+use airlock_model::{
+    Approval, ApprovalStatus, Principal, PrincipalSource, SessionMarks, SessionSummary, Timestamp,
+};
 use airlock_store::{
-    ChainedEvent, EncodedBatch, McpToolPin, PgStore, SessionFilter, SqliteStore, Store, StoreError,
-    StoreOp, StoredSecret, TokenRecord, chains,
+    ChainedEvent, ConsoleFlow, ConsoleSignin, EncodedBatch, McpToolPin, PgStore, SessionFilter,
+    SqliteStore, Store, StoreError, StoreOp, StoredSecret, TokenRecord, chains,
 };
 
 // ---------------------------------------------------------------------------------
@@ -88,6 +90,8 @@ suite!(
     case_requests_expire_and_cannot_be_decided_after,
     case_secrets_are_replaced_listed_deleted_and_resealed,
     case_mcp_tool_pins_hold_until_a_change_is_accepted,
+    case_console_signins_are_found_until_they_expire_or_are_deleted,
+    case_a_console_flow_is_taken_once,
 );
 
 // ---------------------------------------------------------------------------------
@@ -1086,6 +1090,126 @@ async fn case_secrets_are_replaced_listed_deleted_and_resealed(s: &dyn Store) {
 }
 
 // ---------------------------------------------------------------------------------
+// Console sign-ins and OIDC flows
+
+fn signin(key: &str, who: &str, created_at: Timestamp, ttl: u64) -> ConsoleSignin {
+    ConsoleSignin {
+        key_hash: key.into(),
+        principal: Principal {
+            name: who.into(),
+            groups: vec!["dba".into(), "auditors".into()],
+            source: PrincipalSource::Oidc,
+            expires_at: Some(created_at.plus(Duration::from_secs(7200))),
+        },
+        created_at,
+        expires_at: created_at.plus(Duration::from_secs(ttl)),
+    }
+}
+
+fn flow(key: &str, created_at: Timestamp, ttl: u64) -> ConsoleFlow {
+    ConsoleFlow {
+        key_hash: key.into(),
+        nonce: format!("nonce-{key}"),
+        challenge: format!("challenge-{key}"),
+        created_at,
+        expires_at: created_at.plus(Duration::from_secs(ttl)),
+    }
+}
+
+async fn case_console_signins_are_found_until_they_expire_or_are_deleted(s: &dyn Store) {
+    let t0 = Timestamp::parse("2030-01-01T00:00:00Z").unwrap();
+    let at = |secs: u64| t0.plus(Duration::from_secs(secs));
+    let one = signin("k1", "dana", t0, 3600);
+    s.put_console_signin(&one, 10).await.unwrap();
+    assert_eq!(s.console_signin("k1", at(10)).await.unwrap(), Some(one));
+    assert_eq!(s.console_signin("k9", at(10)).await.unwrap(), None);
+    // Expired: not returned, though its row is still there until the next sign-in.
+    assert_eq!(s.console_signin("k1", at(3600)).await.unwrap(), None);
+    assert!(s.console_signin("k1", at(3599)).await.unwrap().is_some());
+    // A sign-in after its expiry deletes it.
+    s.put_console_signin(&signin("k2", "erin", at(4000), 3600), 10)
+        .await
+        .unwrap();
+    assert_eq!(s.console_signin("k1", at(10)).await.unwrap(), None);
+    // Signing out ends it at once.
+    assert!(s.delete_console_signin("k2").await.unwrap());
+    assert!(!s.delete_console_signin("k2").await.unwrap());
+    assert_eq!(s.console_signin("k2", at(4001)).await.unwrap(), None);
+
+    // One principal keeps at most `per_principal`: its oldest go, nobody else's.
+    s.put_console_signin(&signin("e1", "erin", at(5000), 3600), 2)
+        .await
+        .unwrap();
+    for (i, key) in ["m1", "m2", "m3"].into_iter().enumerate() {
+        let created = at(5000 + 10 * i as u64);
+        s.put_console_signin(&signin(key, "mallory", created, 3600), 2)
+            .await
+            .unwrap();
+    }
+    let now = at(5100);
+    assert_eq!(s.console_signin("m1", now).await.unwrap(), None);
+    for key in ["m2", "m3", "e1"] {
+        assert!(s.console_signin(key, now).await.unwrap().is_some(), "{key}");
+    }
+}
+
+async fn case_a_console_flow_is_taken_once(s: &dyn Store) {
+    let t0 = Timestamp::parse("2030-01-01T00:00:00Z").unwrap();
+    let at = |secs: u64| t0.plus(Duration::from_secs(secs));
+    let f = flow("f1", t0, 600);
+    assert!(s.put_console_flow(&f, 10).await.unwrap());
+    assert_eq!(s.take_console_flow("f1", at(10)).await.unwrap(), Some(f));
+    assert_eq!(s.take_console_flow("f1", at(11)).await.unwrap(), None);
+    assert_eq!(s.take_console_flow("nope", at(11)).await.unwrap(), None);
+
+    // Expired: not returned, and gone all the same.
+    assert!(s.put_console_flow(&flow("f2", t0, 600), 10).await.unwrap());
+    assert_eq!(s.take_console_flow("f2", at(600)).await.unwrap(), None);
+    assert!(s.put_console_flow(&flow("f2", t0, 600), 10).await.unwrap());
+
+    // Of two callbacks at once, one completes the flow.
+    assert!(s.put_console_flow(&flow("f3", t0, 600), 10).await.unwrap());
+    let (a, b) = tokio::join!(
+        s.take_console_flow("f3", at(20)),
+        s.take_console_flow("f3", at(20))
+    );
+    let taken = [a.unwrap(), b.unwrap()];
+    assert_eq!(taken.iter().filter(|t| t.is_some()).count(), 1, "{taken:?}");
+
+    // At most `limit` in progress; expired ones make room.
+    assert!(s.put_console_flow(&flow("f4", t0, 600), 2).await.unwrap());
+    assert!(
+        !s.put_console_flow(&flow("f5", at(30), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.take_console_flow("f5", at(31)).await.unwrap(), None);
+    assert!(s.take_console_flow("f4", at(32)).await.unwrap().is_some());
+    assert!(
+        s.put_console_flow(&flow("f5", at(30), 600), 2)
+            .await
+            .unwrap()
+    );
+    // f2 and f5 expired by 700 s: deleted as f6 is stored.
+    assert!(
+        s.put_console_flow(&flow("f6", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.put_console_flow(&flow("f7", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_console_flow(&flow("f8", at(700), 600), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.take_console_flow("f5", at(10)).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------
 // MCP tools
 
 async fn case_mcp_tool_pins_hold_until_a_change_is_accepted(store: &dyn Store) {
@@ -1349,6 +1473,15 @@ async fn populate(store: &dyn Store) {
         .decide_approval("a1", true, "dana", Some("ok"), t0)
         .await
         .unwrap();
+    // Ephemeral: never exported.
+    store
+        .put_console_signin(&signin("console-signin-hash", "dana", t0, 3600), 10)
+        .await
+        .unwrap();
+    store
+        .put_console_flow(&flow("console-flow-hash", t0, 600), 10)
+        .await
+        .unwrap();
 }
 
 /// An export without its header's time, to compare two.
@@ -1366,6 +1499,10 @@ async fn an_export_imports_into_the_other_backend_and_back_unchanged() {
     let sqlite = sqlite_store().await;
     populate(&*sqlite).await;
     let (lines, counts) = exported(&*sqlite).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("console-")),
+        "console sign-ins and flows are not exported"
+    );
     assert_eq!(
         (
             counts.tokens,

@@ -15,6 +15,10 @@
 //! every session and the audit log. Deciding goes through the approval service, which
 //! refuses the requester and anyone outside the approver group.
 //!
+//! Sign-ins and OIDC sign-ins in progress are kept in the store, not in the process,
+//! so that several gateway replicas on one PostgreSQL store serve the console alike: a
+//! load balancer needs no session affinity.
+//!
 //! Where things go: a new page is a module here with a template in
 //! `templates/console/`; what a recorded event looks like in a replay is [`timeline`].
 
@@ -89,10 +93,10 @@ impl Console {
     /// A console over `options`.
     pub fn new(options: ConsoleOptions) -> Self {
         Console(Arc::new(Inner {
+            browsers: browser::Browsers::new(options.store.clone(), options.session_ttl),
             store: options.store,
             audit_key: options.audit_key,
             reviewer_groups: options.reviewer_groups,
-            browsers: browser::Browsers::new(options.session_ttl),
             oidc: options.oidc,
         }))
     }

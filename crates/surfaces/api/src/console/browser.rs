@@ -1,23 +1,34 @@
 //! Signed-in browsers: server-side sign-in sessions behind a cookie, the CSRF token
 //! bound to each, the token sign-in form and sign-out.
 //!
-//! The cookie holds 32 random bytes; the server keeps only their SHA-256, with the
-//! principal, the CSRF token and the expiry, so signing out (or the token's revocation
-//! or expiry) ends the sign-in on the server, whatever the browser keeps. Cookies are
-//! `Secure; HttpOnly; SameSite=Lax` (Lax, not Strict, so that the OIDC provider's
-//! redirect back carries the login cookie); every state-changing request also carries
-//! the sign-in's CSRF token in its form and is refused when the browser says it came
-//! from another site.
+//! The cookie holds 32 random bytes; the store keeps only their SHA-256 (hex), with the
+//! principal and the expiry, so signing out (or the token's revocation or expiry) ends
+//! the sign-in on the server, whatever the browser keeps. The sign-ins are in the store
+//! ([`Store::put_console_signin`]), not in this process, so that every gateway replica
+//! on a shared store knows them: a person signed in through one replica may be sent to
+//! any other. Nothing is cached here: a sign-out or a revocation through one replica
+//! ends the sign-in on every one at its next request, and a store that cannot be read
+//! refuses the page (503) rather than guessing.
 //!
-//! Cookie parsing is by hand: the console reads two cookies of its own, and a cookie
+//! The sign-in's CSRF token is not stored either: it is a second, domain-separated
+//! SHA-256 of the cookie, so the server recomputes it from the cookie the browser
+//! sends, and a reader of the store (who has the cookie's hash, not the cookie) can
+//! derive neither the cookie nor the token.
+//!
+//! Cookies are `Secure; HttpOnly; SameSite=Lax` (Lax, not Strict, so that the OIDC
+//! provider's redirect back carries the login cookie); every state-changing request
+//! also carries the sign-in's CSRF token in its form and is refused when the browser
+//! says it came from another site.
+//!
+//! Cookie parsing is by hand: the console reads three cookies of its own, and a cookie
 //! crate would add parsing of attributes the browser never sends back.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use airlock_identity::NoLongerValid;
-use airlock_model::Principal;
+use airlock_model::{Principal, Timestamp};
+use airlock_store::{ConsoleSignin, Store, StoreError};
 use airlock_vault::Secret;
 use axum::Form;
 use axum::extract::{FromRequestParts, State};
@@ -37,13 +48,17 @@ use crate::ApiState;
 pub(super) const SESSION_COOKIE: &str = "airlock_console";
 /// The cookie that binds the token form to the browser that loaded it.
 const SIGNIN_COOKIE: &str = "airlock_signin";
-/// Sign-ins kept at most; the oldest are dropped beyond it.
-const MAX_SIGNINS: usize = 10_000;
+/// Sign-ins one principal keeps at most; its oldest are dropped beyond it (a script
+/// signing in over and over fills nothing but its own list).
+const MAX_SIGNINS_PER_PRINCIPAL: u32 = 100;
+/// What the CSRF token hashes before the cookie, so that it is never the cookie's
+/// stored hash.
+const CSRF_CONTEXT: &[u8] = b"airlock console csrf\0";
 
-/// Server-side sign-ins, by the SHA-256 of their cookie.
+/// Server-side sign-ins, in the store by the SHA-256 of their cookie.
 pub(super) struct Browsers {
     ttl: Duration,
-    signins: Mutex<HashMap<[u8; 32], SignIn>>,
+    store: Arc<dyn Store>,
 }
 
 /// One signed-in browser.
@@ -51,68 +66,71 @@ pub(super) struct Browsers {
 struct SignIn {
     principal: Principal,
     csrf: String,
-    expires: Instant,
 }
 
 impl Browsers {
-    pub(super) fn new(ttl: Duration) -> Self {
-        Browsers {
-            ttl,
-            signins: Mutex::new(HashMap::new()),
-        }
+    pub(super) fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Browsers { ttl, store }
     }
 
     /// Signs `principal` in; returns the cookie value. The sign-in lasts the console's
     /// session length, and no longer than the principal's credential.
-    pub(super) fn sign_in(&self, principal: Principal) -> String {
+    pub(super) async fn sign_in(&self, principal: Principal) -> Result<String, StoreError> {
         let cookie = random_token();
+        let now = Timestamp::now();
         let mut ttl = self.ttl;
         if let Some(at) = principal.expires_at {
-            let left = at
-                .unix()
-                .saturating_sub(airlock_model::Timestamp::now().unix());
+            let left = at.unix().saturating_sub(now.unix());
             ttl = ttl.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
         }
-        let signin = SignIn {
+        let signin = ConsoleSignin {
+            key_hash: key_hash(&cookie),
             principal,
-            csrf: random_token(),
-            expires: Instant::now() + ttl,
+            created_at: now,
+            expires_at: now.plus(ttl),
         };
-        if let Ok(mut all) = self.signins.lock() {
-            let now = Instant::now();
-            all.retain(|_, s| s.expires > now);
-            if all.len() >= MAX_SIGNINS
-                && let Some(oldest) = all.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
-            {
-                all.remove(&oldest);
-            }
-            all.insert(digest(&cookie), signin);
-        }
-        cookie
+        self.store
+            .put_console_signin(&signin, MAX_SIGNINS_PER_PRINCIPAL)
+            .await?;
+        Ok(cookie)
     }
 
-    fn find(&self, cookie: &str) -> Option<SignIn> {
-        let mut all = self.signins.lock().ok()?;
-        let key = digest(cookie);
-        match all.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                all.remove(&key);
-                None
-            }
-            None => None,
-        }
+    async fn find(&self, cookie: &str) -> Result<Option<SignIn>, StoreError> {
+        Ok(self
+            .store
+            .console_signin(&key_hash(cookie), Timestamp::now())
+            .await?
+            .map(|s| SignIn {
+                principal: s.principal,
+                csrf: csrf_of(cookie),
+            }))
     }
 
-    fn sign_out(&self, cookie: &str) {
-        if let Ok(mut all) = self.signins.lock() {
-            all.remove(&digest(cookie));
-        }
+    async fn sign_out(&self, cookie: &str) -> Result<(), StoreError> {
+        self.store
+            .delete_console_signin(&key_hash(cookie))
+            .await
+            .map(|_| ())
     }
 }
 
-fn digest(cookie: &str) -> [u8; 32] {
-    Sha256::digest(cookie.as_bytes()).into()
+/// The key a cookie or an OIDC state is stored under: its SHA-256, in hex.
+pub(super) fn key_hash(value: &str) -> String {
+    use std::fmt::Write;
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The CSRF token of the sign-in behind `cookie`.
+fn csrf_of(cookie: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(CSRF_CONTEXT);
+    h.update(cookie.as_bytes());
+    URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
 /// 32 random bytes, base64url.
@@ -233,8 +251,11 @@ impl FromRequestParts<ApiState> for Viewer {
         let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(unsigned(None));
         };
-        let Some(signin) = console.0.browsers.find(value) else {
-            return Err(unsigned(Some("expired")));
+        let signin = match console.0.browsers.find(value).await {
+            Ok(Some(signin)) => signin,
+            Ok(None) => return Err(unsigned(Some("expired"))),
+            // Neither signed in nor out: refused, and the cookie is kept for later.
+            Err(e) => return Err(page::unavailable("your sign-in", &e)),
         };
         match state
             .identity
@@ -242,7 +263,11 @@ impl FromRequestParts<ApiState> for Viewer {
         {
             Ok(()) => {}
             Err(e) => {
-                console.0.browsers.sign_out(value);
+                if let Err(e) = console.0.browsers.sign_out(value).await {
+                    // Refused all the same; the row expires, and every request checks
+                    // the credential again.
+                    tracing::warn!(error = %e, "console: a revoked sign-in could not be deleted");
+                }
                 let why = match e {
                     NoLongerValid::Revoked => "revoked",
                     NoLongerValid::Expired(_) => "expired",
@@ -275,7 +300,7 @@ pub(super) async fn signin_page(
             "Your token was revoked: the sign-in ended. Ask an administrator for a new token.",
         )),
         (Some("expired"), _) => Some(Notice::info(
-            "Your sign-in ended (it expired, or the gateway restarted). Sign in again.",
+            "Your sign-in ended (it expired, or it was ended on the server). Sign in again.",
         )),
         (Some("signout"), _) => Some(Notice::info("You are signed out.")),
         (_, Some(e)) => Some(Notice::error(e)),
@@ -366,12 +391,24 @@ pub(super) async fn signin(
     };
     drop(token);
     tracing::info!(principal = %principal.name, "console sign-in");
-    signed_in(&state, principal)
+    signed_in(&state, principal).await
 }
 
 /// Signs `principal` in and sends the browser to the sessions list.
-pub(super) fn signed_in(state: &ApiState, principal: Principal) -> Response {
-    let cookie = state.console.0.browsers.sign_in(principal);
+pub(super) async fn signed_in(state: &ApiState, principal: Principal) -> Response {
+    let cookie = match state.console.0.browsers.sign_in(principal).await {
+        Ok(cookie) => cookie,
+        Err(e) => {
+            tracing::error!(error = %e, "console: a sign-in could not be stored");
+            return signin_form(
+                state,
+                Some(Notice::error(
+                    "You could not be signed in: the store is unavailable. Try again in a moment.",
+                )),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
     let mut r = Redirect::to("/sessions").into_response();
     let h = r.headers_mut();
     h.append(SET_COOKIE, set_cookie(SESSION_COOKIE, &cookie, None));
@@ -395,8 +432,16 @@ pub(super) async fn signout(
     if let Some(r) = viewer.csrf_refusal(&form.csrf) {
         return r;
     }
-    if let Some(value) = cookie(&headers, SESSION_COOKIE) {
-        state.console.0.browsers.sign_out(value);
+    if let Some(value) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = state.console.0.browsers.sign_out(value).await
+    {
+        // Not signed out on the server: say so rather than clear the cookie alone.
+        tracing::error!(error = %e, "console: a sign-out could not be stored");
+        return page::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "You are still signed in",
+            "The store is unavailable, so the sign-in could not be ended. Try again in a moment.",
+        );
     }
     tracing::info!(principal = %viewer.principal.name, "console sign-out");
     let mut r = Redirect::to("/signin?ended=signout").into_response();
@@ -425,27 +470,67 @@ mod tests {
         assert!(clear_cookie("x").to_str().unwrap().contains("Max-Age=0"));
     }
 
-    #[test]
-    fn signins_end_on_the_server() {
-        let browsers = Browsers::new(Duration::from_secs(60));
+    async fn store() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-console-signins-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Arc::new(airlock_store::SqliteStore::open_in(&dir).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn signins_end_on_the_server_and_every_replica_sees_them() {
+        let shared = store().await;
+        let browsers = Browsers::new(shared.clone(), Duration::from_secs(60));
+        // Another replica: another process's state over the same store.
+        let elsewhere = Browsers::new(shared.clone(), Duration::from_secs(60));
         let who = Principal {
             name: "dana".into(),
             groups: vec!["dba".into()],
             source: airlock_model::PrincipalSource::ServiceToken,
             expires_at: None,
         };
-        let cookie = browsers.sign_in(who.clone());
-        assert_eq!(browsers.find(&cookie).unwrap().principal, who);
-        assert!(browsers.find("not-a-cookie").is_none());
-        browsers.sign_out(&cookie);
-        assert!(browsers.find(&cookie).is_none());
+        let cookie = browsers.sign_in(who.clone()).await.unwrap();
+        let found = elsewhere.find(&cookie).await.unwrap().unwrap();
+        assert_eq!(found.principal, who);
+        assert_eq!(
+            found.csrf,
+            browsers.find(&cookie).await.unwrap().unwrap().csrf
+        );
+        assert!(browsers.find("not-a-cookie").await.unwrap().is_none());
+        // The store holds neither the cookie nor the CSRF token.
+        let row = shared
+            .console_signin(&key_hash(&cookie), Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(row.key_hash, cookie);
+        assert_eq!(row.key_hash.len(), 64);
+        assert_ne!(found.csrf, cookie);
+        assert!(!row.key_hash.contains(&found.csrf));
+        // Signed out through one replica: over on the other.
+        elsewhere.sign_out(&cookie).await.unwrap();
+        assert!(browsers.find(&cookie).await.unwrap().is_none());
         // A credential that expired already gives a sign-in that is over at once.
         let expired = Principal {
             expires_at: Some(airlock_model::Timestamp::parse("2020-01-01T00:00:00Z").unwrap()),
             ..who
         };
-        let cookie = browsers.sign_in(expired);
-        assert!(browsers.find(&cookie).is_none());
+        let cookie = browsers.sign_in(expired).await.unwrap();
+        assert!(browsers.find(&cookie).await.unwrap().is_none());
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+
+    #[test]
+    fn keys_are_hex_sha256_and_csrf_tokens_differ_by_cookie() {
+        assert_eq!(
+            key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(csrf_of("a"), csrf_of("b"));
+        assert_eq!(csrf_of("a"), csrf_of("a"));
+        assert_eq!(csrf_of("a").len(), 43);
     }
 }

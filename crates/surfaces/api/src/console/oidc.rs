@@ -8,13 +8,26 @@
 //! only audience. That is why the flow is written here over reqwest rather than with
 //! the `openidconnect` crate: one verifier for every token Airlock accepts, and the
 //! flow itself is three requests.
+//!
+//! A sign-in in progress is kept in the store ([`Store::put_console_flow`]), so that the
+//! provider's redirect back may reach another gateway replica than the one that sent
+//! the browser away. What is stored is nothing secret: the SHA-256 of the `state` (the
+//! key), the `nonce` and the PKCE challenge, all three of which the provider was sent
+//! in the browser's URL anyway. The PKCE verifier itself is never stored: it lives in
+//! the browser's flow cookie (`Secure; HttpOnly; SameSite=Lax`, ten minutes) next to
+//! the state, as `state.verifier`, and comes back with the redirect. The callback checks
+//! the cookie's state against the redirect's (login CSRF), takes the flow out of the
+//! store (once: a replayed redirect finds nothing), checks that the cookie's verifier
+//! hashes to the stored challenge, and sends it to the provider. This is simpler than
+//! sealing the verifier (no key to share between replicas and rotate), and as sound: a
+//! code intercepted on its way back is useless without the cookie, and whoever holds
+//! the browser's cookies already holds the sign-in they lead to.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airlock_identity::oidc::{OidcProvider, OidcSettings};
-use airlock_model::PrincipalSource;
+use airlock_model::{PrincipalSource, Timestamp};
+use airlock_store::{ConsoleFlow, Store};
 use airlock_vault::Secret;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -27,7 +40,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::browser::{self, clear_cookie, cookie, random_token, same, set_cookie};
+use super::browser::{self, clear_cookie, cookie, key_hash, random_token, same, set_cookie};
 use super::page::Notice;
 use crate::ApiState;
 
@@ -36,7 +49,7 @@ const FLOW_COOKIE: &str = "airlock_oidc";
 /// How long a person has at the provider.
 const FLOW_TTL: Duration = Duration::from_secs(600);
 /// Sign-ins in progress kept at most.
-const MAX_FLOWS: usize = 10_000;
+const MAX_FLOWS: u32 = 10_000;
 /// Largest discovery document or token answer read.
 const MAX_ANSWER: usize = 256 * 1024;
 
@@ -57,6 +70,24 @@ pub enum OidcLoginError {
     /// The ID token did not verify.
     #[error("the provider's ID token was refused: {0}")]
     IdToken(String),
+    /// The store could not keep or give back the sign-in in progress (the detail is
+    /// logged, not shown).
+    #[error("the store is unavailable")]
+    Store,
+    /// Too many sign-ins are in progress.
+    #[error("too many sign-ins are in progress; try again in a few minutes")]
+    Busy,
+}
+
+impl OidcLoginError {
+    /// The status of a page that reports it: 503 when the gateway itself cannot keep
+    /// the sign-in, `otherwise` when the provider or the browser is at fault.
+    fn status(&self, otherwise: StatusCode) -> StatusCode {
+        match self {
+            OidcLoginError::Store | OidcLoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => otherwise,
+        }
+    }
 }
 
 /// The provider's endpoints, from its discovery document.
@@ -65,13 +96,6 @@ struct Endpoints {
     issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
-}
-
-/// A sign-in in progress: what the callback checks.
-struct Flow {
-    verifier: Secret,
-    nonce: String,
-    started: Instant,
 }
 
 /// The console's OIDC client.
@@ -85,7 +109,6 @@ pub struct OidcLogin {
     verifier: OidcProvider,
     http: reqwest::Client,
     endpoints: OnceCell<Endpoints>,
-    flows: Mutex<HashMap<String, Flow>>,
 }
 
 impl OidcLogin {
@@ -118,7 +141,6 @@ impl OidcLogin {
             verifier: OidcProvider::new(id_tokens, http.clone()),
             http,
             endpoints: OnceCell::new(),
-            flows: Mutex::new(HashMap::new()),
         }
     }
 
@@ -161,14 +183,14 @@ impl OidcLogin {
             .await
     }
 
-    /// Starts a sign-in: the provider's URL to send the browser to, and the state that
-    /// the browser's cookie binds.
-    async fn begin(&self) -> Result<(String, String), OidcLoginError> {
+    /// Starts a sign-in, kept in `store`: the provider's URL to send the browser to, and
+    /// the flow cookie's value (`state.verifier`).
+    async fn begin(&self, store: &dyn Store) -> Result<(String, Secret), OidcLoginError> {
         let endpoints = self.endpoints().await?;
         let state = random_token();
         let verifier = random_token();
         let nonce = random_token();
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let challenge = s256(&verifier);
         let mut scope = vec!["openid".to_owned()];
         scope.extend(self.scopes.iter().filter(|s| *s != "openid").cloned());
         let query = serde_urlencoded::to_string([
@@ -187,49 +209,61 @@ impl OidcLogin {
         } else {
             '?'
         };
-        if let Ok(mut flows) = self.flows.lock() {
-            flows.retain(|_, f| f.started.elapsed() < FLOW_TTL);
-            if flows.len() < MAX_FLOWS {
-                flows.insert(
-                    state.clone(),
-                    Flow {
-                        verifier: Secret::new(verifier),
-                        nonce,
-                        started: Instant::now(),
-                    },
-                );
+        let now = Timestamp::now();
+        let flow = ConsoleFlow {
+            key_hash: key_hash(&state),
+            nonce,
+            challenge,
+            created_at: now,
+            expires_at: now.plus(FLOW_TTL),
+        };
+        match store.put_console_flow(&flow, MAX_FLOWS).await {
+            Ok(true) => {}
+            Ok(false) => return Err(OidcLoginError::Busy),
+            Err(e) => {
+                tracing::error!(error = %e, "console: an OIDC sign-in could not be stored");
+                return Err(OidcLoginError::Store);
             }
         }
         Ok((
             format!("{}{separator}{query}", endpoints.authorization_endpoint),
-            state,
+            Secret::new(format!("{state}.{verifier}")),
         ))
     }
 
-    /// Completes a sign-in: exchanges `code` with the flow's verifier and checks the
-    /// ID token, its audience and its nonce.
+    /// Completes a sign-in: takes the flow of `state` out of `store`, checks the
+    /// browser's `verifier` against its challenge, exchanges `code` with it and checks
+    /// the ID token, its audience and its nonce.
     async fn complete(
         &self,
+        store: &dyn Store,
         state: &str,
+        verifier: &Secret,
         code: &str,
     ) -> Result<airlock_model::Principal, OidcLoginError> {
-        let flow = self
-            .flows
-            .lock()
-            .ok()
-            .and_then(|mut flows| flows.remove(state))
-            .filter(|f| f.started.elapsed() < FLOW_TTL)
+        let flow = store
+            .take_console_flow(&key_hash(state), Timestamp::now())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "console: an OIDC sign-in could not be read");
+                OidcLoginError::Store
+            })?
             .ok_or_else(|| {
                 OidcLoginError::Exchange(
                     "the sign-in took too long or was started elsewhere; start again".into(),
                 )
             })?;
+        if !same(&s256(verifier.expose()), &flow.challenge) {
+            return Err(OidcLoginError::Exchange(
+                "this browser's sign-in is not the one that was started; start again".into(),
+            ));
+        }
         let endpoints = self.endpoints().await?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", self.redirect_url.as_str()),
-            ("code_verifier", flow.verifier.expose()),
+            ("code_verifier", verifier.expose()),
         ];
         if self.client_secret.is_none() {
             form.push(("client_id", self.client_id.as_str()));
@@ -308,6 +342,17 @@ impl OidcLogin {
     }
 }
 
+/// The PKCE S256 challenge of `verifier`: base64url SHA-256.
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The state and the verifier in a flow cookie's value (`state.verifier`).
+fn split_flow_cookie(value: &str) -> Option<(&str, Secret)> {
+    let (state, verifier) = value.split_once('.')?;
+    (!state.is_empty() && !verifier.is_empty()).then(|| (state, Secret::new(verifier.to_owned())))
+}
+
 /// `application/x-www-form-urlencoded` of one value.
 fn form_encode(value: &str) -> String {
     serde_urlencoded::to_string([("v", value)])
@@ -326,11 +371,13 @@ pub(super) async fn start(State(state): State<ApiState>) -> Response {
             StatusCode::NOT_FOUND,
         );
     };
-    match login.begin().await {
+    match login.begin(&*state.console.0.store).await {
         Ok((url, flow)) => {
             let mut r = Redirect::to(&url).into_response();
-            r.headers_mut()
-                .append(SET_COOKIE, set_cookie(FLOW_COOKIE, &flow, Some(FLOW_TTL)));
+            r.headers_mut().append(
+                SET_COOKIE,
+                set_cookie(FLOW_COOKIE, flow.expose(), Some(FLOW_TTL)),
+            );
             r
         }
         Err(e) => {
@@ -341,7 +388,7 @@ pub(super) async fn start(State(state): State<ApiState>) -> Response {
                     "Sign-in with {} is unavailable: {e}. Try again, or sign in with a token.",
                     login.provider()
                 ))),
-                StatusCode::BAD_GATEWAY,
+                e.status(StatusCode::BAD_GATEWAY),
             )
         }
     }
@@ -400,16 +447,23 @@ pub(super) async fn callback(
     };
     // The state must be the one this browser was given: a sign-in started in another
     // browser (login CSRF) is refused.
-    if !cookie(&headers, FLOW_COOKIE).is_some_and(|c| same(c, &flow)) {
-        return refuse(
-            "This sign-in was not started in this browser (or took too long). Start again.".into(),
-            StatusCode::FORBIDDEN,
-        );
-    }
-    match login.complete(&flow, &code).await {
+    let verifier = match cookie(&headers, FLOW_COOKIE).and_then(split_flow_cookie) {
+        Some((mine, verifier)) if same(mine, &flow) => verifier,
+        _ => {
+            return refuse(
+                "This sign-in was not started in this browser (or took too long). Start again."
+                    .into(),
+                StatusCode::FORBIDDEN,
+            );
+        }
+    };
+    match login
+        .complete(&*state.console.0.store, &flow, &verifier, &code)
+        .await
+    {
         Ok(principal) => {
             tracing::info!(principal = %principal.name, provider = %login.provider(), "console sign-in");
-            let mut r = browser::signed_in(&state, principal);
+            let mut r = browser::signed_in(&state, principal).await;
             r.headers_mut()
                 .append(SET_COOKIE, clear_cookie(FLOW_COOKIE));
             r
@@ -418,8 +472,112 @@ pub(super) async fn callback(
             tracing::warn!(error = %e, "console OIDC sign-in refused");
             refuse(
                 format!("Sign-in with {} failed: {e}.", login.provider()),
-                StatusCode::UNAUTHORIZED,
+                e.status(StatusCode::UNAUTHORIZED),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn store() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-console-flows-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Arc::new(airlock_store::SqliteStore::open_in(&dir).await.unwrap())
+    }
+
+    /// A client of a provider that does not answer (127.0.0.1:1).
+    fn login() -> OidcLogin {
+        let settings = OidcSettings {
+            name: "local".into(),
+            issuer: "http://127.0.0.1:1".into(),
+            audiences: Vec::new(),
+            principal_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            algorithms: Vec::new(),
+            leeway: Duration::from_secs(0),
+        };
+        OidcLogin::new(
+            &settings,
+            "console".into(),
+            None,
+            "https://airlock.example/auth/callback".into(),
+            Vec::new(),
+        )
+    }
+
+    /// A flow as `begin` stores it on one replica; returns its state and verifier.
+    async fn started(store: &dyn Store) -> (String, Secret) {
+        let (state, verifier) = (random_token(), random_token());
+        let now = Timestamp::now();
+        let flow = ConsoleFlow {
+            key_hash: key_hash(&state),
+            nonce: random_token(),
+            challenge: s256(&verifier),
+            created_at: now,
+            expires_at: now.plus(FLOW_TTL),
+        };
+        assert!(store.put_console_flow(&flow, MAX_FLOWS).await.unwrap());
+        (state, Secret::new(verifier))
+    }
+
+    #[test]
+    fn flow_cookies_hold_the_state_and_the_verifier() {
+        let (state, verifier) = split_flow_cookie("abc.def").unwrap();
+        assert_eq!((state, verifier.expose()), ("abc", "def"));
+        for bad in ["abc", ".def", "abc.", ""] {
+            assert!(split_flow_cookie(bad).is_none(), "{bad}");
+        }
+        // RFC 7636 appendix B.
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flow_started_on_one_replica_completes_on_another_once() {
+        let shared = store().await;
+        let b = login();
+        // Another browser's verifier: refused, and the flow is used up.
+        let (state, _) = started(&*shared).await;
+        let err = b
+            .complete(&*shared, &state, &Secret::new(random_token()), "code")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not the one"), "{err}");
+        let (state, verifier) = started(&*shared).await;
+        // The right verifier passes the checks and gets as far as the provider.
+        let err = b
+            .complete(&*shared, &state, &verifier, "code")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OidcLoginError::Discovery { .. }),
+            "the store's flow was accepted: {err}"
+        );
+        // Used once: a replayed redirect finds nothing.
+        let err = b
+            .complete(&*shared, &state, &verifier, "code")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("start again"), "{err}");
+        // Nothing secret is stored: the row has the state's hash and the challenge.
+        let (state, verifier) = started(&*shared).await;
+        let row = shared
+            .take_console_flow(&key_hash(&state), Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = serde_json::to_string(&row).unwrap();
+        assert!(!stored.contains(&state) && !stored.contains(verifier.expose()));
     }
 }

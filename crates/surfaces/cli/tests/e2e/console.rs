@@ -34,7 +34,7 @@ const PII: [&str; 6] = [
 ];
 
 /// Where playwright-core is installed (`scripts/test` sets it), and Chromium.
-fn browser() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser() -> Option<(PathBuf, PathBuf)> {
     let dir = PathBuf::from(std::env::var("AIRLOCK_TEST_BROWSER").ok()?);
     let chrome = PathBuf::from(
         std::env::var("AIRLOCK_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
@@ -42,17 +42,34 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     (dir.join("node_modules/playwright-core").is_dir() && chrome.exists()).then_some((dir, chrome))
 }
 
-struct Browser {
-    dir: PathBuf,
-    chrome: PathBuf,
-    base: String,
-    states: PathBuf,
-    shots: PathBuf,
+/// Headless Chromium driven by `console.mjs`, one step per run.
+pub(crate) struct Browser {
+    pub(crate) dir: PathBuf,
+    pub(crate) chrome: PathBuf,
+    pub(crate) base: String,
+    pub(crate) states: PathBuf,
+    pub(crate) shots: PathBuf,
 }
 
 impl Browser {
+    /// A browser on `base`, with `console.mjs` copied next to playwright-core in `dir`.
+    pub(crate) fn new(dir: PathBuf, chrome: PathBuf, base: &str) -> Browser {
+        std::fs::copy(
+            workspace_root().join("tests/clients/browser/console.mjs"),
+            dir.join("console.mjs"),
+        )
+        .unwrap();
+        Browser {
+            dir,
+            chrome,
+            base: base.to_owned(),
+            states: scratch_dir("console-states"),
+            shots: scratch_dir("console-shots"),
+        }
+    }
+
     /// Runs one step as `person` (their cookies kept between steps); returns its JSON.
-    fn step(&self, person: &str, step: &str, args: &[&str]) -> Value {
+    pub(crate) fn step(&self, person: &str, step: &str, args: &[&str]) -> Value {
         let out = Command::new("node")
             .arg(self.dir.join("console.mjs"))
             .arg(step)
@@ -81,7 +98,7 @@ impl Browser {
     }
 
     /// `person`'s sign-in cookie, as the browser keeps it.
-    fn cookie(&self, person: &str) -> String {
+    pub(crate) fn cookie(&self, person: &str) -> String {
         let state: Value = serde_json::from_str(
             &std::fs::read_to_string(self.states.join(format!("{person}.json"))).unwrap(),
         )

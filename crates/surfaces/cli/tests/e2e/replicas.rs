@@ -1,13 +1,15 @@
 //! Several `airlock serve` replicas on one PostgreSQL store: each with its own
-//! `data_dir` and its own event chain, sharing tokens, sessions, approvals and
-//! revocations, with one audit key.
+//! `data_dir` and its own event chain, sharing tokens, sessions, approvals,
+//! revocations and the console's sign-ins, with one audit key.
 
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use airlock_testkit::{Airlock, AirlockBuilder, Postgres, free_port, psql, scratch_dir};
+use airlock_testkit::{Airlock, AirlockBuilder, Idp, Postgres, free_port, psql, scratch_dir};
 use serde_json::Value;
 
+use crate::console::{Browser, browser};
 use crate::postgres_policy::READ_ONLY;
 use crate::{bin, pending_for, psql_bg, py_interactive};
 
@@ -45,8 +47,13 @@ impl Deployment {
     /// with `key_file` as its audit key.
     fn replica_with_key(&self, key_file: &std::path::Path) -> (AirlockBuilder, u16) {
         let api = free_port();
+        (self.replica_on(key_file, api), api)
+    }
+
+    /// A replica's configuration with its `[api]` on port `api`.
+    fn replica_on(&self, key_file: &std::path::Path, api: u16) -> AirlockBuilder {
         let policy = format!("{READ_ONLY}{HOLD_DELETES}");
-        let builder = AirlockBuilder::new(bin())
+        AirlockBuilder::new(bin())
             .policy(Some(&policy))
             .target("shop", Postgres::shared(), &self.target_db)
             .target_extra("hold_timeout = \"60s\"")
@@ -58,8 +65,7 @@ impl Deployment {
                 "{}\n[audit]\nkey = \"file:{}\"\n\n[api]\nlisten = \"127.0.0.1:{api}\"\n",
                 self.store,
                 key_file.display()
-            ));
-        (builder, api)
+            ))
     }
 
     /// A running replica and its `[api]` port.
@@ -299,4 +305,208 @@ fn a_replica_dying_mid_hold_leaves_the_request_decidable_elsewhere() {
     assert!(err.is_empty(), "{out} {err}");
     let report: Value = serde_json::from_str(&b.cli_ok(&["audit", "verify", "--json"])).unwrap();
     assert_eq!(report["ok"], true, "{report}");
+}
+
+/// curl through the cookie jar `jar` (read and written, as a browser keeps cookies: by
+/// host, whatever the port), or with `cookie` as the sign-in cookie; a form post when
+/// `form` is given. Returns the status, where it redirects to, and the body.
+fn curl(
+    url: &str,
+    jar: Option<&Path>,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> (u16, String, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sk", "-w", "\n%{http_code} %{redirect_url}"]);
+    if let Some(jar) = jar {
+        c.arg("-b").arg(jar).arg("-c").arg(jar);
+    }
+    if let Some(cookie) = cookie {
+        c.args(["-H", &format!("Cookie: airlock_console={cookie}")]);
+    }
+    for (k, v) in form.unwrap_or_default() {
+        c.args(["--data-urlencode", &format!("{k}={v}")]);
+    }
+    let out = c.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap();
+    let (code, location) = last.split_once(' ').unwrap();
+    (code.parse().unwrap(), location.to_owned(), body.to_owned())
+}
+
+/// The first form's CSRF token on a console page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token in {html}"))
+        .to_owned()
+}
+
+/// The sign-in cookie in a curl cookie jar.
+fn jar_cookie(jar: &Path) -> String {
+    std::fs::read_to_string(jar)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            (fields.len() == 7 && fields[5] == "airlock_console").then(|| fields[6].to_owned())
+        })
+        .expect("a sign-in cookie in the jar")
+}
+
+/// The console through either replica, with no session affinity: signed in with a
+/// token through A, the same cookie shows B's pages as signed in; a held DELETE is
+/// approved through B with the CSRF token of a page A served; sign-out through B ends
+/// the sign-in on A; a revocation through B ends a sign-in on A. With the browser
+/// test's tools installed, an OIDC sign-in started on A completes on B (the provider
+/// returns every browser to B's address, as it would to a load balancer's) and is
+/// signed in on A.
+#[test]
+fn the_console_works_through_either_replica() {
+    let d = Deployment::new();
+    let (a_api, b_api) = (free_port(), free_port());
+    let (a_base, b_base) = (
+        format!("https://127.0.0.1:{a_api}"),
+        format!("https://127.0.0.1:{b_api}"),
+    );
+    let tools = browser();
+    if tools.is_none() {
+        eprintln!(
+            "AIRLOCK_TEST_BROWSER (playwright-core) or Chromium missing (scripts/test installs both): the OIDC sign-in across replicas is skipped"
+        );
+    }
+    let idp = tools
+        .as_ref()
+        .map(|_| Idp::start_with_console("replicas", &format!("{b_base}/auth/callback")));
+    let oidc = idp.as_ref().map_or(String::new(), |idp| {
+        format!(
+            "\n[identity]\n[[identity.oidc]]\nname = \"local\"\nissuer = \"{}\"\naudiences = [\"urn:airlock\"]\n\n[console]\noidc_provider = \"local\"\nclient_id = \"console\"\nclient_secret = \"env:CONSOLE_SECRET\"\nredirect_url = \"{b_base}/auth/callback\"\nscopes = [\"groups\"]\n",
+            idp.issuer()
+        )
+    });
+    let start = |api: u16| {
+        let gw = d
+            .replica_on(&d.key_file, api)
+            .env("CONSOLE_SECRET", "console-secret")
+            .extra(&oidc)
+            .start();
+        airlock_testkit::wait_port(api, Duration::from_secs(10)).unwrap();
+        gw
+    };
+    let a = start(a_api);
+    let b = start(b_api);
+    let dana = a.token("dana", &["dba"]);
+    let agent = a.token("crew-analyst", &["ai-agents"]);
+
+    // Signed in through A: the form's binding cookie from GET /signin, then the token.
+    let jar = scratch_dir("replicas-console").join("cookies");
+    std::fs::write(&jar, "").unwrap();
+    let (code, _, form) = curl(&format!("{a_base}/signin"), Some(&jar), None, None);
+    assert_eq!(code, 200, "{form}");
+    let (code, to, body) = curl(
+        &format!("{a_base}/signin"),
+        Some(&jar),
+        None,
+        Some(&[("token", &dana), ("csrf", &csrf_of(&form))]),
+    );
+    assert_eq!(code, 303, "{body}");
+    assert!(to.ends_with("/sessions"), "{to}");
+    let cookie = jar_cookie(&jar);
+
+    // Through B, the same cookie: signed in as dana.
+    let (code, _, page) = curl(&format!("{b_base}/sessions"), Some(&jar), None, None);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(">dana</span>"), "{page}");
+
+    // A DELETE held on A; the queue loaded from A, the approval posted through B.
+    let statement = "DELETE FROM orders WHERE id = 5";
+    let mut held = psql_bg(&a.conn("shop", &agent), statement);
+    let id = pending_for(&a, statement);
+    let (code, _, queue) = curl(&format!("{a_base}/approvals"), Some(&jar), None, None);
+    assert_eq!(code, 200, "{queue}");
+    assert!(queue.contains(statement), "{queue}");
+    let csrf = csrf_of(&queue);
+    let approve = format!("{b_base}/approvals/{id}/approve");
+    let (code, _, _) = curl(&approve, Some(&jar), None, Some(&[("csrf", "forged")]));
+    assert_eq!(code, 403, "B checks the CSRF token too");
+    let (code, _, body) = curl(
+        &approve,
+        Some(&jar),
+        None,
+        Some(&[("csrf", &csrf), ("comment", "through B")]),
+    );
+    assert_eq!(code, 303, "{body}");
+    assert!(
+        exited_within(&mut held, Duration::from_secs(5)).is_some(),
+        "not released by the approval through B"
+    );
+    let (stdout, stderr) = stdout_of(held);
+    assert!(stdout.contains("DELETE 1"), "{stdout} {stderr}");
+
+    // Signed out through B: A no longer takes the cookie.
+    let (code, to, _) = curl(
+        &format!("{b_base}/signout"),
+        Some(&jar),
+        None,
+        Some(&[("csrf", &csrf)]),
+    );
+    assert_eq!(code, 303);
+    assert!(to.ends_with("/signin?ended=signout"), "{to}");
+    for base in [&a_base, &b_base] {
+        let (code, to, _) = curl(&format!("{base}/sessions"), None, Some(&cookie), None);
+        assert_eq!(code, 303, "{base} still takes a signed-out cookie");
+        assert!(to.ends_with("/signin?ended=expired"), "{to}");
+    }
+
+    // Signed in through A again; the token revoked through B: A ends the sign-in.
+    std::fs::write(&jar, "").unwrap();
+    let (_, _, form) = curl(&format!("{a_base}/signin"), Some(&jar), None, None);
+    let (code, _, _) = curl(
+        &format!("{a_base}/signin"),
+        Some(&jar),
+        None,
+        Some(&[("token", &dana), ("csrf", &csrf_of(&form))]),
+    );
+    assert_eq!(code, 303);
+    let cookie = jar_cookie(&jar);
+    b.cli_ok(&["token", "revoke", "dana"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (code, to, _) = curl(&format!("{a_base}/sessions"), None, Some(&cookie), None);
+        if code == 303 {
+            assert!(to.ends_with("/signin?ended=revoked"), "{to}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A still shows pages to a sign-in whose token B revoked"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Through the provider: started on A, completed on B, signed in on A too.
+    if let Some((dir, chrome)) = tools {
+        let via_a = Browser::new(dir, chrome, &a_base);
+        let signed = via_a.step("erin", "oidc", &["local", "erin", &b_base]);
+        assert_eq!(signed["signedIn"], true, "{}", signed["text"]);
+        assert!(
+            signed["url"].as_str().unwrap().starts_with(&b_base),
+            "{}",
+            signed["url"]
+        );
+        let (code, _, page) = curl(
+            &format!("{a_base}/sessions"),
+            None,
+            Some(&via_a.cookie("erin")),
+            None,
+        );
+        assert_eq!(code, 200, "{page}");
+        assert!(page.contains(">erin</span>"), "{page}");
+    }
+    for log in [a.log(), b.log()] {
+        assert!(!log.contains(&dana), "a token in a log");
+        assert!(!log.contains(&cookie), "a sign-in cookie in a log");
+    }
+    drop(idp);
 }
