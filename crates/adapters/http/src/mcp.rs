@@ -252,6 +252,10 @@ async fn post(
         }
     };
     let trace = meta_traceparent(&messages);
+    // A message's own trace context wins over the POST's header for the span too.
+    if let Some(tp) = &trace {
+        airlock_session::join_trace(tp);
+    }
     airlock_session::with_traceparent(
         trace,
         relay_messages(state, conn, slot, parts, bytes, messages, modern, started),
