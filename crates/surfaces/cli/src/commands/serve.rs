@@ -402,7 +402,6 @@ const LOG_CAPS: &[&str] = &[
     "rustls=info",
     "tokio_rustls=info",
     "hyper_rustls=info",
-    "reqwest=info",
     "opentelemetry=info",
     "opentelemetry_sdk=info",
     "opentelemetry-http=info",
