@@ -128,6 +128,9 @@ pub async fn serve(
         return Err(handler::drain(req, problem::token_invalid(&why)).await);
     }
     slot.count();
+    let span = tracing::Span::current();
+    span.record("session", slot.session.id());
+    span.record("principal", slot.session.principal().name.as_str());
     slot.outcome_recorded().await;
     state.mcp_pins.refresh(&route.target).await;
     let (parts, body) = req.into_parts();

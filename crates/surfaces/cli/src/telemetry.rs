@@ -450,8 +450,9 @@ mod otel {
     }
 
     /// What of a span may leave: the attributes in [`ATTRIBUTES`] (renamed), no events,
-    /// links or status text. A session or request span that never named a target (a
-    /// probe, a client that left during the handshake) is not exported at all.
+    /// links or status text. A session or request span whose client never authenticated
+    /// (no principal: a probe, a bad token, a client that left during the handshake) is
+    /// not exported at all: an unauthenticated client cannot write into the collector.
     fn scrub(mut span: SpanData) -> Option<SpanData> {
         let attributes = std::mem::take(&mut span.attributes);
         span.attributes = attributes
@@ -470,7 +471,8 @@ mod otel {
                 .map(|kv| kv.value.as_str().into_owned())
         };
         let session_span = matches!(span.name.as_ref(), "pg" | "http");
-        if session_span && text("airlock.target").is_none_or(|t| t.is_empty()) {
+        let named = |key: &str| text(key).is_some_and(|t| !t.is_empty());
+        if session_span && !(named("airlock.target") && named("airlock.principal")) {
             return None;
         }
         span.name = match span.name.as_ref() {
@@ -560,14 +562,20 @@ mod otel {
         }
 
         #[test]
-        fn a_session_span_without_a_target_is_not_exported() {
+        fn a_session_span_without_a_target_or_principal_is_not_exported() {
             assert!(scrub(span("pg", vec![KeyValue::new("client", "x")])).is_none());
-            assert!(scrub(span("http", vec![KeyValue::new("target", "")])).is_none());
+            assert!(scrub(span("pg", vec![KeyValue::new("target", "shop")])).is_none());
+            let unnamed = vec![
+                KeyValue::new("target", ""),
+                KeyValue::new("principal", "agent"),
+            ];
+            assert!(scrub(span("http", unnamed)).is_none());
             let s = scrub(span(
                 "http",
                 vec![
                     KeyValue::new("target", "tools"),
                     KeyValue::new("protocol", "mcp"),
+                    KeyValue::new("principal", "agent"),
                 ],
             ))
             .unwrap();

@@ -22,6 +22,8 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const AGENT_SPAN: &str = "00f067aa0ba902b7";
 /// Another agent span, for the HTTP request.
 const AGENT_HTTP_SPAN: &str = "b7ad6b7169203331";
+/// The span of an agent whose token is refused.
+const REFUSED_SPAN: &str = "1111222233334444";
 /// The collector's key, sent as a header from an environment variable.
 const COLLECTOR_KEY: &str = "collector-key-5e1d0c9b";
 /// Text only the statements contain: never in a span.
@@ -159,6 +161,13 @@ fn spans_join_the_agents_trace_and_carry_nothing_secret() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
 
+    // An unauthenticated client cannot write into the collector.
+    let refused = format!(
+        "{} application_name='crew traceparent=00-{TRACE}-{REFUSED_SPAN}-01'",
+        gw.conn("shop", "not-a-token")
+    );
+    assert!(!psql(&refused, &["select 1"]).ok);
+
     // The batch's timer is 5 s: stopping at once shows the flush at shutdown.
     gw.stop();
     let spans = receiver.spans_until(|s| {
@@ -215,6 +224,11 @@ fn spans_join_the_agents_trace_and_carry_nothing_secret() {
     assert_eq!(a["airlock.protocol"], "http", "{all}");
     assert_eq!(a["airlock.principal"], "agent", "{all}");
 
+    assert!(
+        spans.iter().all(|s| s["parent_span_id"] != REFUSED_SPAN),
+        "a refused connection is not exported: {all}"
+    );
+
     // Only the allowlisted attributes, on every span.
     for s in &spans {
         for key in s["attributes"].as_object().unwrap().keys() {
@@ -261,6 +275,73 @@ fn spans_join_the_agents_trace_and_carry_nothing_secret() {
         !gw.log().contains(COLLECTOR_KEY),
         "the collector's key is never logged"
     );
+}
+
+/// An MCP agent's requests: the POST's `traceparent` header, or a message's
+/// `_meta.traceparent` (which wins), is the parent of the request's span.
+#[test]
+fn mcp_requests_join_the_header_or_the_messages_trace() {
+    let receiver = Receiver::start();
+    let up = airlock_testkit::McpServer::start(&["--stateless", "--json-response"]);
+    let mut gw = AirlockBuilder::new(bin())
+        .http()
+        .policy(Some(crate::mcp_gateway::MCP_POLICY))
+        .raw_target(&format!(
+            "[[targets]]\nname = \"tools\"\nkind = \"mcp\"\nurl = \"{}\"\n",
+            up.url()
+        ))
+        .env("OTEL_COLLECTOR_KEY", COLLECTOR_KEY)
+        .extra(&telemetry_section(receiver.port))
+        .start();
+    let token = gw.token("crew", &["ai-agents"]);
+    let meta_span = "aaaabbbbccccdddd";
+    let url = format!("https://127.0.0.1:{}/tools", gw.http_port);
+    let header = format!("traceparent: 00-{TRACE}-{AGENT_HTTP_SPAN}-01");
+    let post = |body: &str| {
+        let args = [
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "accept: application/json, text/event-stream",
+            "-H",
+            &header,
+            "--data-binary",
+            body,
+        ];
+        crate::http_proxy::curl_with(&url, Some(&token), &args)
+    };
+    let (code, _, answer) = post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert_eq!(code, 200, "{answer}");
+    let (code, _, answer) = post(&format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":2}},"_meta":{{"traceparent":"00-{TRACE}-{meta_span}-01"}}}}}}"#
+    ));
+    assert_eq!(code, 200, "{answer}");
+    gw.stop();
+    let spans = receiver.spans_until(|s| {
+        s.iter()
+            .filter(|x| x["name"] == "airlock mcp request")
+            .count()
+            >= 2
+    });
+    let all = serde_json::to_string_pretty(&spans).unwrap();
+    let requests: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "airlock mcp request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{all}");
+    for r in &requests {
+        assert_eq!(r["trace_id"], TRACE, "{all}");
+        assert_eq!(r["attributes"]["airlock.target"], "tools", "{all}");
+        assert_eq!(r["attributes"]["airlock.protocol"], "mcp", "{all}");
+        assert_eq!(r["attributes"]["airlock.principal"], "crew", "{all}");
+    }
+    let parents: Vec<&Value> = requests.iter().map(|r| &r["parent_span_id"]).collect();
+    assert!(parents.contains(&&Value::from(AGENT_HTTP_SPAN)), "{all}");
+    assert!(parents.contains(&&Value::from(meta_span)), "{all}");
+    let (bodies, _) = receiver.everything();
+    assert!(!contains(&bodies, &token) && !contains(&bodies, "arguments"));
 }
 
 /// A receiver that is down does not hurt the gateway: statements work, stopping takes
