@@ -93,10 +93,11 @@ mod otel {
 
     use super::TelemetryError;
 
-    /// The spans that are exported: (tracing span name, exported name).
+    /// The spans that are exported: (tracing span name, exported name; an `http` span
+    /// is named by its protocol, see [`scrub`]).
     const SPANS: &[(&str, &str)] = &[
         ("pg", "airlock postgresql session"),
-        ("http", "airlock request"),
+        ("http", "airlock http request"),
         ("statements", "airlock statements"),
     ];
 
@@ -221,8 +222,9 @@ mod otel {
                 let header = || name.clone();
                 let key = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| TelemetryError::HeaderName { header: header() })?;
-                let mut value = match value {
-                    EnvValue::Plain(text) => HeaderValue::from_str(text),
+                let invalid = |_| TelemetryError::HeaderValue { header: header() };
+                let value = match value {
+                    EnvValue::Plain(text) => HeaderValue::from_str(text).map_err(invalid)?,
                     EnvValue::Secret(reference) => {
                         let secret = airlock_vault::resolve(reference).map_err(|source| {
                             TelemetryError::Secret {
@@ -230,15 +232,12 @@ mod otel {
                                 source,
                             }
                         })?;
-                        HeaderValue::from_str(secret.expose())
+                        let mut value = HeaderValue::from_str(secret.expose()).map_err(invalid)?;
+                        // Printed as "Sensitive" should anything debug-print a request.
+                        value.set_sensitive(true);
+                        value
                     }
-                }
-                .map_err(|_| TelemetryError::HeaderValue { header: header() })?;
-                // Printed as "Sensitive" should anything debug-print a request.
-                value.set_sensitive(matches!(
-                    config.headers.get(name),
-                    Some(EnvValue::Secret(_))
-                ));
+                };
                 Ok((key, value))
             })
             .collect()
