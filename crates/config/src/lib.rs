@@ -8,12 +8,14 @@
 mod error;
 mod load;
 mod secret_ref;
+mod telemetry;
 mod types;
 mod webhook;
 
 pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use secret_ref::{SecretRef, valid_stored_name};
+pub use telemetry::TelemetryConfig;
 pub use types::{
     ApiConfig, ApprovalsConfig, AuditConfig, Config, ConsoleConfig, EnvValue, HttpAuthConfig,
     HttpAuthForm, HttpListenerConfig, IdentityConfig, LogFormat, MaskStyleConfig,

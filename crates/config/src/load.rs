@@ -74,6 +74,11 @@ fn rebase(config: &mut Config, base: &Path) {
     if let Some(k) = config.secrets.master_key.as_mut() {
         k.rebase(base);
     }
+    if let Some(t) = config.telemetry.as_mut() {
+        for secret in t.secret_refs_mut() {
+            secret.rebase(base);
+        }
+    }
     if let Some(http) = config.http.as_mut() {
         http.tls_cert.as_mut().map(join);
         http.tls_key.as_mut().map(join);
@@ -221,6 +226,10 @@ fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError>
     }
     check_console(config).map_err(|m| invalid(key_line(text, "oidc_provider"), m))?;
     check_store(config).map_err(|m| invalid(key_line(text, "url"), m))?;
+    if let Some(t) = &config.telemetry {
+        crate::telemetry::check(t)
+            .map_err(|(key, m)| invalid(section_key_line(text, "telemetry", key), m))?;
+    }
     let sync_interval = config.audit.sync_interval;
     if sync_interval < Duration::from_millis(1) || sync_interval > Duration::from_secs(1) {
         return Err(invalid(
@@ -572,6 +581,35 @@ fn key_line(text: &str, key: &str) -> usize {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map_or(0, |i| i + 1)
+}
+
+/// 1-based line of `key = ...` within section `[section]` (or its sub-tables), else of
+/// the section's header; 0 when the section is not written as a table.
+fn section_key_line(text: &str, section: &str, key: &str) -> usize {
+    let header = format!("[{section}]");
+    let sub = format!("[{section}.");
+    let Some(start) = text.lines().position(|l| l.trim() == header) else {
+        return 0;
+    };
+    let in_section = text
+        .lines()
+        .enumerate()
+        .skip(start + 1)
+        .take_while(|(_, l)| {
+            let l = l.trim_start();
+            !l.starts_with('[') || l.starts_with(&sub)
+        });
+    for (i, l) in in_section {
+        let l = l.trim_start();
+        let named = l.strip_prefix(key).is_some_and(|rest| {
+            let rest = rest.trim_start();
+            rest.starts_with('=') || rest.starts_with('.')
+        }) || l.starts_with(&format!("[{section}.{key}]"));
+        if named {
+            return i + 1;
+        }
+    }
+    start + 1
 }
 
 /// 1-based line and column of a byte offset.
@@ -1025,5 +1063,53 @@ auth = { bearer = "env:BILLING_TOKEN" }
             .unwrap_err()
             .to_string();
         assert!(e.contains("for kind = \"kubernetes\""), "{e}");
+    }
+
+    #[test]
+    fn telemetry_is_optional_and_its_errors_name_the_key_and_line() {
+        assert!(parse(MINIMAL).unwrap().telemetry.is_none());
+        let c = parse(&format!(
+            "{MINIMAL}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[telemetry.headers]\nauthorization = \"file:otel-token\"\n"
+        ))
+        .unwrap();
+        let t = c.telemetry.unwrap();
+        assert_eq!(t.service_name, "airlock");
+        assert_eq!(
+            t.secret_refs().next(),
+            Some(&crate::SecretRef::File("/etc/airlock/otel-token".into()))
+        );
+        let text = format!(
+            "{MINIMAL}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 2.0\n"
+        );
+        let line = text.lines().count();
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(":{line}: [telemetry] sample_ratio")),
+            "{err}"
+        );
+        let text = format!(
+            "{MINIMAL}\n[telemetry]\notlp_endpoint = \"http://collector:4318\"\n[telemetry.headers]\nauthorization = \"env:A\"\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                ":{}: [telemetry] headers",
+                text.lines().count() - 1
+            )),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}\n[telemetry]\nendpoint = \"http://h\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `endpoint`"), "{err}");
+        // A changed section takes effect on restart only.
+        let a = parse(MINIMAL).unwrap();
+        let b = parse(&format!(
+            "{MINIMAL}\n[telemetry]\notlp_endpoint = \"http://h:4318\"\n"
+        ))
+        .unwrap();
+        assert_eq!(b.restart_only_changes(&a), vec!["[telemetry]"]);
     }
 }

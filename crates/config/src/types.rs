@@ -52,6 +52,10 @@ pub struct Config {
     /// `data_dir` by default, or a PostgreSQL database shared by several replicas.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Export of Airlock's own spans to an OpenTelemetry collector (OTLP over HTTP);
+    /// absent means nothing is exported.
+    #[serde(default)]
+    pub telemetry: Option<crate::TelemetryConfig>,
 }
 
 /// `[store]`.
@@ -648,6 +652,9 @@ impl Config {
         if self.api != other.api {
             changed.push("[api]");
         }
+        if self.telemetry != other.telemetry {
+            changed.push("[telemetry]");
+        }
         changed
     }
 }
@@ -864,7 +871,7 @@ fn default_handshake_timeout() -> Duration {
 }
 
 /// Durations written as `"10s"`, `"2m"`, `"1h 30m"`.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

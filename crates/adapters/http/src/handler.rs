@@ -61,7 +61,24 @@ pub async fn handle(
         return json_response(status, &doc);
     }
     if matches!(req.uri().path(), "/mcp" | "/mcp/") {
-        return match crate::mcp::own::serve(&state, &conn, req).await {
+        let span = tracing::info_span!(
+            "http",
+            target = "mcp",
+            protocol = "mcp",
+            principal = tracing::field::Empty
+        );
+        let own = async {
+            if let Some(tp) = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(airlock_model::find_traceparent)
+            {
+                airlock_session::join_trace(&tp);
+            }
+            crate::mcp::own::serve(&state, &conn, req).await
+        };
+        return match tracing::Instrument::instrument(own, span).await {
             Ok(r) => r,
             Err(problem) => {
                 let mut response = problem.response();
@@ -82,6 +99,11 @@ pub async fn handle(
         .ok()
         .and_then(|r| state.gateway.runtime().target(&r.target));
     let routed_name = routed.as_ref().map(|t| t.model.name.clone());
+    let protocol = match routed.as_ref().map(|t| t.model.kind) {
+        Some(TargetKind::Kubernetes) => "kubernetes",
+        Some(TargetKind::Mcp) => "mcp",
+        _ => "http",
+    };
     let kubernetes = routed
         .as_ref()
         .is_some_and(|t| t.model.kind == TargetKind::Kubernetes);
@@ -89,13 +111,15 @@ pub async fn handle(
         .filter(|t| t.model.kind == TargetKind::Mcp)
         .map(|t| t.model.name.clone());
     // Every log line of the request names its session, principal and target (JSON logs
-    // carry them as fields).
+    // carry them as fields). They are also what Airlock's exported spans carry (see
+    // `[telemetry]`): never a token, a body or a query.
     let span = tracing::info_span!(
         "http",
         target = mcp_target
             .as_deref()
             .or(routed_name.as_deref())
             .unwrap_or(""),
+        protocol,
         session = tracing::field::Empty,
         principal = tracing::field::Empty
     );
@@ -169,6 +193,10 @@ async fn serve(
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(airlock_model::find_traceparent);
+    // The request's span continues the agent's trace (when spans are exported).
+    if let Some(tp) = &traceparent {
+        airlock_session::join_trace(tp);
+    }
     if state
         .gateway
         .runtime()

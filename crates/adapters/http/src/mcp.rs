@@ -128,6 +128,9 @@ pub async fn serve(
         return Err(handler::drain(req, problem::token_invalid(&why)).await);
     }
     slot.count();
+    let span = tracing::Span::current();
+    span.record("session", slot.session.id());
+    span.record("principal", slot.session.principal().name.as_str());
     slot.outcome_recorded().await;
     state.mcp_pins.refresh(&route.target).await;
     let (parts, body) = req.into_parts();
@@ -252,6 +255,10 @@ async fn post(
         }
     };
     let trace = meta_traceparent(&messages);
+    // A message's own trace context wins over the POST's header for the span too.
+    if let Some(tp) = &trace {
+        airlock_session::join_trace(tp);
+    }
     airlock_session::with_traceparent(
         trace,
         relay_messages(state, conn, slot, parts, bytes, messages, modern, started),

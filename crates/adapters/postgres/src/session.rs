@@ -49,7 +49,9 @@ pub async fn handle(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("pg", client = %peer, session = tracing::field::Empty, principal = tracing::field::Empty, target = tracing::field::Empty);
+    // Its fields are what Airlock's exported spans carry (see `[telemetry]`): never a
+    // token, statement or parameter.
+    let span = tracing::info_span!("pg", client = %peer, protocol = "postgresql", session = tracing::field::Empty, principal = tracing::field::Empty, target = tracing::field::Empty);
     async move {
         if let Origin::Tcp(tcp) = &origin {
             let _ = tcp.set_nodelay(true);
@@ -70,6 +72,8 @@ pub async fn handle(
             Ok(Ok(None)) => return,
             Ok(Ok(Some(hello))) => hello,
         };
+        // The target asked for, also when the connection is refused.
+        tracing::Span::current().record("target", hello.target.as_str());
         let Some(ready) = open(&state, hello, peer).await else {
             return;
         };
@@ -82,7 +86,6 @@ pub async fn handle(
         } = ready;
         tracing::Span::current().record("session", session.id());
         tracing::Span::current().record("principal", session.principal().name.as_str());
-        tracing::Span::current().record("target", session.target().model.name.as_str());
         let upstream::Upstream {
             mut io,
             key,
@@ -386,6 +389,8 @@ async fn open(state: &AdapterState, hello: Hello, peer: SocketAddr) -> Option<Re
         .filter_map(|p| param(p))
         .find_map(|v| airlock_model::find_traceparent(&v))
     {
+        // The session's span continues the agent's trace (when spans are exported).
+        airlock_session::join_trace(&tp);
         detail.insert("traceparent".into(), tp.into());
     }
     detail.insert("tls".into(), tls.into());

@@ -17,6 +17,6 @@ pub use gateway::{ConnectRefusal, ConnectRequest, Gateway};
 pub use hold::{Held, HoldFailure, HoldOutcome, HoldTicket, Waiting};
 pub use runtime::{Runtime, RuntimeError, Target};
 pub use session::{EventDraft, Session};
-pub use trace::with_traceparent;
+pub use trace::{TraceJoiner, join_trace, set_trace_joiner, with_traceparent};
 
 pub use airlock_recorder::{Pending, Receipt, RecorderError};

@@ -7,8 +7,14 @@
 //! A task-local rather than a parameter: one agent request records events in several
 //! places (the call, its decision, a hold's steps, the result), and each adapter would
 //! otherwise thread the value through all of them.
+//!
+//! When Airlock exports its own spans (`[telemetry]`), an adapter also calls
+//! [`join_trace`] so that its session or request span becomes a child of the agent's
+//! span: the agent's trace then shows Airlock. How that is done belongs to the exporter
+//! (installed with [`set_trace_joiner`]); without one, joining does nothing.
 
 use std::future::Future;
+use std::sync::OnceLock;
 
 tokio::task_local! {
     static TRACEPARENT: String;
@@ -21,6 +27,26 @@ pub async fn with_traceparent<F: Future>(traceparent: Option<String>, f: F) -> F
     match traceparent {
         Some(tp) => TRACEPARENT.scope(tp, f).await,
         None => f.await,
+    }
+}
+
+/// Makes `span` a child of the agent's trace `traceparent` (already validated).
+pub type TraceJoiner = fn(&tracing::Span, &str);
+
+static JOINER: OnceLock<TraceJoiner> = OnceLock::new();
+
+/// Installs how spans join agents' traces (once, at start-up); `false` when one is
+/// already installed.
+pub fn set_trace_joiner(joiner: TraceJoiner) -> bool {
+    JOINER.set(joiner).is_ok()
+}
+
+/// Makes the current span (an adapter's session or request span, before any child span
+/// of it starts) a child of the agent's span in `traceparent` (validated, e.g. by
+/// `airlock_model::find_traceparent`). Does nothing unless spans are exported.
+pub fn join_trace(traceparent: &str) {
+    if let Some(join) = JOINER.get() {
+        join(&tracing::Span::current(), traceparent);
     }
 }
 

@@ -233,6 +233,10 @@ pub fn config_uses_stored(config: &Config) -> bool {
             .webhooks
             .iter()
             .any(|w| w.secret.as_ref().is_some_and(stored) || w.url.starts_with("secret:"))
+        || config
+            .telemetry
+            .as_ref()
+            .is_some_and(|t| t.secret_refs().any(stored))
 }
 
 /// Opens the stored secrets the configuration needs and installs them for

@@ -78,6 +78,7 @@ pub async fn serve(
         Ok(p) => p,
         Err(why) => return Err(handler::drain(req, problem::token_invalid(&why)).await),
     };
+    tracing::Span::current().record("principal", principal.name.as_str());
     if req.method() != Method::POST {
         let p = Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,

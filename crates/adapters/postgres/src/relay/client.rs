@@ -15,6 +15,7 @@ use airlock_session::{EventDraft, HoldTicket, Session};
 use bytes::BytesMut;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tracing::Instrument;
 
 use super::inspect::{Grant, Step};
 use super::state::{Expect, ResultFacts, Shared};
@@ -122,40 +123,42 @@ pub(super) async fn client_to_server(
             Ok(run) => run,
             Err(end) => return end,
         };
-        let decided = run.drafts.iter().filter(|d| d.decision.is_some()).count();
-        let strict = std::mem::take(&mut client.may_change) || run.after.is_some();
-        if let Err(end) = client.record(run.drafts, strict).await {
-            return end;
-        }
-        let extended_open = client.extended_open;
-        shared.with(|s| {
-            // Published once per run: the pool reads it when the session ends.
-            s.extended_open = extended_open;
-            if run.forward > 0 {
-                s.outstanding += run.syncs;
-                s.mark = Instant::now();
-            }
-        });
-        if run.forward > 0 {
-            let chunk = buf.split_to(run.forward);
-            if let Err(e) = client.write_run(up, &chunk).await {
-                return upstream_write_failed(e).await;
-            }
-        }
-        if decided > 0 {
-            client.session.metrics().forwarded(arrived, decided);
-        }
-        client.added.clear();
-        let next = match run.after {
-            // Nothing complete to act on: read more.
-            None if run.forward == 0 => read_client(&mut rd, &mut buf).await,
-            None => Ok(()),
-            Some(after) => client.finish_run(after, &mut rd, &mut buf, up).await,
-        };
+        let span = statements_span(&run.drafts);
+        let next = client
+            .handle_run(run, arrived, &mut rd, &mut buf, up)
+            .instrument(span)
+            .await;
         if let Err(end) = next {
             return end;
         }
     }
+}
+
+/// The span of a run's statements, from their decision until they are forwarded (or
+/// refused, or released from a hold): how many, and the strictest decision. Never
+/// their text. Debug level: made only when something takes it (an exporter of spans,
+/// `AIRLOCK_LOG=debug`); none when the run decides nothing.
+fn statements_span(drafts: &[EventDraft]) -> tracing::Span {
+    let mut decided = 0usize;
+    let mut strictest = "";
+    for label in drafts.iter().filter_map(|d| d.decision) {
+        decided += 1;
+        let rank = |l: &str| match l {
+            "deny" => 3,
+            "hold" => 2,
+            "" => 0,
+            _ => 1,
+        };
+        if rank(label) > rank(strictest) {
+            strictest = label;
+        }
+    }
+    if decided == 0 {
+        return tracing::Span::none();
+    }
+    // An i64: exporters take signed integers (an unsigned one would become text).
+    let count = i64::try_from(decided).unwrap_or(i64::MAX);
+    tracing::debug_span!("statements", count, decision = strictest)
 }
 
 impl<'a> ClientSide<'a> {
@@ -188,6 +191,47 @@ impl<'a> ClientSide<'a> {
 }
 
 impl ClientSide<'_> {
+    /// Records a scanned run, forwards its frames and does what the frame that ended it
+    /// calls for; `Err` when the relay ends.
+    async fn handle_run(
+        &mut self,
+        run: Run,
+        arrived: Instant,
+        rd: &mut ReadHalf<BoxIo>,
+        buf: &mut BytesMut,
+        up: &mut WriteHalf<BoxIo>,
+    ) -> Result<(), End> {
+        let shared = self.shared;
+        let decided = run.drafts.iter().filter(|d| d.decision.is_some()).count();
+        let strict = std::mem::take(&mut self.may_change) || run.after.is_some();
+        self.record(run.drafts, strict).await?;
+        let extended_open = self.extended_open;
+        shared.with(|s| {
+            // Published once per run: the pool reads it when the session ends.
+            s.extended_open = extended_open;
+            if run.forward > 0 {
+                s.outstanding += run.syncs;
+                s.mark = Instant::now();
+            }
+        });
+        if run.forward > 0 {
+            let chunk = buf.split_to(run.forward);
+            if let Err(e) = self.write_run(up, &chunk).await {
+                return Err(upstream_write_failed(e).await);
+            }
+        }
+        if decided > 0 {
+            self.session.metrics().forwarded(arrived, decided);
+        }
+        self.added.clear();
+        match run.after {
+            // Nothing complete to act on: read more.
+            None if run.forward == 0 => read_client(rd, buf).await,
+            None => Ok(()),
+            Some(after) => self.finish_run(after, rd, buf, up).await,
+        }
+    }
+
     /// Scans the complete frames at the front of `buf`, inspecting each statement
     /// message, up to the first that cannot simply be forwarded (or the end of what was
     /// read). `passthrough` carries the rest of a streamed CopyData frame across reads.

@@ -65,6 +65,14 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
+    // The collector's headers: their references resolve to values a header can carry
+    // (and this build can export at all).
+    if let Some(t) = &config.telemetry
+        && let Err(e) = crate::telemetry::check(t)
+    {
+        eprintln!("{}: {e}", path.display());
+        return Ok(ExitCode::from(1));
+    }
     let runtime = match Runtime::build(config) {
         Ok(r) => r,
         Err(e) => {

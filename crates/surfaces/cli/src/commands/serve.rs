@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::context::{
     audit_key, ensure_data_dir, load_config, load_stored_secrets, open_store_with,
 };
+use crate::telemetry::Telemetry;
 
 /// How often approval requests whose time is up are marked expired.
 const APPROVAL_SWEEP: Duration = Duration::from_secs(5);
@@ -140,7 +141,7 @@ fn console(
 
 pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
-    init_tracing(config.server.log_format);
+    let telemetry = init_tracing(config.server.log_format, config.telemetry.as_ref())?;
     ensure_data_dir(&config)?;
     let _lock = lock_data_dir(&config)?;
     let mode = if migrate {
@@ -197,6 +198,11 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
         );
     }
     load_stored_secrets(&config, &*store).await?;
+    // The collector's headers may be stored secrets: resolved now, before any session.
+    if let (Some(t), Some(c)) = (&telemetry, &config.telemetry) {
+        t.set_headers(c)?;
+        tracing::info!(endpoint = %c.traces_url(), sample_ratio = c.sample_ratio, "telemetry: exporting spans over OTLP/HTTP");
+    }
     let runtime = Runtime::build(config.clone()).context("cannot load the configuration")?;
     // Decisions taken through the API and expiries go to the gateway's audit session.
     let audit = Arc::new(GatewayAudit::new(recorder.clone()));
@@ -275,7 +281,7 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                reload(path, &config, &gateway, &*store).await;
+                reload(path, &config, &gateway, &*store, telemetry.as_ref()).await;
                 seen = super::watch::fingerprint(path, &gateway.runtime().config);
             }
             _ = tick.tick(), if config.server.watch => {
@@ -284,7 +290,7 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
                     // Let a writer finish (an editor's save, a mount's swap) first.
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     tracing::info!("a watched file changed; reloading");
-                    reload(path, &config, &gateway, &*store).await;
+                    reload(path, &config, &gateway, &*store, telemetry.as_ref()).await;
                     seen = super::watch::fingerprint(path, &gateway.runtime().config);
                 }
             }
@@ -318,6 +324,10 @@ pub async fn run(path: &Path, migrate: bool) -> anyhow::Result<ExitCode> {
     } else {
         tracing::info!("stopped; every record is in the journal and synced");
     }
+    // Every session's span has ended: what is still queued goes to the collector.
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -328,6 +338,7 @@ async fn reload(
     running: &Config,
     gateway: &Gateway,
     store: &dyn airlock_store::Store,
+    telemetry: Option<&Telemetry>,
 ) {
     let config = match airlock_config::load_file(path) {
         Ok(c) => c,
@@ -345,39 +356,78 @@ async fn reload(
     if !ignored.is_empty() {
         tracing::warn!(settings = %ignored.join(", "), "these settings change only on restart; the running values stay");
     }
+    // The collector's headers are re-read (a rotated key) when the section is unchanged;
+    // a changed section takes effect on restart (named above).
+    let headers = match (telemetry, &config.telemetry) {
+        (Some(t), Some(c)) if config.telemetry == running.telemetry => Some((t, c.clone())),
+        _ => None,
+    };
     match Runtime::build(config) {
         Ok(runtime) => {
             gateway.reload(runtime);
+            if let Some((t, c)) = headers
+                && let Err(e) = t.set_headers(&c)
+            {
+                tracing::error!(error = %e, "telemetry: keeping the collector headers in force");
+            }
             tracing::info!("configuration and secrets reloaded");
         }
         Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr (filtered by `AIRLOCK_LOG`) and, with `[telemetry]`, exports the
+/// adapters' spans (see `crate::telemetry`; its own filter, whatever `AIRLOCK_LOG` says).
+fn init_tracing(
+    format: LogFormat,
+    telemetry: Option<&airlock_config::TelemetryConfig>,
+) -> anyhow::Result<Option<Telemetry>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let (telemetry, spans) = match telemetry {
+        Some(config) => {
+            let (t, layer) = Telemetry::start(config)?;
+            (Some(t), Some(layer))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(spans);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => registry.with(logs.json().with_filter(log_filter())).init(),
+        LogFormat::Text => registry.with(logs.with_filter(log_filter())).init(),
+    }
+    Ok(telemetry)
+}
+
+/// Caps on libraries' logs, whatever `AIRLOCK_LOG` asks. The HTTP and TLS libraries'
+/// debug and trace events carry header values (an agent's token, a target's credential,
+/// a collector's key) and payloads: they log at info at most, so that logs at any level
+/// hold no secret. The OTLP exporter warns on every failed export (and its debug events
+/// carry collector answers): Airlock warns about failing exports itself, now and then.
+const LOG_CAPS: &[&str] = &[
+    "h2=info",
+    "hyper=info",
+    "hyper_util=info",
+    "rustls=info",
+    "tokio_rustls=info",
+    "hyper_rustls=info",
+    "opentelemetry=info",
+    "opentelemetry_sdk=info",
+    "opentelemetry-http=info",
+    "opentelemetry-otlp=error",
+];
+
+/// What is logged: `AIRLOCK_LOG` (default `info`), with [`LOG_CAPS`].
+fn log_filter() -> tracing_subscriber::EnvFilter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The HTTP and TLS libraries' debug and trace events carry header values (an
-    // agent's token, a target's credential) and payloads: whatever AIRLOCK_LOG asks,
-    // they log at info at most, so that logs at any level hold no secret.
-    let filter = [
-        "h2",
-        "hyper",
-        "hyper_util",
-        "rustls",
-        "tokio_rustls",
-        "hyper_rustls",
-    ]
-    .iter()
-    .filter_map(|target| format!("{target}=info").parse().ok())
-    .fold(filter, tracing_subscriber::EnvFilter::add_directive);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    LOG_CAPS
+        .iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive)
 }
 
 /// The chain this gateway records into (see `airlock_store::chains`), claimed: the one
@@ -472,4 +522,19 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
         )
     })?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_log_cap_is_a_directive() {
+        for cap in LOG_CAPS {
+            assert!(
+                cap.parse::<tracing_subscriber::filter::Directive>().is_ok(),
+                "{cap}"
+            );
+        }
+    }
 }

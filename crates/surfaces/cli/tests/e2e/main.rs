@@ -42,6 +42,7 @@ mod raw;
 mod replicas;
 mod secrets;
 mod store_admin;
+mod telemetry;
 
 use std::process::{Command, Stdio};
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::bin;
 use crate::http_proxy::curl_with;
 
-const MCP_POLICY: &str = r#"
+pub(crate) const MCP_POLICY: &str = r#"
 @id("connect")
 permit(principal in Group::"ai-agents", action == Action::"connect", resource);
 @id("add")
