@@ -139,34 +139,14 @@ pub async fn serve(
     let header_trace = traceparent(&parts.headers);
     airlock_session::with_traceparent(header_trace, async move {
         match parts.method {
-            Method::GET => {
-                record(
-                    &slot,
-                    "GET (server event stream)",
-                    Some("allow"),
-                    json!({ "http": "GET" }),
-                )
-                .await?;
-                slot.session.metrics().forwarded(started, 1);
-                forward(
-                    state,
-                    conn,
-                    &slot,
-                    &parts,
-                    Bytes::new(),
-                    HashMap::new(),
-                    started,
-                )
-                .await
-            }
-            Method::DELETE => {
-                record(
-                    &slot,
-                    "DELETE (end session)",
-                    Some("allow"),
-                    json!({ "http": "DELETE" }),
-                )
-                .await?;
+            // No body: recorded as what it is, then relayed.
+            Method::GET | Method::DELETE => {
+                let (shown, http) = if parts.method == Method::GET {
+                    ("GET (server event stream)", "GET")
+                } else {
+                    ("DELETE (end session)", "DELETE")
+                };
+                record(&slot, shown, Some("allow"), json!({ "http": http })).await?;
                 slot.session.metrics().forwarded(started, 1);
                 let response = forward(
                     state,
@@ -178,7 +158,9 @@ pub async fn serve(
                     started,
                 )
                 .await;
-                if let Some(id) = &session_id {
+                if parts.method == Method::DELETE
+                    && let Some(id) = &session_id
+                {
                     state.mcp_sessions.remove(id, "mcp_session_deleted").await;
                 }
                 response

@@ -193,3 +193,17 @@ pub fn pending_for(gw: &airlock_testkit::Airlock, statement: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Polls `ok` every 100 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: std::time::Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use airlock_testkit::{AirlockBuilder, Postgres, free_port, psql};
 
-use crate::bin;
 use crate::postgres_policy::READ_ONLY;
+use crate::{bin, wait_until};
 
 fn get(url: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -564,20 +564,6 @@ fn a_gateway_records_into_a_postgresql_store() {
     assert!(s["events"].as_array().unwrap().len() >= 3, "{s}");
     let verify = gw.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
-}
-
-/// Polls `ok` every 200 ms until it holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// What a statement on a raw session got: answered, or refused with (SQLSTATE, message).

@@ -17,23 +17,9 @@ use airlock_testkit::{APP_PASSWORD, Airlock, AirlockBuilder, Postgres, psql};
 use serde_json::Value;
 
 use crate::raw::{Msg, Raw, message};
-use crate::{Fixture, bin, events_of, finish};
+use crate::{Fixture, bin, events_of, finish, wait_until};
 
 // === helpers ===
-
-/// Polls `ok` every 100 ms until it holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A gateway in front of a PostgreSQL cluster of the test's own, which the test may
 /// kill and restart. Plaintext is allowed on loopback, for the raw client.
